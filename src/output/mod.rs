@@ -1,0 +1,15 @@
+//! Run outputs: what a run directory holds, how it is collected during a run, written
+//! atomically, and read back.
+//!
+//! A run directory has `summary.json` (metadata, totals and per-stream fingerprints),
+//! `series.csv` (one row per bucket per stream) and, when asked, `events.jsonl` (every event in
+//! the seed's `StreamEvent` shape). Everything written is a pure function of the run's inputs:
+//! no wall-clock time, host name or absolute path appears in it.
+
+pub mod collector;
+pub mod events;
+pub mod run_dir;
+pub mod series;
+
+pub use collector::RunCollector;
+pub use run_dir::{OutputError, RunDirectory, Summary};

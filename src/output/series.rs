@@ -1,0 +1,108 @@
+//! `series.csv`: one row per bucket per stream, bucket-major, and its reader.
+//!
+//! Columns: `timestamp` (bucket start, ISO 8601), `stream`, `value` — the event count of a
+//! count stream, or the mean reading of a gauge with 3 decimals (empty when a gauge had no
+//! reading in the bucket).
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::collector::RunCollector;
+use super::run_dir::OutputError;
+use crate::run::RunPlan;
+
+pub const SERIES_HEADER: &str = "timestamp,stream,value";
+
+/// Formats a bucket value as written.
+pub fn format_value(value: Option<f64>, is_gauge: bool) -> String {
+    match value {
+        None => String::new(),
+        Some(v) if is_gauge => format!("{v:.3}"),
+        Some(v) => format!("{}", v as u64),
+    }
+}
+
+pub fn write_series<W: Write>(
+    plan: &RunPlan,
+    collector: &RunCollector,
+    out: &mut W,
+) -> io::Result<()> {
+    writeln!(out, "{SERIES_HEADER}")?;
+    let epoch = plan.epoch();
+    for bucket in 0..collector.n_buckets() {
+        let start = epoch.absolute_ms(bucket as u64 * plan.script.bucket_ms);
+        let timestamp = chrono::DateTime::from_timestamp_millis(start)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        for stream in &plan.catalog.streams {
+            let index = stream.id.index();
+            let value = format_value(
+                collector.bucket_value(bucket, index),
+                collector.is_gauge(index),
+            );
+            writeln!(out, "{timestamp},{},{value}", stream.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// One row of `series.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub timestamp: String,
+    pub stream: String,
+    pub value: Option<f64>,
+}
+
+/// Reads `series.csv`, keeping only rows of `stream` when given.
+pub fn read_series(path: &Path, stream: Option<&str>) -> Result<Vec<SeriesRow>, OutputError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let malformed = |line: usize, message: String| OutputError::Malformed {
+        path: path.to_path_buf(),
+        line: Some(line),
+        message,
+    };
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header == SERIES_HEADER => {}
+        _ => {
+            return Err(malformed(
+                1,
+                format!("expected the header `{SERIES_HEADER}`"),
+            ))
+        }
+    }
+    let mut rows = Vec::new();
+    for (index, line) in lines {
+        let mut fields = line.splitn(3, ',');
+        let (Some(timestamp), Some(name), Some(value)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(malformed(
+                index + 1,
+                "expected 3 comma-separated fields".to_string(),
+            ));
+        };
+        if stream.is_some_and(|s| s != name) {
+            continue;
+        }
+        let value = if value.is_empty() {
+            None
+        } else {
+            Some(
+                value
+                    .parse::<f64>()
+                    .map_err(|_| malformed(index + 1, format!("`{value}` is not a number")))?,
+            )
+        };
+        rows.push(SeriesRow {
+            timestamp: timestamp.to_string(),
+            stream: name.to_string(),
+            value,
+        });
+    }
+    Ok(rows)
+}

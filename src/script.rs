@@ -1,0 +1,180 @@
+//! Run scripts: the YAML file that names a run, its seed, epoch, duration, bucket size and
+//! catalog. Parsed in two stages, a raw serde shape and a validated [`Script`].
+//!
+//! The format is designed to grow: later sections (a scenario timeline, external events) are
+//! new top-level keys. Unknown keys are errors today, so a script written for a newer version
+//! fails loudly instead of running without the part this version does not understand.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::Deserialize;
+
+use crate::diagnostics::{locate, parse_duration_ms, Diagnostic};
+use crate::engine::{MS_PER_DAY, MS_PER_MINUTE};
+use crate::market::catalog::hex_sha256;
+
+pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
+/// The longest run a script may ask for.
+pub const MAX_DURATION_MS: u64 = 366 * MS_PER_DAY;
+pub const MIN_BUCKET_MS: u64 = MS_PER_MINUTE;
+pub const MAX_BUCKET_MS: u64 = MS_PER_DAY;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScript {
+    name: String,
+    #[serde(default)]
+    description: String,
+    seed: u64,
+    start: DateTime<Utc>,
+    duration: String,
+    #[serde(default = "default_bucket")]
+    bucket: String,
+    #[serde(default)]
+    catalog: Option<PathBuf>,
+}
+
+fn default_bucket() -> String {
+    "1h".to_string()
+}
+
+/// Where the catalog comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSource {
+    Embedded,
+    /// A path as resolved against the script's folder.
+    File(PathBuf),
+}
+
+/// A validated run script.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The path the script was read from, as the user gave it.
+    pub path: PathBuf,
+    pub sha256: String,
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub start: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub bucket_ms: u64,
+    pub catalog: CatalogSource,
+}
+
+impl Script {
+    /// Reads and validates a script file.
+    pub fn load(path: &Path) -> Result<Script, Diagnostic> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::new(path, format!("cannot read script: {e}")))?;
+        Script::parse(path, &source)
+    }
+
+    /// Validates script text; `path` names it in diagnostics and resolves a relative catalog.
+    pub fn parse(path: &Path, source: &str) -> Result<Script, Diagnostic> {
+        if source.len() > MAX_SCRIPT_BYTES {
+            return Err(Diagnostic::new(
+                path,
+                format!(
+                    "script is {} bytes; the limit is {MAX_SCRIPT_BYTES}",
+                    source.len()
+                ),
+            ));
+        }
+        let raw: RawScript =
+            serde_yaml::from_str(source).map_err(|e| Diagnostic::from_yaml(path, &e))?;
+        let at = |key: &str| locate(source, &[&format!("{key}:")]);
+
+        let name_ok = !raw.name.is_empty()
+            && raw.name.len() <= 64
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !name_ok {
+            return Err(
+                Diagnostic::new(path, format!("`{}` is not a run name", raw.name))
+                    .at(at("name"))
+                    .with_help("use 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' and '.'"),
+            );
+        }
+        if !(1970..=9999).contains(&raw.start.year()) {
+            return Err(
+                Diagnostic::new(path, format!("start {} is out of range", raw.start))
+                    .at(at("start"))
+                    .with_help("allowed: years 1970 to 9999"),
+            );
+        }
+        let duration_ms = parse_duration_ms(&raw.duration)
+            .map_err(|m| Diagnostic::new(path, m).at(at("duration")))?;
+        let bucket_ms = parse_duration_ms(&raw.bucket)
+            .map_err(|m| Diagnostic::new(path, m).at(at("bucket")))?;
+        check_duration(duration_ms).map_err(|m| Diagnostic::new(path, m).at(at("duration")))?;
+        if !(MIN_BUCKET_MS..=MAX_BUCKET_MS).contains(&bucket_ms) || MS_PER_DAY % bucket_ms != 0 {
+            return Err(Diagnostic::new(path, format!("bucket `{}` is not allowed", raw.bucket))
+                .at(at("bucket"))
+                .with_help("allowed: 1m to 1d, dividing a day evenly (1m, 5m, 15m, 30m, 1h, 2h, 6h, 1d …)"));
+        }
+        let catalog = match raw.catalog {
+            None => CatalogSource::Embedded,
+            Some(relative) => {
+                let folder = path.parent().unwrap_or(Path::new(""));
+                CatalogSource::File(folder.join(relative))
+            }
+        };
+        Ok(Script {
+            path: path.to_path_buf(),
+            sha256: hex_sha256(source.as_bytes()),
+            name: raw.name,
+            description: raw.description,
+            seed: raw.seed,
+            start: raw.start,
+            duration_ms,
+            bucket_ms,
+            catalog,
+        })
+    }
+}
+
+/// Checks a run length against the limits.
+pub fn check_duration(duration_ms: u64) -> Result<(), String> {
+    if duration_ms == 0 || duration_ms > MAX_DURATION_MS {
+        Err(format!(
+            "a run lasts from 1 ms to 366 days; {} asked",
+            humantime::format_duration(std::time::Duration::from_millis(duration_ms))
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Script, String> {
+        Script::parse(Path::new("s.yaml"), text).map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn minimal_script_gets_defaults() {
+        let script = parse("name: a\nseed: 1\nstart: 2025-01-01T00:00:00Z\nduration: 2d\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(script.bucket_ms, 3_600_000);
+        assert_eq!(script.duration_ms, 2 * MS_PER_DAY);
+        assert_eq!(script.catalog, CatalogSource::Embedded);
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let error =
+            parse("name: a\nseed: 1\nstart: 2025-01-01T00:00:00Z\nduration: 2d\nbucket: 7m\n");
+        assert_eq!(
+            error
+                .err()
+                .as_deref()
+                .map(|e| e.lines().next().unwrap_or("")),
+            Some("s.yaml:5:1: bucket `7m` is not allowed")
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! Catalog validation: each fixture in `fixtures/invalid-catalog` edits the embedded catalog and
+//! must be refused with a located message; arbitrary input must never panic the loaders.
+
+use std::path::Path;
+
+use marketsim::market::catalog::{Catalog, EMBEDDED_CATALOG};
+use marketsim::script::Script;
+use proptest::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct Edit {
+    replace: String,
+    with: String,
+}
+
+#[test]
+fn invalid_catalogs_are_refused_with_a_located_message() {
+    insta::glob!("../fixtures/invalid-catalog", "*.yaml", |path| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let edit: Edit =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            EMBEDDED_CATALOG.contains(&edit.replace),
+            "{}: `replace` text not found in the catalog",
+            path.display()
+        );
+        let edited = EMBEDDED_CATALOG.replacen(&edit.replace, &edit.with, 1);
+        match Catalog::parse(Path::new("marketplace.yaml"), &edited) {
+            Ok(_) => panic!("{}: the edited catalog was accepted", path.display()),
+            Err(diagnostic) => insta::assert_snapshot!(diagnostic.to_string()),
+        }
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Arbitrary text never panics the script loader.
+    #[test]
+    fn arbitrary_text_never_panics_the_script_loader(text in "\\PC{0,400}") {
+        let _ = Script::parse(Path::new("s.yaml"), &text);
+    }
+
+    /// YAML-shaped text built from the script's own keys never panics it either.
+    #[test]
+    fn yaml_shaped_scripts_never_panic(
+        keys in proptest::collection::vec(prop_oneof![
+            Just("name"), Just("seed"), Just("start"), Just("duration"), Just("bucket"), Just("catalog"), Just("extra")
+        ], 0..8),
+        values in proptest::collection::vec(prop_oneof![
+            Just("a".to_string()), Just("-1".to_string()), Just("1e400".to_string()), Just("2025-01-01T00:00:00Z".to_string()),
+            Just("0s".to_string()), Just("999999d".to_string()), Just("[1, 2]".to_string()), Just("{a: b}".to_string()),
+            Just("~".to_string()), "[a-z0-9:.-]{0,12}",
+        ], 8),
+    ) {
+        let text: String = keys.iter().zip(values.iter()).map(|(k, v)| format!("{k}: {v}\n")).collect();
+        let _ = Script::parse(Path::new("s.yaml"), &text);
+    }
+
+    /// Deleting or rewriting any line of the real catalog never panics the catalog loader.
+    #[test]
+    fn mutated_catalogs_never_panic(line_index in 0usize..600, replacement in "\\PC{0,30}", delete in any::<bool>()) {
+        let mut lines: Vec<&str> = EMBEDDED_CATALOG.lines().collect();
+        let index = line_index % lines.len();
+        if delete { lines.remove(index); } else { lines[index] = &replacement; }
+        let _ = Catalog::parse(Path::new("marketplace.yaml"), &lines.join("\n"));
+    }
+}

@@ -1,0 +1,54 @@
+//! Shared helpers for the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The crate root; the CLI runs from here so paths in messages are short and stable.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the `marketsim` binary with `args` from the crate root.
+pub fn marketsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_marketsim"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start marketsim: {e}"))
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"))
+}
+
+/// Every file below `dir`, as (relative path, bytes), sorted by path.
+pub fn directory_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&current).unwrap_or_else(|e| panic!("{}: {e}", current.display()));
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                files.push((path.strip_prefix(dir).unwrap_or(&path).to_path_buf(), bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
