@@ -4,15 +4,19 @@
 //! the same virtual time come out in the order they were scheduled. That is what makes a run
 //! reproducible: the heap's internal layout never decides an outcome.
 //!
-//! Cancellation is lazy and O(1). Each pending event lives in a slot of a table; the heap holds
-//! only 16-byte keys. [`EventQueue::cancel`] frees the slot; [`EventQueue::pop`] discards keys
-//! whose slot no longer belongs to them. A freed slot is reused, and a stale key is still
-//! recognised because its sequence number no longer matches the slot's.
+//! Cancellation is lazy and O(1). Each pending event lives in a slot of a table; the ordering
+//! structure holds only 16-byte keys (time, seq << 24 | slot). [`EventQueue::cancel`] frees the
+//! slot; stale keys are discarded when they surface because their sequence number no longer
+//! matches the slot's. This bounds a queue to 2^24 (16.7 M) events pending at once and 2^40
+//! scheduled in its lifetime, limits that [`EventQueue::schedule`] asserts.
 //!
-//! Layout: the heap key is (time, seq << 24 | slot). Sequence numbers are unique, so ordering by
-//! the second word is ordering by seq; the slot rides along in the low bits for free. This
-//! bounds a queue to 2^24 (16.7 M) events pending at once and 2^40 scheduled in its lifetime,
-//! limits that [`EventQueue::schedule`] asserts.
+//! Ordering is a radix heap: simulation time only moves forward, so keys are bucketed by the
+//! highest bit in which they differ from the last minimum, which makes push O(1) and pop
+//! amortised O(1) instead of O(log n) with a branch miss per level. Buckets are appended to in
+//! sequence order and redistributed in order, so each bucket stays sorted by sequence number and
+//! equal times leave in insertion order. A key below the current minimum (an outside caller
+//! scheduling "now" after the queue looked ahead) goes to a small binary heap that is always
+//! served first.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -50,9 +54,20 @@ struct Slot<E> {
     event: Option<E>,
 }
 
+/// (time, seq << 24 | slot).
+type Key = (VirtualTimeMs, u64);
+
 /// A priority queue of events keyed by (virtual time, insertion sequence).
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Reverse<(VirtualTimeMs, u64)>>,
+    /// `buckets[0]` holds keys equal to `minimum`, read from `head`; `buckets[i]` holds keys
+    /// whose highest bit differing from `minimum` is bit i − 1.
+    buckets: Vec<Vec<Key>>,
+    /// Bit i set ⇔ `buckets[i]` may be non-empty (i ≥ 1), so the next bucket is one instruction.
+    occupied: u128,
+    head: usize,
+    minimum: VirtualTimeMs,
+    /// Keys scheduled below `minimum`; always earlier than every bucketed key.
+    early: BinaryHeap<Reverse<Key>>,
     next_seq: u64,
     slots: Vec<Slot<E>>,
     free_slots: Vec<u32>,
@@ -65,10 +80,19 @@ impl<E> Default for EventQueue<E> {
     }
 }
 
+#[inline]
+fn bucket_index(minimum: VirtualTimeMs, time: VirtualTimeMs) -> usize {
+    (u64::BITS - (time ^ minimum).leading_zeros()) as usize
+}
+
 impl<E> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            heap: BinaryHeap::new(),
+            buckets: (0..=64).map(|_| Vec::new()).collect(),
+            occupied: 0,
+            head: 0,
+            minimum: 0,
+            early: BinaryHeap::new(),
             next_seq: 0,
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -105,8 +129,14 @@ impl<E> EventQueue<E> {
             }
         };
         self.live_count += 1;
-        self.heap
-            .push(Reverse((time, (seq << SLOT_BITS) | slot as u64)));
+        let key = (time, (seq << SLOT_BITS) | slot as u64);
+        if time >= self.minimum {
+            let index = bucket_index(self.minimum, time);
+            self.buckets[index].push(key);
+            self.occupied |= 1 << index;
+        } else {
+            self.early.push(Reverse(key));
+        }
         TimerHandle { time, seq, slot }
     }
 
@@ -116,6 +146,11 @@ impl<E> EventQueue<E> {
         self.free_slots.push(slot);
         self.live_count -= 1;
         entry.event.take()
+    }
+
+    #[inline]
+    fn is_live(&self, key: Key) -> bool {
+        self.slots[(key.1 & SLOT_MASK) as usize].seq == key.1 >> SLOT_BITS
     }
 
     /// Cancels a pending event. Returns false when the event has already fired or was cancelled.
@@ -129,31 +164,74 @@ impl<E> EventQueue<E> {
         }
     }
 
+    /// Makes the earliest live key the head of bucket 0 (or of `early`); false when empty.
+    fn settle(&mut self) -> bool {
+        while let Some(Reverse(key)) = self.early.peek() {
+            if self.is_live(*key) {
+                return true;
+            }
+            self.early.pop();
+        }
+        loop {
+            while self.head < self.buckets[0].len() {
+                if self.is_live(self.buckets[0][self.head]) {
+                    return true;
+                }
+                self.head += 1;
+            }
+            self.buckets[0].clear();
+            self.head = 0;
+            let higher = self.occupied & !1;
+            if higher == 0 {
+                return false;
+            }
+            let index = higher.trailing_zeros() as usize;
+            self.occupied &= !(1 << index);
+            // Redistribute the first non-empty bucket around its smallest key (live or not:
+            // a cancelled key at the head is skipped above). Every lower bucket is empty, so
+            // appending in order keeps each bucket sorted by seq.
+            let mut bucket = std::mem::take(&mut self.buckets[index]);
+            if let Some(minimum) = bucket.iter().map(|k| k.0).min() {
+                self.minimum = minimum;
+                for key in bucket.drain(..) {
+                    let target = bucket_index(minimum, key.0);
+                    self.buckets[target].push(key);
+                    self.occupied |= 1 << target;
+                }
+            }
+            // Keep the allocation for reuse.
+            self.buckets[index] = bucket;
+        }
+    }
+
     /// Removes and returns the earliest live event.
     #[inline]
     pub fn pop(&mut self) -> Option<(VirtualTimeMs, E)> {
-        while let Some(Reverse((time, key))) = self.heap.pop() {
-            let slot = (key & SLOT_MASK) as u32;
-            if self.slots[slot as usize].seq != key >> SLOT_BITS {
-                continue; // Cancelled; its slot was freed (and maybe reused) at cancel time.
-            }
-            if let Some(event) = self.release(slot) {
-                return Some((time, event));
-            }
+        if !self.settle() {
+            return None;
         }
-        None
+        let key = match self.early.pop() {
+            Some(Reverse(key)) => key,
+            None => {
+                let key = self.buckets[0][self.head];
+                self.head += 1;
+                key
+            }
+        };
+        let event = self.release((key.1 & SLOT_MASK) as u32)?;
+        Some((key.0, event))
     }
 
-    /// The time of the earliest live event, discarding cancelled keys on top of the heap.
+    /// The time of the earliest live event.
     #[inline]
     pub fn peek_time(&mut self) -> Option<VirtualTimeMs> {
-        loop {
-            let Reverse((time, key)) = *self.heap.peek()?;
-            if self.slots[(key & SLOT_MASK) as usize].seq == key >> SLOT_BITS {
-                return Some(time);
-            }
-            self.heap.pop();
+        if !self.settle() {
+            return None;
         }
+        Some(match self.early.peek() {
+            Some(Reverse(key)) => key.0,
+            None => self.minimum,
+        })
     }
 
     /// Number of live (scheduled and not cancelled) events.
@@ -185,7 +263,7 @@ mod tests {
 
     fn op_strategy() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u64..50).prop_map(Op::Schedule),
+            4 => (0u64..5000).prop_map(|d| Op::Schedule(if d < 4000 { d % 50 } else { d })),
             3 => Just(Op::Pop),
             1 => (0usize..64).prop_map(Op::Cancel),
         ]

@@ -6,6 +6,7 @@
 //! because its algorithm may change between Rust releases, which would silently change every run.
 
 use rand::RngCore;
+use rand_distr::Distribution;
 use rand_pcg::Pcg64Mcg;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -48,11 +49,12 @@ impl RandomStream {
         self.uniform() < p
     }
 
-    /// Exponentially distributed with the given mean (inverse-transform sampling).
+    /// Exponentially distributed with the given mean (ziggurat sampling, which avoids a
+    /// logarithm on almost every draw).
     #[inline]
     pub fn exponential(&mut self, mean: f64) -> f64 {
-        // 1 - u is in (0, 1], so the logarithm is finite.
-        -mean * (1.0 - self.uniform()).ln()
+        let unit: f64 = rand_distr::Exp1.sample(&mut self.generator);
+        mean * unit
     }
 
     /// Uniform integer in [0, n); n must be positive.

@@ -6,7 +6,6 @@
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
-use xxhash_rust::xxh3::Xxh3;
 
 use super::calendar::Epoch;
 use super::catalog::{StreamId, Subject};
@@ -194,10 +193,9 @@ impl Payload {
         }
     }
 
-    /// Feeds a stable byte encoding of the payload into a fingerprint hasher. The encoding is
-    /// little-endian and tagged per variant, so it is the same on every platform.
-    pub fn fingerprint_into(&self, hasher: &mut Xxh3) {
-        let mut bytes = [0u8; 48];
+    /// Writes a stable byte encoding of the payload into `bytes` and returns its length. The
+    /// encoding is little-endian and tagged per variant, so it is the same on every platform.
+    pub fn encode(&self, bytes: &mut [u8; MAX_ENCODED_BYTES]) -> usize {
         let mut length = 0;
         let mut put = |value: u64, width: usize| {
             bytes[length..length + width].copy_from_slice(&value.to_le_bytes()[..width]);
@@ -343,10 +341,9 @@ impl Payload {
                     GaugeDetail::None => {}
                     GaugeDetail::P95(p95) => put(round_milli(*p95) as u64, 8),
                     GaugeDetail::BySubject(counts) => {
-                        hasher.update(&bytes[..length]);
-                        length = 0;
-                        for count in counts.iter() {
-                            hasher.update(&count.to_le_bytes());
+                        // Catalogs have at most 32 subjects, so this fits the buffer.
+                        for count in counts.iter().take(MAX_SUBJECT_COUNTS) {
+                            put(*count as u64, 4);
                         }
                     }
                 }
@@ -356,9 +353,14 @@ impl Payload {
                 put(*id, 8);
             }
         }
-        hasher.update(&bytes[..length]);
+        length
     }
 }
+
+/// Most subject counts a gauge payload encodes (the catalog's subject limit).
+const MAX_SUBJECT_COUNTS: usize = 32;
+/// Size of the buffer [`Payload::encode`] writes into.
+pub const MAX_ENCODED_BYTES: usize = 48 + 4 * MAX_SUBJECT_COUNTS;
 
 /// Rounds to thousandths, as outputs write gauge values.
 pub fn round_milli(value: f64) -> i64 {

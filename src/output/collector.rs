@@ -1,14 +1,21 @@
 //! The collecting sink: per-stream counts and fingerprints, and per-bucket values.
 //!
-//! A fingerprint is XXH3-64 over each event's virtual time and payload bytes, in emission
-//! order, per stream. Two runs agree on a stream's fingerprint exactly when they emitted the
-//! same events on it at the same times.
+//! A fingerprint folds, in emission order, the XXH3-64 hash of each event's virtual time and
+//! payload bytes into a running 64-bit state per stream. Two runs agree on a stream's
+//! fingerprint when they emitted the same events on it at the same times (up to 64-bit
+//! collisions); the fold is order-sensitive, so reordered events change it too.
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::market::payload::MAX_ENCODED_BYTES;
 
 use crate::engine::Sink;
 use crate::market::catalog::Catalog;
 use crate::market::StreamEvent;
+
+/// The fold's starting state and multiplier (an odd 64-bit constant, the golden ratio's).
+const FINGERPRINT_SEED: u64 = 0x6d61_726b_6574_7369;
+const FINGERPRINT_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Accumulates what `summary.json` and `series.csv` need while a run goes on.
 pub struct RunCollector {
@@ -17,7 +24,7 @@ pub struct RunCollector {
     n_buckets: usize,
     is_gauge: Vec<bool>,
     pub counts: Vec<u64>,
-    fingerprints: Vec<Xxh3>,
+    fingerprints: Vec<u64>,
     /// Per bucket and stream: event count, or for gauges the sum of readings.
     bucket_values: Vec<f64>,
     /// Per bucket and stream: number of events (gauge readings are averaged over it).
@@ -37,7 +44,7 @@ impl RunCollector {
                 .map(|s| s.origin.is_gauge())
                 .collect(),
             counts: vec![0; n_streams],
-            fingerprints: (0..n_streams).map(|_| Xxh3::new()).collect(),
+            fingerprints: vec![FINGERPRINT_SEED; n_streams],
             bucket_values: vec![0.0; n_streams * n_buckets],
             bucket_counts: vec![0; n_streams * n_buckets],
         }
@@ -49,7 +56,7 @@ impl RunCollector {
 
     /// Hex fingerprint of a stream's event sequence.
     pub fn fingerprint(&self, stream: usize) -> String {
-        format!("{:016x}", self.fingerprints[stream].digest())
+        format!("{:016x}", self.fingerprints[stream])
     }
 
     pub fn n_buckets(&self) -> usize {
@@ -77,9 +84,16 @@ impl Sink<StreamEvent> for RunCollector {
     fn accept(&mut self, event: &StreamEvent) {
         let stream = event.stream.index();
         self.counts[stream] += 1;
-        let fingerprint = &mut self.fingerprints[stream];
-        fingerprint.update(&event.time.to_le_bytes());
-        event.payload.fingerprint_into(fingerprint);
+        let mut bytes = [0u8; 8 + MAX_ENCODED_BYTES];
+        bytes[..8].copy_from_slice(&event.time.to_le_bytes());
+        let mut payload = [0u8; MAX_ENCODED_BYTES];
+        let length = event.payload.encode(&mut payload);
+        bytes[8..8 + length].copy_from_slice(&payload[..length]);
+        let event_hash = xxh3_64(&bytes[..8 + length]);
+        let state = &mut self.fingerprints[stream];
+        *state = (*state ^ event_hash)
+            .wrapping_mul(FINGERPRINT_MULTIPLIER)
+            .rotate_left(29);
         let bucket = (event.time / self.bucket_ms) as usize;
         if bucket < self.n_buckets {
             let index = bucket * self.n_streams + stream;
