@@ -12,6 +12,7 @@ use crate::market::catalog::{Catalog, Origin, DOMAINS};
 use crate::market::roles::FLOW_EDGES;
 use crate::output::series::read_series;
 use crate::output::{OutputError, RunDirectory};
+use crate::scenario::Library;
 
 #[derive(Debug, Error)]
 pub enum InspectError {
@@ -47,6 +48,40 @@ pub fn list_streams(catalog: &Catalog) -> String {
         }
     }
     let _ = writeln!(text, "{} streams", catalog.streams.len());
+    text
+}
+
+/// The scenario library: id, name, duration, settlement and what each scenario touches.
+pub fn list_scenarios(library: &Library) -> String {
+    let mut text = String::new();
+    let format =
+        |ms: u64| humantime::format_duration(std::time::Duration::from_millis(ms)).to_string();
+    for scenario in &library.scenarios {
+        let _ = writeln!(text, "{:<24} {}", scenario.id, scenario.name);
+        let _ = writeln!(text, "  {}", scenario.description);
+        let _ = writeln!(
+            text,
+            "  duration {}, settlement {}",
+            format(scenario.duration_ms),
+            format(scenario.settlement_ms)
+        );
+        if !scenario.touches.is_empty() {
+            let _ = writeln!(text, "  touches: {}", scenario.touches.join(", "));
+        }
+        if !scenario.events.is_empty() {
+            let events: Vec<&str> = scenario.events.iter().map(|(id, _)| id.as_str()).collect();
+            let _ = writeln!(text, "  injects: {}", events.join(", "));
+        }
+    }
+    let red_herrings = library.events.iter().filter(|e| e.effect.is_none()).count();
+    let _ = writeln!(
+        text,
+        "{} scenarios; {} external event templates ({} red herrings, {} in the daily background)",
+        library.scenarios.len(),
+        library.events.len(),
+        red_herrings,
+        library.events.iter().filter(|e| e.background).count()
+    );
     text
 }
 

@@ -15,4 +15,5 @@ pub mod inspect;
 pub mod market;
 pub mod output;
 pub mod run;
+pub mod scenario;
 pub mod script;

@@ -15,8 +15,11 @@ use marketsim::inspect;
 use marketsim::market::Catalog;
 use marketsim::output::events::EventsJsonlSink;
 use marketsim::output::run_dir::PendingRunDirectory;
+use marketsim::output::run_dir::{TIMELINE_FILE, TRUTH_FILE};
+use marketsim::output::truth::{build_timeline, build_truth};
 use marketsim::output::{RunCollector, Summary};
-use marketsim::run::{load_catalog, run_headless, RunPlan};
+use marketsim::run::{load_catalog, run_measured, RunPlan};
+use marketsim::scenario::Library;
 use marketsim::script::Script;
 
 #[derive(Parser)]
@@ -57,6 +60,10 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Skip the counterfactual twins that measure ground truth (truth.json lists the
+        /// declared impacts only).
+        #[arg(long)]
+        no_truth: bool,
     },
     /// Describe a stream: definition, what feeds it, and with --run its statistics.
     Inspect {
@@ -68,6 +75,18 @@ enum Command {
         /// A catalog file instead of the embedded one.
         #[arg(long)]
         catalog: Option<PathBuf>,
+    },
+    /// List the scenario library: id, name, duration, what each touches.
+    Scenarios {
+        /// A folder with events.yaml and library/ instead of the embedded library.
+        #[arg(long)]
+        library: Option<PathBuf>,
+    },
+    /// Check run scripts (and the libraries they use) without running them.
+    Validate {
+        /// Script files; each is checked with its catalog and library.
+        #[arg(required = true)]
+        scripts: Vec<PathBuf>,
     },
     /// List the catalog's streams by domain.
     Streams {
@@ -99,13 +118,22 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             events,
             force,
             quiet,
+            no_truth,
         } => {
             let duration_ms = match (days, duration) {
                 (Some(days), _) => Some(days * MS_PER_DAY),
                 (None, Some(text)) => Some(parse_duration_ms(&text).map_err(anyhow::Error::msg)?),
                 (None, None) => None,
             };
-            run_command(&script, &out, seed, duration_ms, events, force, quiet)?;
+            let options = RunOptions {
+                seed,
+                duration_ms,
+                write_events: events,
+                force,
+                quiet,
+                measure_truth: !no_truth,
+            };
+            run_command(&script, &out, &options)?;
         }
         Command::Inspect {
             stream,
@@ -114,6 +142,34 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         } => {
             let catalog = open_catalog(catalog.as_deref())?;
             print!("{}", inspect::describe(&catalog, &stream, run.as_deref())?);
+        }
+        Command::Scenarios { library } => {
+            let catalog = Catalog::embedded()?;
+            let library = Library::load(library.as_deref(), &catalog)?;
+            print!("{}", inspect::list_scenarios(&library));
+        }
+        Command::Validate { scripts } => {
+            let mut failures = 0;
+            for path in &scripts {
+                let checked =
+                    Script::load(path).and_then(|script| RunPlan::from_script(script, None, None));
+                match checked {
+                    Ok(plan) => println!(
+                        "{}: ok ({} timeline items, {} scenarios and {} events in the library)",
+                        path.display(),
+                        plan.scenarios.items.len(),
+                        plan.library.scenarios.len(),
+                        plan.library.events.len()
+                    ),
+                    Err(diagnostic) => {
+                        failures += 1;
+                        eprintln!("error: {diagnostic}");
+                    }
+                }
+            }
+            if failures > 0 {
+                anyhow::bail!("{failures} of {} scripts failed validation", scripts.len());
+            }
         }
         Command::Streams { catalog } => {
             let catalog = open_catalog(catalog.as_deref())?;
@@ -130,39 +186,54 @@ fn open_catalog(path: Option<&Path>) -> Result<Catalog> {
     })
 }
 
-fn run_command(
-    script_path: &Path,
-    out: &Path,
+struct RunOptions {
     seed: Option<u64>,
     duration_ms: Option<u64>,
     write_events: bool,
     force: bool,
     quiet: bool,
-) -> Result<()> {
+    measure_truth: bool,
+}
+
+fn run_command(script_path: &Path, out: &Path, options: &RunOptions) -> Result<()> {
     let script = Script::load(script_path)?;
-    let plan = RunPlan::from_script(script, seed, duration_ms)?;
+    let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?;
+    let quiet = options.quiet;
     // Refuse a bad output directory before spending time on the run.
-    let pending = PendingRunDirectory::create(out, force)?;
+    let pending = PendingRunDirectory::create(out, options.force)?;
     let mut collector =
         RunCollector::new(&plan.catalog, plan.script.bucket_ms, plan.bucket_count());
     let mut progress = Progress::new(plan.duration_ms, quiet);
     let started = Instant::now();
     let mut on_progress = |t| progress.update(t);
-    if write_events {
+    let result = if options.write_events {
         let writer = pending.events_writer()?;
         let mut events = EventsJsonlSink::new(writer, &plan.catalog, plan.epoch());
-        run_headless(
+        let result = run_measured(
             &plan,
             &mut Tee(&mut collector, &mut events),
             &mut on_progress,
+            options.measure_truth,
         )?;
         events.finish().context("writing events.jsonl")?;
+        result
     } else {
-        run_headless(&plan, &mut collector, &mut on_progress)?;
-    }
+        run_measured(
+            &plan,
+            &mut collector,
+            &mut on_progress,
+            options.measure_truth,
+        )?
+    };
     progress.finish();
-    let summary = Summary::new(&plan, &collector, write_events);
-    let path = pending.commit(&plan, &collector, &summary)?;
+    let summary = Summary::new(&plan, &collector, options.write_events);
+    let truth = build_truth(&plan, &collector, &result.twins, &result.records);
+    let timeline = build_timeline(&plan, &result.records);
+    let extra = [
+        (TRUTH_FILE, to_pretty_json(&truth)),
+        (TIMELINE_FILE, to_pretty_json(&timeline)),
+    ];
+    let path = pending.commit(&plan, &collector, &summary, &extra)?;
     if !quiet {
         let seconds = started.elapsed().as_secs_f64();
         eprintln!(
@@ -176,6 +247,12 @@ fn run_command(
         );
     }
     Ok(())
+}
+
+fn to_pretty_json<T: serde::Serialize>(value: &T) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// A progress bar on stderr that appears only for runs longer than a second, and only on a

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use crate::diagnostics::{locate, parse_duration_ms, Diagnostic};
 use crate::engine::{MS_PER_DAY, MS_PER_MINUTE};
 use crate::market::catalog::hex_sha256;
+use crate::scenario::definition::RawScenario;
+use crate::scenario::timeline::{Policy, RawEntry};
 
 pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
 /// The longest run a script may ask for.
@@ -33,6 +35,26 @@ struct RawScript {
     bucket: String,
     #[serde(default)]
     catalog: Option<PathBuf>,
+    /// A folder holding `events.yaml` and `library/`; default: the script's folder when it has
+    /// them, else the embedded library.
+    #[serde(default)]
+    library: Option<PathBuf>,
+    /// The live "now" that backdated entries (`-7d`) count back from; default: the run's end.
+    #[serde(default)]
+    now: Option<DateTime<Utc>>,
+    #[serde(default)]
+    policy: Policy,
+    /// Whether the run carries a background of 2–5 external events a day.
+    #[serde(default = "default_true")]
+    background_events: bool,
+    #[serde(default)]
+    scenarios: Vec<RawScenario>,
+    #[serde(default)]
+    timeline: Vec<RawEntry>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_bucket() -> String {
@@ -60,6 +82,15 @@ pub struct Script {
     pub duration_ms: u64,
     pub bucket_ms: u64,
     pub catalog: CatalogSource,
+    /// The library folder, or `None` for the embedded library.
+    pub library: Option<PathBuf>,
+    pub now: Option<DateTime<Utc>>,
+    pub policy: Policy,
+    pub background_events: bool,
+    pub scenarios: Vec<RawScenario>,
+    pub timeline: Vec<RawEntry>,
+    /// The script's text, for locating errors found when the timeline is resolved.
+    pub source_text: String,
 }
 
 impl Script {
@@ -122,7 +153,22 @@ impl Script {
                 CatalogSource::File(folder.join(relative))
             }
         };
+        let folder = path.parent().unwrap_or(Path::new(""));
+        let library = match raw.library {
+            Some(relative) => Some(folder.join(relative)),
+            None if folder.join("events.yaml").is_file() && folder.join("library").is_dir() => {
+                Some(folder.to_path_buf())
+            }
+            None => None,
+        };
         Ok(Script {
+            library,
+            now: raw.now,
+            policy: raw.policy,
+            background_events: raw.background_events,
+            scenarios: raw.scenarios,
+            timeline: raw.timeline,
+            source_text: source.to_string(),
             path: path.to_path_buf(),
             sha256: hex_sha256(source.as_bytes()),
             name: raw.name,
@@ -140,8 +186,8 @@ impl Script {
 pub fn check_duration(duration_ms: u64) -> Result<(), String> {
     if duration_ms == 0 || duration_ms > MAX_DURATION_MS {
         Err(format!(
-            "a run lasts from 1 ms to 366 days; {} asked",
-            humantime::format_duration(std::time::Duration::from_millis(duration_ms))
+            "a run lasts from 1 ms to 366 days; {:.1} days asked",
+            duration_ms as f64 / MS_PER_DAY as f64
         ))
     } else {
         Ok(())

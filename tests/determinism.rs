@@ -46,7 +46,16 @@ fn same_seed_gives_a_byte_identical_run_directory_and_another_seed_does_not() {
         .iter()
         .map(|(p, _)| p.to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["events.jsonl", "series.csv", "summary.json"]);
+    assert_eq!(
+        names,
+        [
+            "events.jsonl",
+            "series.csv",
+            "summary.json",
+            "timeline.json",
+            "truth.json"
+        ]
+    );
     assert!(files_a == files_b, "two runs with the same seed differ");
     for ((name, bytes_a), (_, bytes_c)) in files_a.iter().zip(&files_c) {
         assert_ne!(

@@ -14,5 +14,8 @@ mod cli;
 mod determinism;
 /// The stream inspector and the stream list.
 mod inspect;
+/// Scenario scripts: a snapshot of every bundled script's summary and ground truth, cascades,
+/// red herrings, backdating.
+mod scenarios;
 /// Source hygiene checks that run as ordinary tests (rust-analyzer's "tidy").
 mod tidy;

@@ -48,6 +48,7 @@ impl TimerHandle {
 /// Marks a free slot.
 const FREE_SLOT: u64 = u64::MAX;
 
+#[derive(Clone)]
 struct Slot<E> {
     /// Sequence number of the pending event in this slot, or [`FREE_SLOT`].
     seq: u64,
@@ -58,6 +59,7 @@ struct Slot<E> {
 type Key = (VirtualTimeMs, u64);
 
 /// A priority queue of events keyed by (virtual time, insertion sequence).
+#[derive(Clone)]
 pub struct EventQueue<E> {
     /// `buckets[0]` holds keys equal to `minimum`, read from `head`; `buckets[i]` holds keys
     /// whose highest bit differing from `minimum` is bit i − 1.

@@ -81,12 +81,27 @@ pub trait Model {
     );
 }
 
-/// A model plus its queue and virtual clock.
+/// A model plus its queue and virtual clock. Cloning forks the run: both copies continue
+/// identically until one is changed (the counterfactual twins of ground truth).
 pub struct Simulation<M: Model> {
     model: M,
     queue: EventQueue<M::Event>,
     now: VirtualTimeMs,
     handled_count: u64,
+}
+
+impl<M: Model + Clone> Clone for Simulation<M>
+where
+    M::Event: Clone,
+{
+    fn clone(&self) -> Self {
+        Simulation {
+            model: self.model.clone(),
+            queue: self.queue.clone(),
+            now: self.now,
+            handled_count: self.handled_count,
+        }
+    }
 }
 
 impl<M: Model> Simulation<M> {

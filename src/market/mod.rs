@@ -5,6 +5,7 @@
 
 pub mod calendar;
 pub mod catalog;
+pub mod director;
 pub mod model;
 pub mod payload;
 pub mod roles;

@@ -19,6 +19,10 @@ use std::sync::Arc;
 
 use super::calendar::{DayTable, Epoch};
 use super::catalog::{Catalog, GaugeMetric, Origin, StreamId};
+use super::director::{
+    compose, ActionKind, ControlPlan, Instance, InstanceKind, Phase, RecordKind, StreamEffect,
+    TimelineRecord, SETTLE_STEP_MS,
+};
 use super::payload::{
     Booking, GaugeDetail, Payload, Reason, StreamEvent, AD_CHANNELS, CAMPAIGNS, ENDPOINTS,
     HTTP_STATUSES, PAGES, SERVICES, SIGNUP_CHANNELS,
@@ -46,12 +50,10 @@ pub struct Levers {
     pub low_ratings: f64,
     /// Share of responses that accept.
     pub tutor_accept: f64,
-    /// Rate multiplier of each source stream (catalog stream order).
-    pub stream_rate: Vec<f64>,
 }
 
 impl Levers {
-    pub fn neutral(n_subjects: usize, n_streams: usize) -> Self {
+    pub fn neutral(n_subjects: usize, _n_streams: usize) -> Self {
         Levers {
             demand_by_subject: vec![1.0; n_subjects],
             supply_by_subject: vec![1.0; n_subjects],
@@ -62,7 +64,6 @@ impl Levers {
             ad_spend: 1.0,
             low_ratings: 1.0,
             tutor_accept: 1.0,
-            stream_rate: vec![1.0; n_streams],
         }
     }
 }
@@ -106,6 +107,12 @@ pub enum MarketEvent {
     PayoutRun,
     /// Every five minutes, the agents on shift resolve the oldest waiting tickets.
     SupportShift,
+    /// A scripted control action (scenario start, stop, reset, event injection).
+    Control {
+        action: usize,
+    },
+    /// Recompute levers while an instance settles, and record lifecycle transitions.
+    LeverTick,
 }
 
 /// How often support agents take tickets from the queue.
@@ -245,6 +252,8 @@ struct StreamState {
     /// The source rate for the current wall hour, valid before `rate_valid_until`.
     rate_per_hour: f64,
     rate_valid_until: VirtualTimeMs,
+    /// The scheduled next arrival (or hour boundary), so a scenario can redraw it at once.
+    pending: Option<TimerHandle>,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +272,8 @@ struct SubjectSupply {
     online: Vec<u32>,
     offline: Vec<u32>,
     open_requests: u32,
+    /// The scheduled next come-online arrival (or hour boundary).
+    pending: Option<TimerHandle>,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +293,7 @@ pub struct ModelCounters {
 }
 
 /// The marketplace world: state plus the flows that change it.
+#[derive(Clone)]
 pub struct Marketplace {
     catalog: Arc<Catalog>,
     days: DayTable,
@@ -308,6 +320,21 @@ pub struct Marketplace {
     arrivals_open: bool,
     impression_stream: Option<StreamId>,
     page_view_stream: Option<StreamId>,
+    /// Scenario effects on each stream (neutral unless a scenario modifies it).
+    stream_effects: Vec<StreamEffect>,
+    control: ControlState,
+}
+
+/// The scripted plan and where the run is in it.
+#[derive(Debug, Clone, Default)]
+struct ControlState {
+    plan: ControlPlan,
+    /// Each instance as the run has changed it (stops bring `active_until` forward, resets
+    /// cancel).
+    instances: Vec<Instance>,
+    activated: Vec<bool>,
+    last_phase: Vec<Phase>,
+    records: Vec<TimelineRecord>,
 }
 
 impl Marketplace {
@@ -324,6 +351,7 @@ impl Marketplace {
                 generic_count: 0,
                 rate_per_hour: 0.0,
                 rate_valid_until: 0,
+                pending: None,
             })
             .collect();
         let levers = Levers::neutral(catalog.subjects.len(), catalog.streams.len());
@@ -352,6 +380,8 @@ impl Marketplace {
             support_shift_scheduled: false,
             deploy_version: 1000,
             arrivals_open: true,
+            stream_effects: vec![StreamEffect::NEUTRAL; catalog.streams.len()],
+            control: ControlState::default(),
             impression_stream: find_role(Role::Impression),
             page_view_stream: find_role(Role::PageView),
             levers,
@@ -371,13 +401,190 @@ impl Marketplace {
         &self.levers
     }
 
-    /// Replaces the levers. Takes effect at each process's next arrival or hour boundary.
-    pub fn set_levers(&mut self, levers: Levers) {
-        self.levers = levers;
-        self.refresh_subject_weights();
-        for state in &mut self.streams {
-            state.rate_valid_until = 0;
+    /// Installs the scripted plan; call before the simulation starts.
+    pub fn with_plan(mut self, plan: ControlPlan) -> Self {
+        let n = plan.instances.len();
+        self.control = ControlState {
+            instances: plan.instances.iter().map(|p| p.instance.clone()).collect(),
+            activated: vec![false; n],
+            last_phase: vec![Phase::Pending; n],
+            records: Vec::new(),
+            plan,
+        };
+        self
+    }
+
+    pub fn plan(&self) -> &ControlPlan {
+        &self.control.plan
+    }
+
+    /// Marks an instance as never to be activated (for a counterfactual twin).
+    pub fn suppress(&mut self, instance: usize) {
+        if let Some(planned) = self.control.plan.instances.get_mut(instance) {
+            planned.suppressed = true;
         }
+    }
+
+    /// What happened to the plan so far.
+    pub fn timeline_records(&self) -> &[TimelineRecord] {
+        &self.control.records
+    }
+
+    /// The instances as the run has changed them (stops, resets).
+    pub fn instances(&self) -> &[Instance] {
+        &self.control.instances
+    }
+
+    /// Recomputes levers and stream effects from the activated instances at `now`, redraws the
+    /// pending arrivals of every process whose rate changed (exact: gaps are memoryless), and
+    /// records lifecycle transitions. Streams a scenario does not touch keep their draws.
+    fn apply_control(&mut self, context: &mut Context<'_, MarketEvent>) {
+        let now = context.now();
+        let active: Vec<Instance> = self
+            .control
+            .instances
+            .iter()
+            .zip(&self.control.activated)
+            .filter(|(_, activated)| **activated)
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        let (levers, effects) = compose(
+            &active,
+            now,
+            self.catalog.subjects.len(),
+            self.catalog.streams.len(),
+        );
+        let old_supply = self.levers.supply_by_subject.clone();
+        self.levers = levers;
+        self.stream_effects = effects;
+        self.refresh_subject_weights();
+        for index in 0..self.catalog.streams.len() {
+            let stream = StreamId(index as u16);
+            if !matches!(self.catalog.streams[index].origin, Origin::Source { .. }) {
+                continue;
+            }
+            let state = &self.streams[index];
+            if state.rate_valid_until <= now || !self.arrivals_open {
+                continue; // Recomputed at its next event anyway.
+            }
+            let cached = state.rate_per_hour;
+            if self.source_rate_per_hour(stream, now) != cached {
+                if let Some(pending) = self.streams[index].pending.take() {
+                    context.cancel(pending);
+                }
+                self.streams[index].rate_valid_until = 0;
+                self.schedule_source(stream, context);
+            }
+        }
+        for (subject, old) in old_supply.iter().enumerate() {
+            if *old != self.levers.supply_by_subject[subject] && self.arrivals_open {
+                if let Some(pending) = self.supply[subject].pending.take() {
+                    context.cancel(pending);
+                }
+                self.schedule_supply(subject as u8, context);
+            }
+        }
+        let mut next_tick: Option<VirtualTimeMs> = None;
+        for index in 0..self.control.instances.len() {
+            if !self.control.activated[index] {
+                continue;
+            }
+            let instance = &self.control.instances[index];
+            let phase = instance.phase(now);
+            if phase != self.control.last_phase[index] {
+                self.control.last_phase[index] = phase;
+                self.control.records.push(TimelineRecord {
+                    time: now,
+                    kind: RecordKind::Phase {
+                        instance: index,
+                        phase,
+                    },
+                });
+            }
+            let due = match phase {
+                Phase::Active => Some(instance.active_until),
+                Phase::Settling => {
+                    let steps_done = (now - instance.active_until) / SETTLE_STEP_MS;
+                    Some(
+                        (instance.active_until + (steps_done + 1) * SETTLE_STEP_MS)
+                            .min(instance.settled_at()),
+                    )
+                }
+                Phase::Pending | Phase::Settled => None,
+            };
+            next_tick = match (next_tick, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if let Some(time) = next_tick {
+            context.schedule_at(time.max(now + 1), MarketEvent::LeverTick);
+        }
+    }
+
+    fn handle_control(&mut self, action: usize, context: &mut Context<'_, MarketEvent>) {
+        let now = context.now();
+        let Some(planned) = self.control.plan.actions.get(action) else {
+            return;
+        };
+        match planned.kind.clone() {
+            ActionKind::Activate(index) => {
+                let Some(planned) = self.control.plan.instances.get(index) else {
+                    return;
+                };
+                if planned.suppressed {
+                    return;
+                }
+                let (kind, label) = (planned.kind, planned.label.clone());
+                if kind == InstanceKind::Scenario && self.control.plan.one_at_a_time {
+                    for other in 0..self.control.instances.len() {
+                        let is_running_scenario = self.control.activated[other]
+                            && self.control.plan.instances[other].kind == InstanceKind::Scenario
+                            && self.control.instances[other].phase(now) == Phase::Active;
+                        if is_running_scenario {
+                            self.control.instances[other].active_until = now;
+                        }
+                    }
+                }
+                self.control.activated[index] = true;
+                if kind == InstanceKind::Event {
+                    self.control.records.push(TimelineRecord {
+                        time: now,
+                        kind: RecordKind::EventFired { instance: index },
+                    });
+                }
+                let _ = label;
+            }
+            ActionKind::Stop(label) => {
+                self.control.records.push(TimelineRecord {
+                    time: now,
+                    kind: RecordKind::Stop {
+                        label: label.clone(),
+                    },
+                });
+                for index in 0..self.control.instances.len() {
+                    let instance = &mut self.control.instances[index];
+                    if self.control.activated[index]
+                        && self.control.plan.instances[index].label == label
+                        && instance.phase(now) == Phase::Active
+                    {
+                        instance.active_until = now;
+                    }
+                }
+            }
+            ActionKind::Reset => {
+                self.control.records.push(TimelineRecord {
+                    time: now,
+                    kind: RecordKind::Reset,
+                });
+                for index in 0..self.control.instances.len() {
+                    if self.control.activated[index] {
+                        self.control.instances[index].cancelled = true;
+                    }
+                }
+            }
+        }
+        self.apply_control(context);
     }
 
     /// Stops every arrival process and periodic job; flows already under way run to the end.
@@ -427,8 +634,11 @@ impl Marketplace {
         p.hourly[hour] * p.weekly[facts.weekday] * academic
     }
 
+    /// Compound growth at the start of `t`'s wall hour: rates stay constant within an hour, so
+    /// recomputing a rate mid-hour gives the cached value unless a lever moved.
     fn growth(&self, t: VirtualTimeMs) -> f64 {
-        (1.0 + self.catalog.growth_per_month).powf(t as f64 / (30.0 * MS_PER_DAY as f64))
+        let hour_start = (self.days.epoch().next_hour_start(t) - MS_PER_HOUR) as f64;
+        (1.0 + self.catalog.growth_per_month).powf(hour_start / (30.0 * MS_PER_DAY as f64))
     }
 
     fn day_noise(&mut self, stream: StreamId, t: VirtualTimeMs) -> f64 {
@@ -445,8 +655,15 @@ impl Marketplace {
         state.day_noise[day]
     }
 
-    /// Expected events per hour of a source stream at `t` (constant within the wall hour).
+    /// Expected events per hour of a source stream at `t` (constant within the wall hour),
+    /// after scenario effects on the stream.
     pub fn source_rate_per_hour(&mut self, stream: StreamId, t: VirtualTimeMs) -> f64 {
+        let base = self.base_source_rate_per_hour(stream, t);
+        self.stream_effects[stream.index()].apply(base)
+    }
+
+    /// The rate before stream modifiers (levers included).
+    fn base_source_rate_per_hour(&mut self, stream: StreamId, t: VirtualTimeMs) -> f64 {
         let Origin::Source { per_hour, profile } = self.catalog.streams[stream.index()].origin
         else {
             return 0.0;
@@ -463,12 +680,7 @@ impl Marketplace {
             Role::Deploy | Role::TutorSignup | Role::TutorProfileUpdated => 1.0,
             _ => self.growth(t),
         };
-        per_hour
-            * self.profile_multiplier(profile, t)
-            * self.day_noise(stream, t)
-            * growth
-            * lever
-            * self.levers.stream_rate[stream.index()]
+        per_hour * self.profile_multiplier(profile, t) * self.day_noise(stream, t) * growth * lever
     }
 
     /// Schedules the next event of a piecewise-constant Poisson process whose rate at `now`
@@ -508,7 +720,7 @@ impl Marketplace {
         };
         let state = &mut self.streams[stream.index()];
         let (time, arrival) = Self::next_arrival(epoch, &mut state.arrivals, now, rate);
-        context.schedule_at(time, MarketEvent::Source { stream, arrival });
+        state.pending = Some(context.schedule_at(time, MarketEvent::Source { stream, arrival }));
     }
 
     fn supply_rate_per_hour(&mut self, subject: u8, t: VirtualTimeMs) -> f64 {
@@ -525,7 +737,8 @@ impl Marketplace {
         let rate = self.supply_rate_per_hour(subject, now);
         let epoch = self.days.epoch();
         let (time, arrival) = Self::next_arrival(epoch, &mut self.random.supply, now, rate);
-        context.schedule_at(time, MarketEvent::SupplyOnline { subject, arrival });
+        self.supply[subject as usize].pending =
+            Some(context.schedule_at(time, MarketEvent::SupplyOnline { subject, arrival }));
     }
 
     fn emit<S: Sink<StreamEvent>>(
@@ -1426,6 +1639,9 @@ impl Model for Marketplace {
         context.schedule_at(payout, MarketEvent::PayoutRun);
         context.schedule_at(SUPPORT_SHIFT_MS, MarketEvent::SupportShift);
         self.support_shift_scheduled = true;
+        for (action, planned) in self.control.plan.actions.iter().enumerate() {
+            context.schedule_at(planned.time, MarketEvent::Control { action });
+        }
     }
 
     fn handle<S: Sink<StreamEvent>>(
@@ -1437,6 +1653,7 @@ impl Model for Marketplace {
         let ids = self.ids;
         match event {
             MarketEvent::Source { stream, arrival } => {
+                self.streams[stream.index()].pending = None;
                 if !self.arrivals_open {
                     return;
                 }
@@ -1469,6 +1686,7 @@ impl Model for Marketplace {
                 }
             }
             MarketEvent::SupplyOnline { subject, arrival } => {
+                self.supply[subject as usize].pending = None;
                 if !self.arrivals_open {
                     return;
                 }
@@ -1552,6 +1770,8 @@ impl Model for Marketplace {
                 }
                 context.schedule_after(MS_PER_DAY, MarketEvent::PayoutRun);
             }
+            MarketEvent::Control { action } => self.handle_control(action, context),
+            MarketEvent::LeverTick => self.apply_control(context),
             MarketEvent::SupportShift => {
                 if !self.arrivals_open && self.ticket_queue.is_empty() {
                     self.support_shift_scheduled = false;

@@ -10,6 +10,7 @@ pub mod collector;
 pub mod events;
 pub mod run_dir;
 pub mod series;
+pub mod truth;
 
 pub use collector::RunCollector;
 pub use run_dir::{OutputError, RunDirectory, Summary};

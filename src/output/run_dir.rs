@@ -18,6 +18,8 @@ pub const RUN_FORMAT: &str = "marketsim-run/1";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const SERIES_FILE: &str = "series.csv";
 pub const EVENTS_FILE: &str = "events.jsonl";
+pub const TRUTH_FILE: &str = "truth.json";
+pub const TIMELINE_FILE: &str = "timeline.json";
 
 /// Errors reading or writing run directories.
 #[derive(Debug, Error)]
@@ -194,7 +196,12 @@ impl PendingRunDirectory {
         plan: &RunPlan,
         collector: &RunCollector,
         summary: &Summary,
+        extra_files: &[(&str, String)],
     ) -> Result<PathBuf, OutputError> {
+        for (name, text) in extra_files {
+            let path = self.temp.path().join(name);
+            fs::write(&path, text).map_err(io_error(&path))?;
+        }
         let summary_path = self.temp.path().join(SUMMARY_FILE);
         fs::write(&summary_path, summary.to_json()).map_err(io_error(&summary_path))?;
         let series_path = self.temp.path().join(SERIES_FILE);

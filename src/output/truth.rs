@@ -1,0 +1,344 @@
+//! Ground truth: `truth.json` (what each scenario and external event declared and what it
+//! measurably did) and `timeline.json` (every external event and lifecycle transition).
+//!
+//! The measured effect of an instance comes from a counterfactual twin: the run is forked at the
+//! bucket boundary before the instance starts, the instance is suppressed in the fork, and both
+//! branches are compared bucket by bucket over the instance's window. Both branches share every
+//! random draw until the instance changes something, so an instance with no effect (a red
+//! herring) measures exactly zero.
+
+use serde::Serialize;
+
+use super::collector::RunCollector;
+use crate::market::director::{InstanceKind, Phase, RecordKind, TimelineRecord};
+use crate::market::Epoch;
+use crate::run::RunPlan;
+use crate::scenario::definition::ExpectedImpact;
+
+/// The twin branch of one plan item, over buckets `[first_bucket, end_bucket)`.
+pub struct TwinMeasurement {
+    pub item: usize,
+    pub first_bucket: usize,
+    pub end_bucket: usize,
+    pub twin: RunCollector,
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1_000.0).round() / 1_000.0
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasuredStream {
+    pub stream: String,
+    /// Sum over the window of (actual − counterfactual): events, or for gauges the mean reading.
+    pub total_delta: f64,
+    /// `total_delta` relative to the counterfactual total.
+    pub relative_delta: f64,
+    /// The bucket difference of largest magnitude, with its sign.
+    pub peak_delta: f64,
+    pub peak_at: String,
+    /// From the instance's start to the first bucket that differs beyond noise.
+    pub lag_ms: u64,
+    /// From the first to the end of the last bucket that differs beyond noise.
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Declared {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_impact: Option<ExpectedImpact>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub touches: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cascade: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TruthItem {
+    pub id: String,
+    pub kind: &'static str,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub origin: String,
+    pub name: String,
+    pub start: String,
+    pub active_until: String,
+    pub settled_at: String,
+    pub red_herring: bool,
+    pub declared: Declared,
+    pub window_start: String,
+    pub window_end: String,
+    /// Streams whose difference exceeds noise, largest relative change first.
+    pub measured: Vec<MeasuredStream>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Truth {
+    pub format: &'static str,
+    pub items: Vec<TruthItem>,
+}
+
+/// Compares the actual run with each twin.
+pub fn build_truth(
+    plan: &RunPlan,
+    actual: &RunCollector,
+    twins: &[TwinMeasurement],
+    records: &[TimelineRecord],
+) -> Truth {
+    let epoch = plan.epoch();
+    let bucket_ms = plan.script.bucket_ms;
+    let mut items = Vec::new();
+    for (index, item) in plan.scenarios.items.iter().enumerate() {
+        // The instance as the run changed it (a stop brings settling forward).
+        let planned = &plan.scenarios.control.instances[index].instance;
+        let mut active_until = planned.active_until;
+        for record in records {
+            if let RecordKind::Phase {
+                instance,
+                phase: Phase::Settling | Phase::Settled,
+            } = record.kind
+            {
+                if instance == index {
+                    active_until = active_until.min(record.time);
+                    break;
+                }
+            }
+        }
+        let measured = twins
+            .iter()
+            .find(|t| t.item == index)
+            .map(|twin| measure(plan, actual, twin, item.start_ms, epoch))
+            .unwrap_or_default();
+        let (name, declared) = match (&item.scenario, &item.event) {
+            (Some(scenario), _) => (
+                scenario.name.clone(),
+                Declared {
+                    expected_impact: None,
+                    touches: scenario.touches.clone(),
+                    cascade: scenario.cascade.clone(),
+                },
+            ),
+            (None, Some(event)) => (
+                event.title.clone(),
+                Declared {
+                    expected_impact: Some(event.expected_impact.clone()),
+                    touches: Vec::new(),
+                    cascade: String::new(),
+                },
+            ),
+            (None, None) => (
+                item.label.clone(),
+                Declared {
+                    expected_impact: None,
+                    touches: Vec::new(),
+                    cascade: String::new(),
+                },
+            ),
+        };
+        items.push(TruthItem {
+            id: item.instance_id.clone(),
+            kind: match item.kind {
+                InstanceKind::Scenario => "scenario",
+                InstanceKind::Event => "event",
+            },
+            reference: item.label.clone(),
+            origin: item.origin.clone(),
+            name,
+            start: epoch.format(item.start_ms),
+            active_until: epoch.format(active_until),
+            settled_at: epoch.format(active_until + planned.settlement_ms),
+            red_herring: item.red_herring,
+            declared,
+            window_start: epoch.format((item.start_ms / bucket_ms) * bucket_ms),
+            window_end: epoch.format(item.window_end_ms),
+            measured,
+        });
+    }
+    Truth {
+        format: "marketsim-truth/1",
+        items,
+    }
+}
+
+fn measure(
+    plan: &RunPlan,
+    actual: &RunCollector,
+    twin: &TwinMeasurement,
+    start_ms: u64,
+    epoch: Epoch,
+) -> Vec<MeasuredStream> {
+    let bucket_ms = plan.script.bucket_ms;
+    let mut measured = Vec::new();
+    for stream in &plan.catalog.streams {
+        let index = stream.id.index();
+        let gauge = stream.origin.is_gauge();
+        let mut total_actual = 0.0;
+        let mut total_twin = 0.0;
+        let mut peak = (0.0f64, twin.first_bucket);
+        let mut significant: Option<(usize, usize)> = None;
+        for bucket in twin.first_bucket..twin.end_bucket {
+            let a = actual.bucket_value(bucket, index).unwrap_or(0.0);
+            let b = twin.twin.bucket_value(bucket, index).unwrap_or(0.0);
+            total_actual += a;
+            total_twin += b;
+            let diff = a - b;
+            if diff.abs() > peak.0.abs() {
+                peak = (diff, bucket);
+            }
+            // Beyond noise: three Poisson standard deviations for counts; for gauges 5 % of the
+            // reading and at least one unit.
+            let noise = if gauge {
+                (0.05 * b.abs()).max(1.0)
+            } else {
+                3.0 * b.max(1.0).sqrt()
+            };
+            if diff.abs() > noise {
+                significant = Some(match significant {
+                    None => (bucket, bucket),
+                    Some((first, _)) => (first, bucket),
+                });
+            }
+        }
+        let total_delta = total_actual - total_twin;
+        let relative = total_delta / total_twin.abs().max(1.0);
+        let beyond_noise = if gauge {
+            relative.abs() >= 0.05
+        } else {
+            total_delta.abs() > 3.0 * total_twin.max(1.0).sqrt() && relative.abs() >= 0.02
+        };
+        let Some((first, last)) = significant.filter(|_| beyond_noise) else {
+            continue;
+        };
+        measured.push(MeasuredStream {
+            stream: stream.name.clone(),
+            total_delta: round3(total_delta),
+            relative_delta: round3(relative),
+            peak_delta: round3(peak.0),
+            peak_at: epoch.format(peak.1 as u64 * bucket_ms),
+            lag_ms: (first as u64 * bucket_ms).saturating_sub(start_ms),
+            duration_ms: (last + 1 - first) as u64 * bucket_ms,
+        });
+    }
+    measured.sort_by(|a, b| {
+        b.relative_delta
+            .abs()
+            .total_cmp(&a.relative_delta.abs())
+            .then_with(|| a.stream.cmp(&b.stream))
+    });
+    measured
+}
+
+/// The seed's `ExternalEvent`, as injected during a run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalEventRecord {
+    pub id: String,
+    pub timestamp: String,
+    #[serde(rename = "type")]
+    pub kind: crate::scenario::definition::EventType,
+    pub title: String,
+    pub description: String,
+    pub severity: crate::scenario::definition::Severity,
+    pub expected_impact: ExpectedImpact,
+    pub icon: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_link: Option<String>,
+    #[serde(rename = "injectedByAI")]
+    pub injected_by_ai: bool,
+    /// The library template it came from.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `script`, `scenario:<id>` or `background`.
+    pub origin: String,
+    /// Ground truth: the event changes nothing.
+    pub red_herring: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    pub timestamp: String,
+    /// `active`, `settling`, `settled`, `stop` or `reset`.
+    pub transition: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeline {
+    pub format: &'static str,
+    pub external_events: Vec<ExternalEventRecord>,
+    pub transitions: Vec<Transition>,
+}
+
+pub fn build_timeline(plan: &RunPlan, records: &[TimelineRecord]) -> Timeline {
+    let epoch = plan.epoch();
+    let items = &plan.scenarios.items;
+    let mut external_events = Vec::new();
+    let mut transitions = Vec::new();
+    for record in records {
+        let timestamp = epoch.format(record.time);
+        match &record.kind {
+            RecordKind::EventFired { instance } => {
+                let Some(item) = items.get(*instance) else {
+                    continue;
+                };
+                let Some(event) = &item.event else { continue };
+                external_events.push(ExternalEventRecord {
+                    id: item.instance_id.clone(),
+                    timestamp,
+                    kind: event.kind,
+                    title: event.title.clone(),
+                    description: event.description.clone(),
+                    severity: event.severity,
+                    expected_impact: event.expected_impact.clone(),
+                    icon: event.icon.clone(),
+                    external_link: event.external_link.clone(),
+                    injected_by_ai: false,
+                    reference: item.label.clone(),
+                    origin: item.origin.clone(),
+                    red_herring: item.red_herring,
+                });
+            }
+            RecordKind::Phase { instance, phase } => {
+                let Some(item) = items.get(*instance) else {
+                    continue;
+                };
+                // Red herrings have no lifecycle worth listing.
+                if item.red_herring {
+                    continue;
+                }
+                transitions.push(Transition {
+                    timestamp,
+                    transition: phase.as_str(),
+                    instance: Some(item.instance_id.clone()),
+                    reference: Some(item.label.clone()),
+                });
+            }
+            RecordKind::Stop { label } => transitions.push(Transition {
+                timestamp,
+                transition: "stop",
+                instance: None,
+                reference: Some(label.clone()),
+            }),
+            RecordKind::Reset => transitions.push(Transition {
+                timestamp,
+                transition: "reset",
+                instance: None,
+                reference: None,
+            }),
+        }
+    }
+    Timeline {
+        format: "marketsim-timeline/1",
+        external_events,
+        transitions,
+    }
+}
