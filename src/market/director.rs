@@ -26,39 +26,9 @@ pub enum StreamChange {
     Offset(f64),
 }
 
-/// Lever multipliers of one instance; 1.0 is neutral.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LeverChanges {
-    pub demand_by_subject: Vec<f64>,
-    pub supply_by_subject: Vec<f64>,
-    pub payment_failure: f64,
-    pub api_errors: f64,
-    pub app_crashes: f64,
-    pub support_staffing: f64,
-    pub ad_spend: f64,
-    pub low_ratings: f64,
-    pub tutor_accept: f64,
-}
-
-impl LeverChanges {
-    pub fn neutral(n_subjects: usize) -> Self {
-        LeverChanges {
-            demand_by_subject: vec![1.0; n_subjects],
-            supply_by_subject: vec![1.0; n_subjects],
-            payment_failure: 1.0,
-            api_errors: 1.0,
-            app_crashes: 1.0,
-            support_staffing: 1.0,
-            ad_spend: 1.0,
-            low_ratings: 1.0,
-            tutor_accept: 1.0,
-        }
-    }
-
-    pub fn is_neutral(&self) -> bool {
-        *self == LeverChanges::neutral(self.demand_by_subject.len())
-    }
-}
+/// Lever multipliers of one instance; 1.0 is neutral. The same shape as the model's levers,
+/// which are these composed over every active instance.
+pub type LeverChanges = Levers;
 
 /// What an instance changes.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,7 +143,7 @@ pub fn compose(
     n_subjects: usize,
     n_streams: usize,
 ) -> (Levers, Vec<StreamEffect>) {
-    let mut levers = Levers::neutral(n_subjects, n_streams);
+    let mut levers = Levers::neutral(n_subjects);
     let mut effects = vec![StreamEffect::NEUTRAL; n_streams];
     for instance in instances {
         let strength = instance.strength(t);

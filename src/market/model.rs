@@ -53,7 +53,7 @@ pub struct Levers {
 }
 
 impl Levers {
-    pub fn neutral(n_subjects: usize, _n_streams: usize) -> Self {
+    pub fn neutral(n_subjects: usize) -> Self {
         Levers {
             demand_by_subject: vec![1.0; n_subjects],
             supply_by_subject: vec![1.0; n_subjects],
@@ -65,6 +65,11 @@ impl Levers {
             low_ratings: 1.0,
             tutor_accept: 1.0,
         }
+    }
+
+    /// Whether every lever is at 1.0.
+    pub fn is_neutral(&self) -> bool {
+        *self == Levers::neutral(self.demand_by_subject.len())
     }
 }
 
@@ -354,7 +359,7 @@ impl Marketplace {
                 pending: None,
             })
             .collect();
-        let levers = Levers::neutral(catalog.subjects.len(), catalog.streams.len());
+        let levers = Levers::neutral(catalog.subjects.len());
         let find_role = |role: Role| {
             catalog
                 .streams

@@ -226,9 +226,10 @@ fn bench() -> Result<(), String> {
     let binary = root.join("target/release/marketsim");
     let scratch = std::env::temp_dir().join(format!("marketsim-bench-{}", std::process::id()));
     let mut rows = Vec::new();
-    for (label, events) in [
-        ("30-day baseline, no events file", false),
-        ("30-day baseline, with --events", true),
+    for (label, events, truth) in [
+        ("30-day baseline (b)", false, false),
+        ("30-day baseline + truth twins", false, true),
+        ("30-day baseline, --events (c)", true, false),
     ] {
         let mut seconds = Vec::new();
         let mut peak = 0.0f64;
@@ -246,6 +247,9 @@ fn bench() -> Result<(), String> {
                 .arg(&scratch);
             if events {
                 command.arg("--events");
+            }
+            if !truth {
+                command.arg("--no-truth");
             }
             let measured = measure(command)?;
             seconds.push(measured.seconds);
