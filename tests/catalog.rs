@@ -66,3 +66,40 @@ proptest! {
         let _ = Catalog::parse(Path::new("marketplace.yaml"), &lines.join("\n"));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Well-formed scripts with arbitrary timelines never panic the resolver: each either
+    /// resolves to a plan or is refused with a diagnostic.
+    #[test]
+    fn arbitrary_timelines_never_panic(entries in proptest::collection::vec((
+        prop_oneof![
+            Just("day 1 10:00".to_string()), Just("+2h".to_string()), Just("-1d".to_string()), Just("-30d".to_string()),
+            Just("2025-01-01T12:00:00Z".to_string()), Just("day 9".to_string()), Just("+0s".to_string()), "[a-z0-9 :+-]{0,10}",
+        ],
+        prop_oneof![
+            Just("scenario: supply-crisis".to_string()),
+            Just("scenario: unknown-one".to_string()),
+            Just("event: ib-exam-season".to_string()),
+            Just("event: no-such-event".to_string()),
+            Just("stop: supply-crisis".to_string()),
+            Just("reset: true".to_string()),
+            Just("scenario: supply-crisis\n    intensity: 3".to_string()),
+            Just("scenario: payment-outage\n    duration: 1h\n    streams: [\"customer.*\"]".to_string()),
+            Just("event: ib-exam-season\n    red_herring: true".to_string()),
+        ],
+    ), 0..6), policy in prop_oneof![Just("concurrent"), Just("one-at-a-time")]) {
+        let mut text = format!("name: fuzz\nseed: 1\nstart: 2025-01-01T00:00:00Z\nduration: 3d\npolicy: {policy}\nbackground_events: false\ntimeline:");
+        if entries.is_empty() {
+            text.push_str(" []");
+        }
+        text.push('\n');
+        for (at, action) in &entries {
+            text.push_str(&format!("  - at: \"{at}\"\n    {action}\n"));
+        }
+        if let Ok(script) = Script::parse(Path::new("fuzz.yaml"), &text) {
+            let _ = marketsim::run::RunPlan::from_script(script, None, None);
+        }
+    }
+}
