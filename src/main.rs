@@ -17,7 +17,7 @@ use marketsim::output::events::EventsJsonlSink;
 use marketsim::output::run_dir::PendingRunDirectory;
 use marketsim::output::run_dir::{TIMELINE_FILE, TRUTH_FILE};
 use marketsim::output::truth::{build_timeline, build_truth};
-use marketsim::output::{RunCollector, Summary};
+use marketsim::output::{to_pretty_json, RunCollector, Summary};
 use marketsim::run::{load_catalog, run_measured, RunPlan};
 use marketsim::scenario::Library;
 use marketsim::script::Script;
@@ -247,12 +247,6 @@ fn run_command(script_path: &Path, out: &Path, options: &RunOptions) -> Result<(
         );
     }
     Ok(())
-}
-
-fn to_pretty_json<T: serde::Serialize>(value: &T) -> String {
-    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
-    text.push('\n');
-    text
 }
 
 /// A progress bar on stderr that appears only for runs longer than a second, and only on a

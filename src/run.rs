@@ -48,7 +48,7 @@ impl RunPlan {
         }
         let seed = seed_override.unwrap_or(script.seed);
         let duration_ms = duration_override_ms.unwrap_or(script.duration_ms);
-        let library = Library::load(script.library.as_deref(), &catalog)?;
+        let library = Library::load(script.library_folder().as_deref(), &catalog)?;
         let scenarios = ScenarioPlan::build(
             &TimelineInput {
                 script: &script,

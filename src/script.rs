@@ -82,7 +82,7 @@ pub struct Script {
     pub duration_ms: u64,
     pub bucket_ms: u64,
     pub catalog: CatalogSource,
-    /// The library folder, or `None` for the embedded library.
+    /// The library folder the script names (resolved against its folder), if any.
     pub library: Option<PathBuf>,
     pub now: Option<DateTime<Utc>>,
     pub policy: Policy,
@@ -94,6 +94,17 @@ pub struct Script {
 }
 
 impl Script {
+    /// The library folder a run uses: the one the script names; else the script's own folder
+    /// when it holds `events.yaml` and `library/`; else `None`, the embedded library.
+    pub fn library_folder(&self) -> Option<PathBuf> {
+        if self.library.is_some() {
+            return self.library.clone();
+        }
+        let folder = self.path.parent().unwrap_or(Path::new(""));
+        let has_library = folder.join("events.yaml").is_file() && folder.join("library").is_dir();
+        has_library.then(|| folder.to_path_buf())
+    }
+
     /// Reads and validates a script file.
     pub fn load(path: &Path) -> Result<Script, Diagnostic> {
         let source = std::fs::read_to_string(path)
@@ -153,14 +164,9 @@ impl Script {
                 CatalogSource::File(folder.join(relative))
             }
         };
-        let folder = path.parent().unwrap_or(Path::new(""));
-        let library = match raw.library {
-            Some(relative) => Some(folder.join(relative)),
-            None if folder.join("events.yaml").is_file() && folder.join("library").is_dir() => {
-                Some(folder.to_path_buf())
-            }
-            None => None,
-        };
+        let library = raw
+            .library
+            .map(|relative| path.parent().unwrap_or(Path::new("")).join(relative));
         Ok(Script {
             library,
             now: raw.now,

@@ -37,12 +37,6 @@ pub struct Modifiers {
     pub levers: LeverChanges,
 }
 
-impl Modifiers {
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty() && self.levers.is_neutral()
-    }
-}
-
 /// Where an instance is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -137,8 +131,8 @@ impl StreamEffect {
 
 /// Composes the levers and stream effects of every instance at time `t`.
 /// `instances` must be in start order (the last override started wins).
-pub fn compose(
-    instances: &[Instance],
+pub fn compose<'a>(
+    instances: impl IntoIterator<Item = &'a Instance>,
     t: VirtualTimeMs,
     n_subjects: usize,
     n_streams: usize,

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use super::calendar::{DayTable, Epoch};
 use super::catalog::{Catalog, GaugeMetric, Origin, StreamId};
 use super::director::{
-    compose, ActionKind, ControlPlan, Instance, InstanceKind, Phase, RecordKind, StreamEffect,
-    TimelineRecord, SETTLE_STEP_MS,
+    compose, ActionKind, ControlPlan, InstanceKind, Phase, PlannedInstance, RecordKind,
+    StreamEffect, TimelineRecord, SETTLE_STEP_MS,
 };
 use super::payload::{
     Booking, GaugeDetail, Payload, Reason, StreamEvent, AD_CHANNELS, CAMPAIGNS, ENDPOINTS,
@@ -65,11 +65,6 @@ impl Levers {
             low_ratings: 1.0,
             tutor_accept: 1.0,
         }
-    }
-
-    /// Whether every lever is at 1.0.
-    pub fn is_neutral(&self) -> bool {
-        *self == Levers::neutral(self.demand_by_subject.len())
     }
 }
 
@@ -330,13 +325,11 @@ pub struct Marketplace {
     control: ControlState,
 }
 
-/// The scripted plan and where the run is in it.
+/// The scripted plan and where the run is in it. The plan's instances are changed as the run
+/// goes (a stop brings `active_until` forward, a reset cancels).
 #[derive(Debug, Clone, Default)]
 struct ControlState {
     plan: ControlPlan,
-    /// Each instance as the run has changed it (stops bring `active_until` forward, resets
-    /// cancel).
-    instances: Vec<Instance>,
     activated: Vec<bool>,
     last_phase: Vec<Phase>,
     records: Vec<TimelineRecord>,
@@ -410,17 +403,12 @@ impl Marketplace {
     pub fn with_plan(mut self, plan: ControlPlan) -> Self {
         let n = plan.instances.len();
         self.control = ControlState {
-            instances: plan.instances.iter().map(|p| p.instance.clone()).collect(),
             activated: vec![false; n],
             last_phase: vec![Phase::Pending; n],
             records: Vec::new(),
             plan,
         };
         self
-    }
-
-    pub fn plan(&self) -> &ControlPlan {
-        &self.control.plan
     }
 
     /// Marks an instance as never to be activated (for a counterfactual twin).
@@ -435,26 +423,21 @@ impl Marketplace {
         &self.control.records
     }
 
-    /// The instances as the run has changed them (stops, resets).
-    pub fn instances(&self) -> &[Instance] {
-        &self.control.instances
-    }
-
     /// Recomputes levers and stream effects from the activated instances at `now`, redraws the
     /// pending arrivals of every process whose rate changed (exact: gaps are memoryless), and
     /// records lifecycle transitions. Streams a scenario does not touch keep their draws.
     fn apply_control(&mut self, context: &mut Context<'_, MarketEvent>) {
         let now = context.now();
-        let active: Vec<Instance> = self
+        let active = self
             .control
+            .plan
             .instances
             .iter()
             .zip(&self.control.activated)
             .filter(|(_, activated)| **activated)
-            .map(|(instance, _)| instance.clone())
-            .collect();
+            .map(|(planned, _)| &planned.instance);
         let (levers, effects) = compose(
-            &active,
+            active,
             now,
             self.catalog.subjects.len(),
             self.catalog.streams.len(),
@@ -490,11 +473,11 @@ impl Marketplace {
             }
         }
         let mut next_tick: Option<VirtualTimeMs> = None;
-        for index in 0..self.control.instances.len() {
+        for index in 0..self.control.plan.instances.len() {
             if !self.control.activated[index] {
                 continue;
             }
-            let instance = &self.control.instances[index];
+            let instance = &self.control.plan.instances[index].instance;
             let phase = instance.phase(now);
             if phase != self.control.last_phase[index] {
                 self.control.last_phase[index] = phase;
@@ -540,16 +523,9 @@ impl Marketplace {
                 if planned.suppressed {
                     return;
                 }
-                let (kind, label) = (planned.kind, planned.label.clone());
+                let kind = planned.kind;
                 if kind == InstanceKind::Scenario && self.control.plan.one_at_a_time {
-                    for other in 0..self.control.instances.len() {
-                        let is_running_scenario = self.control.activated[other]
-                            && self.control.plan.instances[other].kind == InstanceKind::Scenario
-                            && self.control.instances[other].phase(now) == Phase::Active;
-                        if is_running_scenario {
-                            self.control.instances[other].active_until = now;
-                        }
-                    }
+                    self.settle_activated(now, |other| other.kind == InstanceKind::Scenario);
                 }
                 self.control.activated[index] = true;
                 if kind == InstanceKind::Event {
@@ -558,7 +534,6 @@ impl Marketplace {
                         kind: RecordKind::EventFired { instance: index },
                     });
                 }
-                let _ = label;
             }
             ActionKind::Stop(label) => {
                 self.control.records.push(TimelineRecord {
@@ -567,29 +542,40 @@ impl Marketplace {
                         label: label.clone(),
                     },
                 });
-                for index in 0..self.control.instances.len() {
-                    let instance = &mut self.control.instances[index];
-                    if self.control.activated[index]
-                        && self.control.plan.instances[index].label == label
-                        && instance.phase(now) == Phase::Active
-                    {
-                        instance.active_until = now;
-                    }
-                }
+                self.settle_activated(now, |other| other.label == label);
             }
             ActionKind::Reset => {
                 self.control.records.push(TimelineRecord {
                     time: now,
                     kind: RecordKind::Reset,
                 });
-                for index in 0..self.control.instances.len() {
-                    if self.control.activated[index] {
-                        self.control.instances[index].cancelled = true;
-                    }
+                let activated = self
+                    .control
+                    .plan
+                    .instances
+                    .iter_mut()
+                    .zip(&self.control.activated);
+                for (planned, _) in activated.filter(|(_, activated)| **activated) {
+                    planned.instance.cancelled = true;
                 }
             }
         }
         self.apply_control(context);
+    }
+
+    /// Starts settling, now, every activated instance that is active and matches `which`.
+    fn settle_activated(&mut self, now: VirtualTimeMs, which: impl Fn(&PlannedInstance) -> bool) {
+        let activated = self
+            .control
+            .plan
+            .instances
+            .iter_mut()
+            .zip(&self.control.activated);
+        for (planned, _) in activated.filter(|(_, activated)| **activated) {
+            if which(planned) && planned.instance.phase(now) == Phase::Active {
+                planned.instance.active_until = now;
+            }
+        }
     }
 
     /// Stops every arrival process and periodic job; flows already under way run to the end.

@@ -14,3 +14,10 @@ pub mod truth;
 
 pub use collector::RunCollector;
 pub use run_dir::{OutputError, RunDirectory, Summary};
+
+/// Pretty JSON with a trailing newline, as every JSON file of a run directory is written.
+pub fn to_pretty_json<T: serde::Serialize>(value: &T) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}

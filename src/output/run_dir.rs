@@ -146,13 +146,6 @@ impl Summary {
             streams,
         }
     }
-
-    /// Pretty JSON with a trailing newline.
-    pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
-        text.push('\n');
-        text
-    }
 }
 
 /// A run directory being written: a temporary sibling of the target until [`commit`].
@@ -203,7 +196,8 @@ impl PendingRunDirectory {
             fs::write(&path, text).map_err(io_error(&path))?;
         }
         let summary_path = self.temp.path().join(SUMMARY_FILE);
-        fs::write(&summary_path, summary.to_json()).map_err(io_error(&summary_path))?;
+        fs::write(&summary_path, super::to_pretty_json(summary))
+            .map_err(io_error(&summary_path))?;
         let series_path = self.temp.path().join(SERIES_FILE);
         let file = File::create(&series_path).map_err(io_error(&series_path))?;
         let mut writer = BufWriter::new(file);

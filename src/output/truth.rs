@@ -14,6 +14,7 @@ use crate::market::director::{InstanceKind, Phase, RecordKind, TimelineRecord};
 use crate::market::Epoch;
 use crate::run::RunPlan;
 use crate::scenario::definition::ExpectedImpact;
+use crate::scenario::timeline::PlanSubject;
 
 /// The twin branch of one plan item, over buckets `[first_bucket, end_bucket)`.
 pub struct TwinMeasurement {
@@ -113,8 +114,8 @@ pub fn build_truth(
             .find(|t| t.item == index)
             .map(|twin| measure(plan, actual, twin, item.start_ms, epoch))
             .unwrap_or_default();
-        let (name, declared) = match (&item.scenario, &item.event) {
-            (Some(scenario), _) => (
+        let (name, declared) = match &item.subject {
+            PlanSubject::Scenario(scenario) => (
                 scenario.name.clone(),
                 Declared {
                     expected_impact: None,
@@ -122,7 +123,7 @@ pub fn build_truth(
                     cascade: scenario.cascade.clone(),
                 },
             ),
-            (None, Some(event)) => (
+            PlanSubject::Event(event) => (
                 event.title.clone(),
                 Declared {
                     expected_impact: Some(event.expected_impact.clone()),
@@ -130,28 +131,20 @@ pub fn build_truth(
                     cascade: String::new(),
                 },
             ),
-            (None, None) => (
-                item.label.clone(),
-                Declared {
-                    expected_impact: None,
-                    touches: Vec::new(),
-                    cascade: String::new(),
-                },
-            ),
         };
         items.push(TruthItem {
             id: item.instance_id.clone(),
-            kind: match item.kind {
+            kind: match item.kind() {
                 InstanceKind::Scenario => "scenario",
                 InstanceKind::Event => "event",
             },
-            reference: item.label.clone(),
+            reference: item.label().to_string(),
             origin: item.origin.clone(),
             name,
             start: epoch.format(item.start_ms),
             active_until: epoch.format(active_until),
             settled_at: epoch.format(active_until + planned.settlement_ms),
-            red_herring: item.red_herring,
+            red_herring: item.is_red_herring(),
             declared,
             window_start: epoch.format((item.start_ms / bucket_ms) * bucket_ms),
             window_end: epoch.format(item.window_end_ms),
@@ -290,7 +283,9 @@ pub fn build_timeline(plan: &RunPlan, records: &[TimelineRecord]) -> Timeline {
                 let Some(item) = items.get(*instance) else {
                     continue;
                 };
-                let Some(event) = &item.event else { continue };
+                let PlanSubject::Event(event) = &item.subject else {
+                    continue;
+                };
                 external_events.push(ExternalEventRecord {
                     id: item.instance_id.clone(),
                     timestamp,
@@ -302,9 +297,9 @@ pub fn build_timeline(plan: &RunPlan, records: &[TimelineRecord]) -> Timeline {
                     icon: event.icon.clone(),
                     external_link: event.external_link.clone(),
                     injected_by_ai: false,
-                    reference: item.label.clone(),
+                    reference: item.label().to_string(),
                     origin: item.origin.clone(),
-                    red_herring: item.red_herring,
+                    red_herring: item.is_red_herring(),
                 });
             }
             RecordKind::Phase { instance, phase } => {
@@ -312,14 +307,14 @@ pub fn build_timeline(plan: &RunPlan, records: &[TimelineRecord]) -> Timeline {
                     continue;
                 };
                 // Red herrings have no lifecycle worth listing.
-                if item.red_herring {
+                if item.is_red_herring() {
                     continue;
                 }
                 transitions.push(Transition {
                     timestamp,
                     transition: phase.as_str(),
                     instance: Some(item.instance_id.clone()),
-                    reference: Some(item.label.clone()),
+                    reference: Some(item.label().to_string()),
                 });
             }
             RecordKind::Stop { label } => transitions.push(Transition {

@@ -11,7 +11,8 @@ use crate::diagnostics::{parse_duration_ms, suggestion, Diagnostic};
 use crate::engine::{RandomStream, VirtualTimeMs, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::market::catalog::Catalog;
 use crate::market::director::{
-    ActionKind, ControlPlan, Instance, InstanceKind, Modifiers, PlannedAction, PlannedInstance,
+    ActionKind, ControlPlan, Instance, InstanceKind, LeverChanges, Modifiers, PlannedAction,
+    PlannedInstance,
 };
 use crate::script::Script;
 
@@ -64,22 +65,47 @@ pub enum Policy {
     OneAtATime,
 }
 
+/// What a planned instance activates: a scenario, or an external event (whose effect, if any,
+/// is the instance's modifiers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanSubject {
+    Scenario(ScenarioDefinition),
+    Event(EventTemplate),
+}
+
 /// What outputs need to know about each planned instance (parallel to the plan's instances).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanItem {
-    /// The scenario id or event template id.
-    pub label: String,
-    pub kind: InstanceKind,
+    pub subject: PlanSubject,
     /// `script`, `scenario:<id>` (injected by a scenario) or `background`.
     pub origin: String,
     /// For events: `evt_001`, … in start order; for scenarios: `mod_001`, ….
     pub instance_id: String,
-    pub scenario: Option<ScenarioDefinition>,
-    pub event: Option<EventTemplate>,
-    pub red_herring: bool,
     pub start_ms: VirtualTimeMs,
     /// End of the window over which ground truth measures the effect.
     pub window_end_ms: VirtualTimeMs,
+}
+
+impl PlanItem {
+    /// The scenario id or event template id.
+    pub fn label(&self) -> &str {
+        match &self.subject {
+            PlanSubject::Scenario(scenario) => &scenario.id,
+            PlanSubject::Event(event) => &event.id,
+        }
+    }
+
+    pub fn kind(&self) -> InstanceKind {
+        match self.subject {
+            PlanSubject::Scenario(_) => InstanceKind::Scenario,
+            PlanSubject::Event(_) => InstanceKind::Event,
+        }
+    }
+
+    /// An event that changes nothing.
+    pub fn is_red_herring(&self) -> bool {
+        matches!(&self.subject, PlanSubject::Event(event) if event.effect.is_none())
+    }
 }
 
 /// The resolved timeline of a run.
@@ -206,7 +232,12 @@ impl ScenarioPlan {
                 .or_else(|| library.scenario(id))
         };
 
-        let mut builder = Builder::default();
+        let mut builder = Builder {
+            n_subjects: catalog.subjects.len(),
+            items: Vec::new(),
+            instances: Vec::new(),
+            actions: Vec::new(),
+        };
         let mut previous_ms = 0u64;
         let mut started: Vec<String> = Vec::new();
         for (index, entry) in script.timeline.iter().enumerate() {
@@ -337,8 +368,8 @@ impl ScenarioPlan {
     }
 }
 
-#[derive(Default)]
 struct Builder {
+    n_subjects: usize,
     items: Vec<PlanItem>,
     instances: Vec<PlannedInstance>,
     actions: Vec<PlannedAction>,
@@ -374,13 +405,9 @@ impl Builder {
         };
         self.push(
             PlanItem {
-                label: definition.id.clone(),
-                kind: InstanceKind::Scenario,
+                subject: PlanSubject::Scenario(definition.clone()),
                 origin: origin.to_string(),
                 instance_id: String::new(),
-                scenario: Some(definition.clone()),
-                event: None,
-                red_herring: false,
                 start_ms: start,
                 window_end_ms: (active_until + definition.settlement_ms).min(run_ms),
             },
@@ -417,7 +444,7 @@ impl Builder {
                 0,
                 Modifiers {
                     streams: Vec::new(),
-                    levers: crate::market::director::LeverChanges::neutral(0),
+                    levers: LeverChanges::neutral(self.n_subjects),
                 },
             ),
         };
@@ -436,13 +463,9 @@ impl Builder {
         };
         self.push(
             PlanItem {
-                label: template.id.clone(),
-                kind: InstanceKind::Event,
+                subject: PlanSubject::Event(template.clone()),
                 origin: origin.to_string(),
                 instance_id: String::new(),
-                scenario: None,
-                event: Some(template.clone()),
-                red_herring: template.effect.is_none(),
                 start_ms: start,
                 window_end_ms: (start + window.max(RED_HERRING_WINDOW_MS)).min(run_ms),
             },
@@ -504,7 +527,7 @@ impl Builder {
         let items = items
             .into_iter()
             .map(|mut item| {
-                item.instance_id = match item.kind {
+                item.instance_id = match item.kind() {
                     InstanceKind::Event => {
                         n_events += 1;
                         format!("evt_{n_events:03}")
