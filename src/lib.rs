@@ -9,6 +9,7 @@
 //! from its own seeded generator, no hash-map iteration reaches an output, and floats are
 //! written with a fixed number of decimals.
 
+pub mod analyst;
 pub mod diagnostics;
 pub mod engine;
 pub mod inspect;
@@ -17,3 +18,4 @@ pub mod output;
 pub mod run;
 pub mod scenario;
 pub mod script;
+pub mod stats;

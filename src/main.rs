@@ -9,18 +9,26 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
+use marketsim::analyst::eval;
+use marketsim::analyst::llm::{LlmAnalyst, LlmSettings};
+use marketsim::analyst::rules::RulesAnalyst;
+use marketsim::analyst::{analyze_run, Analyst};
 use marketsim::diagnostics::parse_duration_ms;
 use marketsim::engine::{Tee, MS_PER_DAY};
 use marketsim::inspect;
 use marketsim::market::Catalog;
+use marketsim::output::analyzed::{self, ANOMALIES_FILE, BASELINE_FILE, RECOMMENDATIONS_FILE};
 use marketsim::output::events::EventsJsonlSink;
 use marketsim::output::run_dir::PendingRunDirectory;
 use marketsim::output::run_dir::{TIMELINE_FILE, TRUTH_FILE};
 use marketsim::output::truth::{build_timeline, build_truth};
+use marketsim::output::{diff, export};
 use marketsim::output::{to_pretty_json, RunCollector, Summary};
 use marketsim::run::{load_catalog, run_measured, RunPlan};
 use marketsim::scenario::Library;
 use marketsim::script::Script;
+use marketsim::stats::history::simulate_baseline;
+use marketsim::stats::Scorer;
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +72,33 @@ enum Command {
         /// declared impacts only).
         #[arg(long)]
         no_truth: bool,
+        /// Score every bucket against a baseline (series.csv gains expected, z, normalized and
+        /// flag; events get normalizedValue and anomalyFlag) and write baseline.json,
+        /// anomalies.json and recommendations.json.
+        #[arg(long)]
+        analyze: bool,
+        /// Who writes the recommendations: `rules` (offline, deterministic) or `llm` (an
+        /// OpenAI-compatible endpoint from OPENAI_API_KEY, OPENAI_BASE_URL and
+        /// MARKETSIM_LLM_MODEL; without a key the rules analyst is used).
+        #[arg(long, value_enum, default_value = "rules", requires = "analyze")]
+        analyst: AnalystChoice,
+        /// Reuse the baseline.json of an earlier analyzed run instead of simulating four weeks
+        /// of history before the epoch.
+        #[arg(long, requires = "analyze")]
+        baseline: Option<PathBuf>,
+    },
+    /// Score the recommendations of analyzed runs against their ground truth; prints a table
+    /// and writes eval.json.
+    Eval {
+        /// Run directories written with `run --analyze`.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Re-analyze each run with this analyst instead of reading its recommendations.json.
+        #[arg(long, value_enum)]
+        analyst: Option<AnalystChoice>,
+        /// Where to write eval.json.
+        #[arg(long, default_value = "eval.json")]
+        out: PathBuf,
     },
     /// Describe a stream: definition, what feeds it, and with --run its statistics.
     Inspect {
@@ -94,6 +129,60 @@ enum Command {
         #[arg(long)]
         catalog: Option<PathBuf>,
     },
+    /// Compare two run directories: metadata, per-stream totals, fingerprints and bucket
+    /// series, external events. Exit code 0 when the runs are the same (within the tolerance),
+    /// 1 when they differ, 2 on error.
+    Diff {
+        /// The reference run directory.
+        a: PathBuf,
+        /// The run directory compared with A.
+        b: PathBuf,
+        /// Ignore relative differences |a − b| / max(|a|, |b|) up to this, per bucket and in
+        /// event totals, e.g. 0.05 or 5%; fingerprints then count only through the series.
+        #[arg(long, default_value = "0", value_parser = diff::parse_tolerance)]
+        tolerance: f64,
+        /// Print one JSON document instead of the text summary.
+        #[arg(long)]
+        json: bool,
+        /// With --json, include both runs' bucket series aligned by timestamp.
+        #[arg(long, requires = "json")]
+        series: bool,
+    },
+    /// Export a run's bucket series (or, with --events, its events) as CSV or JSON Lines.
+    Export {
+        /// The run directory.
+        run: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormatArg::Csv)]
+        format: ExportFormatArg,
+        /// Only streams matching these globs (comma-separated or repeated), e.g. customer.*
+        #[arg(long, value_delimiter = ',')]
+        streams: Vec<String>,
+        /// Only rows at or after this RFC 3339 instant (a bucket's start for series rows).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only rows before this RFC 3339 instant.
+        #[arg(long)]
+        to: Option<String>,
+        /// Export the events of events.jsonl instead of the bucket series.
+        #[arg(long)]
+        events: bool,
+        /// Write to FILE (atomically) instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AnalystChoice {
+    Rules,
+    Llm,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +208,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             force,
             quiet,
             no_truth,
+            analyze,
+            analyst,
+            baseline,
         } => {
             let duration_ms = match (days, duration) {
                 (Some(days), _) => Some(days * MS_PER_DAY),
@@ -132,8 +224,31 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 force,
                 quiet,
                 measure_truth: !no_truth,
+                analysis: analyze.then_some(AnalysisOptions {
+                    analyst,
+                    baseline_file: baseline,
+                }),
             };
             run_command(&script, &out, &options)?;
+        }
+        Command::Eval { runs, analyst, out } => {
+            let mut evaluations = Vec::new();
+            for run in &runs {
+                let evaluation = match analyst {
+                    Some(choice) => {
+                        let mut analyst = make_analyst(choice)?;
+                        let limit = max_analyses(analyst.as_ref());
+                        analyzed::evaluate_directory(run, Some(analyst.as_mut()), limit)?
+                    }
+                    None => analyzed::evaluate_directory(run, None, 0)?,
+                };
+                evaluations.push(evaluation);
+            }
+            let report = eval::report(evaluations);
+            print!("{}", eval::render_table(&report));
+            std::fs::write(&out, to_pretty_json(&report))
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
         }
         Command::Inspect {
             stream,
@@ -175,8 +290,76 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let catalog = open_catalog(catalog.as_deref())?;
             print!("{}", inspect::list_streams(&catalog));
         }
+        Command::Diff {
+            a,
+            b,
+            tolerance,
+            json,
+            series,
+        } => {
+            let options = diff::DiffOptions {
+                tolerance,
+                include_series: series,
+            };
+            let report = diff::diff_runs(&a, &b, &options)?;
+            let text = if json {
+                to_pretty_json(&report)
+            } else {
+                report.render_text()
+            };
+            print_unless_closed(&text)?;
+            if !report.is_same() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Export {
+            run,
+            format,
+            streams,
+            from,
+            to,
+            events,
+            output,
+        } => {
+            let request = export::ExportRequest {
+                format: match format {
+                    ExportFormatArg::Csv => export::ExportFormat::Csv,
+                    ExportFormatArg::Jsonl => export::ExportFormat::Jsonl,
+                },
+                source: if events {
+                    export::ExportSource::Events
+                } else {
+                    export::ExportSource::Series
+                },
+                stream_patterns: streams,
+                from,
+                to,
+            };
+            let target = match output {
+                Some(path) => export::ExportTarget::File(path),
+                None => export::ExportTarget::Stdout,
+            };
+            let outcome = export::export(&run, &request, &target)?;
+            if outcome.rows == Some(0) {
+                eprintln!(
+                    "note: no rows matched; the run covers {} to {}",
+                    outcome.run_start, outcome.run_end
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `text`; a reader that stopped early (`| head`) is not an error.
+fn print_unless_closed(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("writing to standard output"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn open_catalog(path: Option<&Path>) -> Result<Catalog> {
@@ -186,7 +369,13 @@ fn open_catalog(path: Option<&Path>) -> Result<Catalog> {
     })
 }
 
+struct AnalysisOptions {
+    analyst: AnalystChoice,
+    baseline_file: Option<PathBuf>,
+}
+
 struct RunOptions {
+    analysis: Option<AnalysisOptions>,
     seed: Option<u64>,
     duration_ms: Option<u64>,
     write_events: bool,
@@ -195,56 +384,152 @@ struct RunOptions {
     measure_truth: bool,
 }
 
+fn make_analyst(choice: AnalystChoice) -> Result<Box<dyn Analyst>> {
+    match choice {
+        AnalystChoice::Rules => Ok(Box::new(RulesAnalyst)),
+        AnalystChoice::Llm => Ok(match LlmSettings::try_from_env()? {
+            None => {
+                eprintln!("note: OPENAI_API_KEY is not set; using the rules analyst");
+                Box::new(RulesAnalyst)
+            }
+            Some(settings) => Box::new(LlmAnalyst::new(settings)?),
+        }),
+    }
+}
+
+/// How many times an analyst is asked per run: every new anomaly for the rules analyst, a
+/// bounded number of calls for a language model.
+fn max_analyses(analyst: &dyn Analyst) -> usize {
+    if analyst.name() == "llm" {
+        24
+    } else {
+        usize::MAX
+    }
+}
+
 fn run_command(script_path: &Path, out: &Path, options: &RunOptions) -> Result<()> {
     let script = Script::load(script_path)?;
     let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?;
     let quiet = options.quiet;
     // Refuse a bad output directory before spending time on the run.
     let pending = PendingRunDirectory::create(out, options.force)?;
-    let mut collector =
-        RunCollector::new(&plan.catalog, plan.script.bucket_ms, plan.bucket_count());
+    let bucket_ms = plan.script.bucket_ms;
+    let loaded_baseline = match options
+        .analysis
+        .as_ref()
+        .and_then(|a| a.baseline_file.as_deref())
+    {
+        Some(path) => Some(analyzed::load_baseline(path, &plan)?),
+        None => None,
+    };
+    let needs_history = options.analysis.is_some() && loaded_baseline.is_none();
+    let mut collector = RunCollector::new(&plan.catalog, bucket_ms, plan.bucket_count());
     let mut progress = Progress::new(plan.duration_ms, quiet);
     let started = Instant::now();
-    let mut on_progress = |t| progress.update(t);
-    let result = if options.write_events {
-        let writer = pending.events_writer()?;
-        let mut events = EventsJsonlSink::new(writer, &plan.catalog, plan.epoch());
-        let result = run_measured(
-            &plan,
-            &mut Tee(&mut collector, &mut events),
-            &mut on_progress,
-            options.measure_truth,
-        )?;
-        events.finish().context("writing events.jsonl")?;
-        result
-    } else {
-        run_measured(
-            &plan,
-            &mut collector,
-            &mut on_progress,
-            options.measure_truth,
-        )?
-    };
+    // The baseline's history is simulated on the other core while the run goes on, except when
+    // events.jsonl needs scores as it is written: then it comes first.
+    let (result, baseline) = std::thread::scope(|scope| -> Result<_> {
+        let history_first = needs_history && options.write_events;
+        let mut baseline = match loaded_baseline {
+            Some(baseline) => Some(baseline),
+            None if history_first => Some(simulate_baseline(&plan)?),
+            None => None,
+        };
+        let history =
+            (needs_history && !history_first).then(|| scope.spawn(|| simulate_baseline(&plan)));
+        let mut on_progress = |t| progress.update(t);
+        let result = if options.write_events {
+            let writer = pending.events_writer()?;
+            let mut events = EventsJsonlSink::new(writer, &plan.catalog, plan.epoch());
+            if let Some(baseline) = &baseline {
+                let scorer = Scorer::new(&plan.catalog, baseline, plan.epoch(), bucket_ms);
+                events = events.with_scores(scorer, bucket_ms, plan.bucket_count());
+            }
+            let result = run_measured(
+                &plan,
+                &mut Tee(&mut collector, &mut events),
+                &mut on_progress,
+                options.measure_truth,
+            )?;
+            events.finish().context("writing events.jsonl")?;
+            result
+        } else {
+            run_measured(
+                &plan,
+                &mut collector,
+                &mut on_progress,
+                options.measure_truth,
+            )?
+        };
+        if let Some(history) = history {
+            let simulated = history
+                .join()
+                .map_err(|_| anyhow::anyhow!("the history simulation panicked"))??;
+            baseline = Some(simulated);
+        }
+        Ok((result, baseline))
+    })?;
     progress.finish();
+    let run_seconds = started.elapsed().as_secs_f64();
+    let analysis_started = Instant::now();
+    let analysis = match (&options.analysis, &baseline) {
+        (Some(choice), Some(baseline)) => {
+            let mut analyst = make_analyst(choice.analyst)?;
+            let limit = max_analyses(analyst.as_ref());
+            Some(analyze_run(
+                &plan,
+                &collector,
+                &result.records,
+                baseline,
+                analyst.as_mut(),
+                limit,
+            ))
+        }
+        _ => None,
+    };
+    let analysis_seconds = analysis_started.elapsed().as_secs_f64();
     let summary = Summary::new(&plan, &collector, options.write_events);
     let truth = build_truth(&plan, &collector, &result.twins, &result.records);
     let timeline = build_timeline(&plan, &result.records);
-    let extra = [
+    let mut extra = vec![
         (TRUTH_FILE, to_pretty_json(&truth)),
         (TIMELINE_FILE, to_pretty_json(&timeline)),
     ];
-    let path = pending.commit(&plan, &collector, &summary, &extra)?;
+    if let (Some(analysis), Some(baseline)) = (&analysis, &baseline) {
+        extra.push((BASELINE_FILE, analyzed::baseline_json(baseline)));
+        extra.push((ANOMALIES_FILE, to_pretty_json(&analysis.anomalies)));
+        extra.push((
+            RECOMMENDATIONS_FILE,
+            to_pretty_json(&analysis.recommendations),
+        ));
+    }
+    let path = pending.commit(
+        &plan,
+        &collector,
+        &summary,
+        analysis.as_ref().map(|a| &a.scores),
+        &extra,
+    )?;
     if !quiet {
-        let seconds = started.elapsed().as_secs_f64();
         eprintln!(
             "wrote {} ({} events over {}, seed {}, {:.2} s, {:.1} M events/s)",
             path.display(),
             summary.total_events,
             summary.duration,
             summary.seed,
-            seconds,
-            summary.total_events as f64 / seconds.max(1e-9) / 1e6,
+            run_seconds,
+            summary.total_events as f64 / run_seconds.max(1e-9) / 1e6,
         );
+        if let Some(analysis) = &analysis {
+            let active = analysis.recommendations.recommendations.len();
+            eprintln!(
+                "analyzed: {} anomaly episodes, {} recommendations ({} analyst), {:.2} s",
+                analysis.anomalies.episodes.len(),
+                active,
+                analysis.recommendations.analyst,
+                analysis_seconds
+            );
+        }
     }
     Ok(())
 }

@@ -152,3 +152,67 @@ fn written_events_match_the_catalog_payloads() {
         seen.len()
     );
 }
+
+/// An analyzed run is as reproducible as a plain one, and every event carries the score of its
+/// bucket: the same `normalizedValue` and `anomalyFlag` as that bucket's row in series.csv.
+#[test]
+fn an_analyzed_run_is_byte_identical_and_its_events_carry_their_bucket_scores() {
+    let dir = temp_dir();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run_cli(&a, &["--analyze"]);
+    run_cli(&b, &["--analyze"]);
+    let (files_a, files_b) = (directory_contents(&a), directory_contents(&b));
+    let names: Vec<String> = files_a
+        .iter()
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "anomalies.json",
+            "baseline.json",
+            "events.jsonl",
+            "recommendations.json",
+            "series.csv",
+            "summary.json",
+            "timeline.json",
+            "truth.json"
+        ]
+    );
+    assert!(
+        files_a == files_b,
+        "two analyzed runs with the same seed differ"
+    );
+
+    let series = std::fs::read_to_string(a.join("series.csv")).unwrap_or_default();
+    let mut by_bucket = std::collections::HashMap::new();
+    for line in series.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 7, "{line}");
+        assert!(!fields[5].is_empty() || fields[2].is_empty(), "{line}");
+        by_bucket.insert(
+            (fields[0][..13].to_string(), fields[1].to_string()),
+            (fields[5].to_string(), fields[6].to_string()),
+        );
+    }
+    let events = std::fs::read_to_string(a.join("events.jsonl")).unwrap_or_default();
+    let mut checked = 0;
+    for line in events.lines().step_by(97) {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let timestamp = event["timestamp"].as_str().unwrap_or_default();
+        let stream = event["stream"].as_str().unwrap_or_default();
+        let (normalized, flag) = by_bucket
+            .get(&(timestamp[..13].to_string(), stream.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        let value = event["normalizedValue"].as_f64().unwrap_or(f64::NAN);
+        assert_eq!(format!("{value:.1}"), normalized, "{line}");
+        assert_eq!(
+            event["anomalyFlag"].as_str().unwrap_or_default(),
+            flag,
+            "{line}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 1_000, "only {checked} events checked");
+}

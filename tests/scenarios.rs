@@ -1,6 +1,7 @@
-//! Scenario scripts end to end: every bundled script runs, its summary and ground truth are
-//! snapshotted, red herrings measure as no effect, cascades emerge, and backdating leaves the
-//! past untouched.
+//! Scenario scripts end to end: every bundled script runs and is analyzed; its summary, ground
+//! truth, anomalies and recommendations are snapshotted; the rules analyst meets its targets
+//! against ground truth; red herrings measure as no effect, cascades emerge, and backdating
+//! leaves the past untouched.
 
 use std::path::Path;
 
@@ -10,20 +11,73 @@ use crate::support::{marketsim, stderr, stdout, temp_dir};
 const NOT_SCENARIO_SCRIPTS: &[&str] = &["marketplace.yaml", "events.yaml", "baseline.yaml"];
 
 fn run_script(script: &str, out: &Path) -> serde_json::Value {
+    run_script_with(script, out, &[])
+}
+
+fn run_script_with(script: &str, out: &Path, extra: &[&str]) -> serde_json::Value {
     let target = out.to_string_lossy();
-    let output = marketsim(&["run", script, "--out", &target, "--quiet"]);
+    let mut args = vec!["run", script, "--out", &target, "--quiet"];
+    args.extend_from_slice(extra);
+    let output = marketsim(&args);
     assert_eq!(
         output.status.code(),
         Some(0),
         "{script}: {}",
         stderr(&output)
     );
-    let truth = std::fs::read_to_string(out.join("truth.json")).unwrap_or_default();
-    serde_json::from_str(&truth).unwrap_or_else(|e| panic!("{script}: truth.json: {e}"))
+    read_json(&out.join("truth.json"))
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The anomaly episodes of a run, one line each, for a readable snapshot.
+fn episode_lines(anomalies: &serde_json::Value) -> Vec<String> {
+    anomalies["episodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} {} {} {} ×{} z {}",
+                e["start"].as_str().unwrap_or_default(),
+                e["stream"].as_str().unwrap_or_default(),
+                e["direction"].as_str().unwrap_or_default(),
+                e["flag"].as_str().unwrap_or_default(),
+                e["buckets"],
+                e["peakZ"]
+            )
+        })
+        .collect()
+}
+
+/// The recommendations of a run without their prose, for a readable snapshot.
+fn recommendation_summaries(recommendations: &serde_json::Value) -> Vec<serde_json::Value> {
+    recommendations["recommendations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            serde_json::json!({
+                "id": r["id"], "key": r["key"], "priority": r["priority"],
+                "timestamp": r["timestamp"], "status": r["status"], "resolvedAt": r["resolvedAt"],
+                "relatedEvents": r["relatedEvents"], "affectedStreams": r["affectedStreams"],
+                "confidence": r["confidence"], "source": r["source"],
+            })
+        })
+        .collect()
 }
 
 #[test]
-fn every_bundled_script_runs_and_matches_its_snapshots() {
+fn every_bundled_script_runs_analyzes_and_matches_its_snapshots() {
+    let runs = temp_dir();
+    // Every bundled script starts on the same Monday with the same seed and buckets, so they
+    // share one simulated history: the first run simulates it, the others reuse its
+    // baseline.json (which must give the same baseline).
+    let mut shared_baseline: Option<std::path::PathBuf> = None;
+    let mut run_dirs = Vec::new();
     insta::glob!("../scenarios", "*.yaml", |path| {
         let name = path
             .file_name()
@@ -32,13 +86,21 @@ fn every_bundled_script_runs_and_matches_its_snapshots() {
         if NOT_SCENARIO_SCRIPTS.contains(&name.as_str()) {
             return;
         }
-        let dir = temp_dir();
-        let out = dir.path().join("run");
-        let truth = run_script(&format!("scenarios/{name}"), &out);
-        let summary: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join("summary.json")).unwrap_or_default(),
-        )
-        .unwrap_or_default();
+        let out = runs.path().join(name.trim_end_matches(".yaml"));
+        let script = format!("scenarios/{name}");
+        let baseline_arg = shared_baseline
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
+        let mut extra = vec!["--analyze"];
+        if let Some(baseline) = &baseline_arg {
+            extra.extend(["--baseline", baseline.as_str()]);
+        }
+        let truth = run_script_with(&script, &out, &extra);
+        if shared_baseline.is_none() {
+            shared_baseline = Some(out.join("baseline.json"));
+        }
+        run_dirs.push(out.clone());
+        let summary = read_json(&out.join("summary.json"));
         // Red herrings change nothing, so their counterfactual twin is identical.
         for item in truth["items"].as_array().into_iter().flatten() {
             if item["redHerring"] == true {
@@ -62,7 +124,46 @@ fn every_bundled_script_runs_and_matches_its_snapshots() {
         );
         insta::assert_json_snapshot!("summary", summary);
         insta::assert_json_snapshot!("truth", scripted);
+        insta::assert_snapshot!(
+            "anomalies",
+            episode_lines(&read_json(&out.join("anomalies.json"))).join("\n")
+        );
+        insta::assert_json_snapshot!(
+            "recommendations",
+            recommendation_summaries(&read_json(&out.join("recommendations.json")))
+        );
     });
+    assert_eq!(
+        run_dirs.len(),
+        12,
+        "expected twelve bundled scenario scripts"
+    );
+
+    // A run that simulates its own history gets the baseline the shared one holds.
+    let own = runs.path().join("own-history");
+    run_script_with("scenarios/viral-blog-post.yaml", &own, &["--analyze"]);
+    let shared = shared_baseline.unwrap_or_default();
+    assert!(
+        std::fs::read(own.join("baseline.json")).ok() == std::fs::read(&shared).ok(),
+        "a simulated history differs from the shared baseline"
+    );
+
+    // The rules analyst against ground truth, over every bundled script: the targets.
+    let eval_path = runs.path().join("eval.json");
+    let eval_target = eval_path.to_string_lossy().into_owned();
+    let mut args = vec!["eval".to_string()];
+    args.extend(run_dirs.iter().map(|d| d.to_string_lossy().into_owned()));
+    args.extend(["--out".to_string(), eval_target]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = marketsim(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let eval = read_json(&eval_path);
+    let overall = &eval["overall"];
+    let score = |name: &str| overall[name].as_f64().unwrap_or(f64::NAN);
+    assert!(score("causePrecision") >= 0.8, "{overall}");
+    assert!(score("causeRecall") >= 0.8, "{overall}");
+    assert!(score("redHerringRate") <= 0.1, "{overall}");
+    insta::assert_snapshot!("eval_table", stdout(&output));
 }
 
 #[test]

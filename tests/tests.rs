@@ -3,6 +3,8 @@
 /// Helpers: run the CLI, run the library in-process, compare directories.
 mod support;
 
+/// `run --analyze`, `--baseline` and `eval` end to end.
+mod analysis;
 /// The bundled 30-day baseline: summary snapshot, flow conservation, realism.
 mod baseline;
 /// Catalog validation over `fixtures/invalid-catalog`, and arbitrary YAML never panics.
@@ -12,8 +14,17 @@ mod cli;
 /// Same seed ⇒ byte-identical run directory; another seed ⇒ different; an extra stream leaves
 /// the other streams' events untouched.
 mod determinism;
+/// `marketsim diff`: exit codes, the first divergence of a changed seed, the tolerance rule,
+/// broken run directories refused with the file named.
+mod diff;
+/// `marketsim export`: series and events by stream glob and time range, CSV and JSON Lines,
+/// to stdout or atomically to a file; refused globs, times and runs.
+mod export;
 /// The stream inspector and the stream list.
 mod inspect;
+/// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
+/// their reasons, retries, timeouts; settings from variables.
+mod llm;
 /// Scenario scripts: a snapshot of every bundled script's summary and ground truth, cascades,
 /// red herrings, backdating.
 mod scenarios;

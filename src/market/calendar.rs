@@ -81,6 +81,13 @@ pub fn format_unix_ms(unix_ms: i64) -> String {
     }
 }
 
+/// Compound growth at the start of `t`'s wall hour, relative to the epoch: rates stay constant
+/// within an hour, so recomputing a rate mid-hour gives the cached value.
+pub fn growth_factor(growth_per_month: f64, epoch: Epoch, t: VirtualTimeMs) -> f64 {
+    let hour_start = (epoch.next_hour_start(t) - MS_PER_HOUR) as f64;
+    (1.0 + growth_per_month).powf(hour_start / (30.0 * MS_PER_DAY as f64))
+}
+
 /// What the model needs to know about one calendar day.
 #[derive(Debug, Clone, Copy)]
 pub struct DayFacts {

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::calendar::{DayTable, Epoch};
+use super::calendar::{growth_factor, DayTable, Epoch};
 use super::catalog::{Catalog, GaugeMetric, Origin, StreamId};
 use super::director::{
     compose, ActionKind, ControlPlan, InstanceKind, Phase, PlannedInstance, RecordKind,
@@ -297,6 +297,8 @@ pub struct ModelCounters {
 pub struct Marketplace {
     catalog: Arc<Catalog>,
     days: DayTable,
+    /// Calendar and growth switched off (see [`Marketplace::with_neutral_season`]).
+    neutral_season: bool,
     ids: FlowStreams,
     roles: Vec<Role>,
     streams: Vec<StreamState>,
@@ -362,6 +364,7 @@ impl Marketplace {
         };
         let mut model = Marketplace {
             days: DayTable::new(epoch, &catalog.calendar),
+            neutral_season: false,
             ids,
             roles,
             streams,
@@ -408,6 +411,15 @@ impl Marketplace {
             records: Vec::new(),
             plan,
         };
+        self
+    }
+
+    /// Freezes the season: no academic calendar and no growth, so every week looks like the
+    /// epoch's week in an ordinary period. Used for the history a baseline is fitted on; the
+    /// scorer puts the calendar and growth back into its expectations.
+    pub fn with_neutral_season(mut self) -> Self {
+        self.days = DayTable::new(self.days.epoch(), &[]);
+        self.neutral_season = true;
         self
     }
 
@@ -628,8 +640,10 @@ impl Marketplace {
     /// Compound growth at the start of `t`'s wall hour: rates stay constant within an hour, so
     /// recomputing a rate mid-hour gives the cached value unless a lever moved.
     fn growth(&self, t: VirtualTimeMs) -> f64 {
-        let hour_start = (self.days.epoch().next_hour_start(t) - MS_PER_HOUR) as f64;
-        (1.0 + self.catalog.growth_per_month).powf(hour_start / (30.0 * MS_PER_DAY as f64))
+        if self.neutral_season {
+            return 1.0;
+        }
+        growth_factor(self.catalog.growth_per_month, self.days.epoch(), t)
     }
 
     fn day_noise(&mut self, stream: StreamId, t: VirtualTimeMs) -> f64 {

@@ -562,16 +562,19 @@ impl Serialize for OrderedPairs<'_> {
     }
 }
 
-/// A stream event in the seed's wire shape: `{"stream", "timestamp", "data"}`.
+/// A stream event in the seed's wire shape: `{"stream", "timestamp", "data"}`, plus
+/// `normalizedValue` and `anomalyFlag` when the stream's bucket has been scored.
 pub struct StreamEventView<'a> {
     pub stream_name: &'a str,
     pub event: &'a StreamEvent,
     pub context: RenderContext<'a>,
+    /// The normalized value (0–100) and flag of the event's bucket.
+    pub score: Option<(f64, &'static str)>,
 }
 
 impl Serialize for StreamEventView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(3))?;
+        let mut map = serializer.serialize_map(Some(if self.score.is_some() { 5 } else { 3 }))?;
         map.serialize_entry("stream", self.stream_name)?;
         map.serialize_entry("timestamp", &self.context.epoch.format(self.event.time))?;
         map.serialize_entry(
@@ -581,6 +584,11 @@ impl Serialize for StreamEventView<'_> {
                 context: self.context,
             },
         )?;
+        if let Some((normalized, flag)) = self.score {
+            // One decimal, as in series.csv.
+            map.serialize_entry("normalizedValue", &((normalized * 10.0).round() / 10.0))?;
+            map.serialize_entry("anomalyFlag", flag)?;
+        }
         map.end()
     }
 }

@@ -5,10 +5,17 @@
 //! `series.csv` (one row per bucket per stream) and, when asked, `events.jsonl` (every event in
 //! the seed's `StreamEvent` shape). Everything written is a pure function of the run's inputs:
 //! no wall-clock time, host name or absolute path appears in it.
+//!
+//! Finished runs are read back by [`run_reader`] (format checked first, series checked
+//! against the summary), compared by [`diff`] and exported by [`export`].
 
+pub mod analyzed;
 pub mod collector;
+pub mod diff;
 pub mod events;
+pub mod export;
 pub mod run_dir;
+pub mod run_reader;
 pub mod series;
 pub mod truth;
 

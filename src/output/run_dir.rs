@@ -12,6 +12,7 @@ use thiserror::Error;
 use super::collector::RunCollector;
 use super::series::write_series;
 use crate::run::RunPlan;
+use crate::stats::ScoreTable;
 
 /// The run-directory format this binary writes and reads.
 pub const RUN_FORMAT: &str = "marketsim-run/1";
@@ -30,7 +31,8 @@ pub enum OutputError {
     /// The output exists and is not a run directory; it is never replaced.
     #[error("{path} exists and is not a marketsim run directory; refusing to replace it")]
     NotARunDirectory { path: PathBuf },
-    #[error("{path}: {source}")]
+    /// Shown as `path: cause` by the `{:#}` chain printer, so the cause is not repeated here.
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -189,6 +191,7 @@ impl PendingRunDirectory {
         plan: &RunPlan,
         collector: &RunCollector,
         summary: &Summary,
+        scores: Option<&ScoreTable>,
         extra_files: &[(&str, String)],
     ) -> Result<PathBuf, OutputError> {
         for (name, text) in extra_files {
@@ -201,7 +204,7 @@ impl PendingRunDirectory {
         let series_path = self.temp.path().join(SERIES_FILE);
         let file = File::create(&series_path).map_err(io_error(&series_path))?;
         let mut writer = BufWriter::new(file);
-        write_series(plan, collector, &mut writer).map_err(io_error(&series_path))?;
+        write_series(plan, collector, scores, &mut writer).map_err(io_error(&series_path))?;
         writer.flush().map_err(io_error(&series_path))?;
 
         // Re-check: something may have appeared at the target while the run was going on.

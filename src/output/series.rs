@@ -2,7 +2,10 @@
 //!
 //! Columns: `timestamp` (bucket start, ISO 8601), `stream`, `value` — the event count of a
 //! count stream, or the mean reading of a gauge with 3 decimals (empty when a gauge had no
-//! reading in the bucket).
+//! reading in the bucket); and, when the run was analyzed (`--analyze`), `expected` (the
+//! baseline's seasonally adjusted expectation), `z`, `normalized` (0–100, 50 = expected) and
+//! `flag` (`normal`, `warning`, `critical`). Those four are empty otherwise, or where the
+//! baseline has nothing to say (a gauge without a reading).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -10,8 +13,9 @@ use std::path::Path;
 use super::collector::RunCollector;
 use super::run_dir::OutputError;
 use crate::run::RunPlan;
+use crate::stats::{AnomalyFlag, ScoreTable};
 
-pub const SERIES_HEADER: &str = "timestamp,stream,value";
+pub const SERIES_HEADER: &str = "timestamp,stream,value,expected,z,normalized,flag";
 
 /// Formats a bucket value as written.
 pub fn format_value(value: Option<f64>, is_gauge: bool) -> String {
@@ -25,6 +29,7 @@ pub fn format_value(value: Option<f64>, is_gauge: bool) -> String {
 pub fn write_series<W: Write>(
     plan: &RunPlan,
     collector: &RunCollector,
+    scores: Option<&ScoreTable>,
     out: &mut W,
 ) -> io::Result<()> {
     writeln!(out, "{SERIES_HEADER}")?;
@@ -40,7 +45,18 @@ pub fn write_series<W: Write>(
                 collector.bucket_value(bucket, index),
                 collector.is_gauge(index),
             );
-            writeln!(out, "{timestamp},{},{value}", stream.name)?;
+            match scores.and_then(|table| table.get(bucket, index)) {
+                Some(score) => writeln!(
+                    out,
+                    "{timestamp},{},{value},{:.3},{:.3},{:.1},{}",
+                    stream.name,
+                    score.expected,
+                    score.z,
+                    score.normalized,
+                    score.flag.as_str()
+                )?,
+                None => writeln!(out, "{timestamp},{},{value},,,,", stream.name)?,
+            }
         }
     }
     Ok(())
@@ -52,6 +68,10 @@ pub struct SeriesRow {
     pub timestamp: String,
     pub stream: String,
     pub value: Option<f64>,
+    pub expected: Option<f64>,
+    pub z: Option<f64>,
+    pub normalized: Option<f64>,
+    pub flag: Option<AnomalyFlag>,
 }
 
 /// Reads `series.csv`, keeping only rows of `stream` when given.
@@ -77,31 +97,46 @@ pub fn read_series(path: &Path, stream: Option<&str>) -> Result<Vec<SeriesRow>, 
     }
     let mut rows = Vec::new();
     for (index, line) in lines {
-        let mut fields = line.splitn(3, ',');
-        let (Some(timestamp), Some(name), Some(value)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
+        let fields: Vec<&str> = line.split(',').collect();
+        let [timestamp, name, value, expected, z, normalized, flag] = fields[..] else {
             return Err(malformed(
                 index + 1,
-                "expected 3 comma-separated fields".to_string(),
+                format!(
+                    "expected 7 comma-separated fields, found {} (a truncated file?)",
+                    fields.len()
+                ),
             ));
         };
         if stream.is_some_and(|s| s != name) {
             continue;
         }
-        let value = if value.is_empty() {
+        let number = |text: &str| -> Result<Option<f64>, OutputError> {
+            if text.is_empty() {
+                Ok(None)
+            } else {
+                text.parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| malformed(index + 1, format!("`{text}` is not a number")))
+            }
+        };
+        let flag = if flag.is_empty() {
             None
         } else {
-            Some(
-                value
-                    .parse::<f64>()
-                    .map_err(|_| malformed(index + 1, format!("`{value}` is not a number")))?,
-            )
+            Some(AnomalyFlag::parse(flag).ok_or_else(|| {
+                malformed(
+                    index + 1,
+                    format!("flag `{flag}` is not one of normal, warning, critical"),
+                )
+            })?)
         };
         rows.push(SeriesRow {
             timestamp: timestamp.to_string(),
             stream: name.to_string(),
-            value,
+            value: number(value)?,
+            expected: number(expected)?,
+            z: number(z)?,
+            normalized: number(normalized)?,
+            flag,
         });
     }
     Ok(rows)

@@ -1,0 +1,281 @@
+//! The one context builder every analyst reads: at a moment of the run, the current anomalies,
+//! the external events of the last seven days, baseline statistics and recent values of the
+//! streams concerned, and correlations — the seed's "Dashboard AI" context, bounded in size so
+//! a language model's prompt stays small whatever the run.
+//!
+//! The context holds only what an operations team would see at that moment: nothing from later
+//! buckets, and nothing from ground truth (whether an event is a red herring is never in it).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{VirtualTimeMs, MS_PER_DAY};
+use crate::market::Epoch;
+use crate::scenario::definition::{EventType, ExpectedImpact, Severity};
+use crate::stats::baseline::{slot_of_week, Baseline, BucketMatrix};
+use crate::stats::correlation::{
+    event_stream_shifts, stream_correlations, CorrelationRequest, EventCorrelation,
+    StreamCorrelation,
+};
+use crate::stats::{AnomalyFlag, ScoreTable};
+
+/// At most this many anomalies (the largest |z| first).
+pub const MAX_ANOMALIES: usize = 20;
+/// At most this many external events (the most recent first).
+pub const MAX_EVENTS: usize = 40;
+/// Recent values per anomalous stream, in buckets.
+pub const RECENT_BUCKETS: usize = 24;
+/// How far back events and daily totals reach.
+pub const LOOKBACK_MS: u64 = 7 * MS_PER_DAY;
+/// Stream pairs kept in the correlations.
+pub const MAX_STREAM_PAIRS: usize = 12;
+/// Buckets the stream–stream correlations look back over.
+pub const CORRELATION_BUCKETS: usize = 48;
+/// Pairs correlated less than this are left out.
+pub const MIN_STREAM_CORRELATION: f64 = 0.6;
+
+/// An external event as the dashboard sees it (the seed's `ExternalEvent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextEvent {
+    pub id: String,
+    pub timestamp: String,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub title: String,
+    pub description: String,
+    pub severity: Severity,
+    pub expected_impact: ExpectedImpact,
+    /// Virtual time of the event.
+    #[serde(skip)]
+    pub time_ms: VirtualTimeMs,
+}
+
+/// A stream that is flagged now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextAnomaly {
+    pub stream: String,
+    pub domain: String,
+    pub flag: AnomalyFlag,
+    pub direction: String,
+    pub z: f64,
+    pub value: f64,
+    pub expected: f64,
+    pub normalized: f64,
+    /// (value − expected) / expected, in percent.
+    pub change_percent: f64,
+    /// Start of the flagged run of buckets this anomaly is part of.
+    pub since: String,
+    #[serde(skip)]
+    pub since_ms: VirtualTimeMs,
+    #[serde(skip)]
+    pub stream_index: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextBaseline {
+    /// Expected value and σ for this hour of the week.
+    pub mean: f64,
+    pub std_dev: f64,
+    /// Mean of a whole day (sum of the day's 24 hourly means averaged over the week).
+    pub daily_mean: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextPoint {
+    pub timestamp: String,
+    pub value: f64,
+    pub normalized: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextCorrelations {
+    pub events: Vec<EventCorrelation>,
+    pub streams: Vec<StreamCorrelation>,
+}
+
+/// The context handed to an analyst.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisContext {
+    pub now: String,
+    pub anomalies: Vec<ContextAnomaly>,
+    pub events: Vec<ContextEvent>,
+    pub baseline_stats: BTreeMap<String, ContextBaseline>,
+    pub recent_values: BTreeMap<String, Vec<ContextPoint>>,
+    pub correlations: ContextCorrelations,
+    /// Every stream name of the catalog, so an answer can be checked against it.
+    #[serde(skip)]
+    pub known_streams: Vec<String>,
+    #[serde(skip)]
+    pub now_ms: VirtualTimeMs,
+}
+
+impl AnalysisContext {
+    pub fn anomaly(&self, stream: &str) -> Option<&ContextAnomaly> {
+        self.anomalies.iter().find(|a| a.stream == stream)
+    }
+}
+
+/// Everything of a run the builder reads.
+pub struct RunView<'a> {
+    pub stream_names: &'a [String],
+    pub stream_domains: &'a [String],
+    pub epoch: Epoch,
+    pub bucket_ms: u64,
+    pub values: &'a BucketMatrix,
+    pub scores: &'a ScoreTable,
+    pub baseline: &'a Baseline,
+    /// External events in time order.
+    pub events: &'a [ContextEvent],
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+impl RunView<'_> {
+    fn time(&self, bucket: usize) -> String {
+        self.epoch.format(bucket as u64 * self.bucket_ms)
+    }
+
+    /// The context after bucket `bucket` has closed.
+    pub fn context_at(&self, bucket: usize) -> AnalysisContext {
+        let now_ms = (bucket as u64 + 1) * self.bucket_ms;
+        let mut anomalies = Vec::new();
+        for (stream, name) in self.stream_names.iter().enumerate() {
+            let Some(score) = self.scores.get(bucket, stream) else {
+                continue;
+            };
+            if score.flag == AnomalyFlag::Normal {
+                continue;
+            }
+            let mut since = bucket;
+            while since > 0
+                && self
+                    .scores
+                    .get(since - 1, stream)
+                    .is_some_and(|s| s.flag != AnomalyFlag::Normal)
+            {
+                since -= 1;
+            }
+            let value = self.values.get(bucket, stream).unwrap_or(0.0);
+            anomalies.push(ContextAnomaly {
+                stream: name.clone(),
+                domain: self.stream_domains[stream].clone(),
+                flag: score.flag,
+                direction: if score.z >= 0.0 { "up" } else { "down" }.to_string(),
+                z: round2(score.z),
+                value: round2(value),
+                expected: round2(score.expected),
+                normalized: round2(score.normalized),
+                change_percent: round2(100.0 * (value - score.expected) / score.expected.max(1e-9)),
+                since: self.time(since),
+                since_ms: since as u64 * self.bucket_ms,
+                stream_index: stream,
+            });
+        }
+        anomalies.sort_by(|a, b| {
+            b.z.abs()
+                .total_cmp(&a.z.abs())
+                .then_with(|| a.stream.cmp(&b.stream))
+        });
+        anomalies.truncate(MAX_ANOMALIES);
+
+        let lookback_start = now_ms.saturating_sub(LOOKBACK_MS);
+        let mut events: Vec<ContextEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.time_ms < now_ms && e.time_ms >= lookback_start)
+            .cloned()
+            .collect();
+        events.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then_with(|| a.id.cmp(&b.id)));
+        events.truncate(MAX_EVENTS);
+
+        let mut baseline_stats = BTreeMap::new();
+        let mut recent_values = BTreeMap::new();
+        let slot = slot_of_week(
+            self.epoch.absolute_ms(bucket as u64 * self.bucket_ms),
+            self.bucket_ms,
+        );
+        let buckets_per_day = (MS_PER_DAY / self.bucket_ms) as f64;
+        for anomaly in &anomalies {
+            let stream = anomaly.stream_index;
+            if let Some(baseline) = self.baseline.stream(stream) {
+                if let Some(stats) = baseline.slot(slot) {
+                    baseline_stats.insert(
+                        anomaly.stream.clone(),
+                        ContextBaseline {
+                            mean: round2(stats.mean),
+                            std_dev: round2(stats.std_dev),
+                            daily_mean: round2(baseline.average_mean() * buckets_per_day),
+                        },
+                    );
+                }
+            }
+            let first = (bucket + 1).saturating_sub(RECENT_BUCKETS);
+            let points = (first..=bucket)
+                .filter_map(|b| {
+                    let score = self.scores.get(b, stream)?;
+                    Some(ContextPoint {
+                        timestamp: self.time(b),
+                        value: round2(self.values.get(b, stream).unwrap_or(0.0)),
+                        normalized: round2(score.normalized),
+                    })
+                })
+                .collect();
+            recent_values.insert(anomaly.stream.clone(), points);
+        }
+
+        let correlations = ContextCorrelations {
+            events: events
+                .iter()
+                .filter_map(|event| {
+                    let event_bucket = (event.time_ms / self.bucket_ms) as usize;
+                    let streams = event_stream_shifts(
+                        self.scores,
+                        self.stream_names,
+                        event_bucket,
+                        event.time_ms,
+                        self.bucket_ms,
+                        bucket,
+                    );
+                    (!streams.is_empty()).then(|| EventCorrelation {
+                        event_id: event.id.clone(),
+                        streams: streams.into_iter().take(8).collect(),
+                    })
+                })
+                .collect(),
+            streams: {
+                let indices: Vec<usize> = anomalies.iter().map(|a| a.stream_index).collect();
+                stream_correlations(
+                    self.scores,
+                    self.stream_names,
+                    &CorrelationRequest {
+                        streams: &indices,
+                        from: (bucket + 1).saturating_sub(CORRELATION_BUCKETS),
+                        to: bucket + 1,
+                        bucket_ms: self.bucket_ms,
+                        min_correlation: MIN_STREAM_CORRELATION,
+                        limit: MAX_STREAM_PAIRS,
+                    },
+                )
+            },
+        };
+        AnalysisContext {
+            now: self.epoch.format(now_ms),
+            anomalies,
+            events,
+            baseline_stats,
+            recent_values,
+            correlations,
+            known_streams: self.stream_names.to_vec(),
+            now_ms,
+        }
+    }
+}

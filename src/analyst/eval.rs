@@ -1,0 +1,305 @@
+//! Evaluation: how well a run's recommendations match its ground truth (`truth.json`).
+//!
+//! Definitions (also printed with `marketsim eval --help`):
+//! - a *true cause* is a truth item that is not a red herring and measurably moved at least one
+//!   stream by [`MATERIAL_CHANGE`] or more (relative to its counterfactual twin);
+//! - a *scripted cause* is a true cause the script put on the timeline (not background);
+//! - a recommendation *names* an item when its `relatedEvents` holds the item's id, or, for a
+//!   scenario, the id of an event the scenario injected;
+//! - cause precision = named ids that are true causes (or events of one) / all named ids;
+//!   cause recall = scripted causes named / scripted causes;
+//! - red herrings blamed = named ids that are red herrings / all named ids;
+//! - stream precision and recall compare the union of `affectedStreams` with the streams the
+//!   true causes materially moved;
+//! - time to first correct recommendation = from the cause's start to the first recommendation
+//!   that names it.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::recommendation::Recommendation;
+
+/// The smallest relative change (vs the counterfactual) that counts as a real effect.
+pub const MATERIAL_CHANGE: f64 = 0.10;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TruthMeasured {
+    pub stream: String,
+    pub relative_delta: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TruthEntry {
+    pub id: String,
+    pub kind: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub origin: String,
+    pub start: String,
+    pub active_until: String,
+    pub red_herring: bool,
+    pub measured: Vec<TruthMeasured>,
+}
+
+/// The part of `truth.json` the evaluation reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TruthFile {
+    pub format: String,
+    pub items: Vec<TruthEntry>,
+}
+
+impl TruthEntry {
+    fn material_streams(&self) -> impl Iterator<Item = &str> {
+        self.measured
+            .iter()
+            .filter(|m| m.relative_delta.abs() >= MATERIAL_CHANGE)
+            .map(|m| m.stream.as_str())
+    }
+
+    fn is_true_cause(&self) -> bool {
+        !self.red_herring && self.material_streams().next().is_some()
+    }
+
+    /// Whether `event` was injected by this scenario.
+    fn injected(&self, event: &TruthEntry) -> bool {
+        self.kind == "scenario"
+            && event.kind == "event"
+            && event.origin == format!("scenario:{}", self.reference)
+            && event.start >= self.start
+            && event.start <= self.active_until
+    }
+}
+
+/// Time from a cause's start to the first recommendation naming it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CauseLatency {
+    pub cause: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `None` when no recommendation named it.
+    pub first_correct_after_ms: Option<i64>,
+}
+
+/// The scores of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunEvaluation {
+    pub run: String,
+    pub analyst: String,
+    pub recommendations: usize,
+    pub scripted_causes: usize,
+    pub scripted_causes_named: usize,
+    pub named_ids: usize,
+    pub named_correct: usize,
+    pub red_herrings_blamed: usize,
+    pub predicted_streams: usize,
+    pub true_streams: usize,
+    pub streams_correct: usize,
+    pub causes: Vec<CauseLatency>,
+}
+
+fn ratio(numerator: usize, denominator: usize) -> Option<f64> {
+    (denominator > 0).then(|| ((numerator as f64 / denominator as f64) * 1_000.0).round() / 1_000.0)
+}
+
+/// Precision, recall and rates over a set of runs (micro-averaged: sums first, then ratios).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scores {
+    pub cause_precision: Option<f64>,
+    pub cause_recall: Option<f64>,
+    pub red_herring_rate: Option<f64>,
+    pub stream_precision: Option<f64>,
+    pub stream_recall: Option<f64>,
+    /// Mean over named scripted causes.
+    pub mean_time_to_first_correct_ms: Option<i64>,
+}
+
+impl Scores {
+    pub fn of(runs: &[RunEvaluation]) -> Scores {
+        let sum = |f: fn(&RunEvaluation) -> usize| runs.iter().map(f).sum::<usize>();
+        let latencies: Vec<i64> = runs
+            .iter()
+            .flat_map(|r| r.causes.iter().filter_map(|c| c.first_correct_after_ms))
+            .collect();
+        Scores {
+            cause_precision: ratio(sum(|r| r.named_correct), sum(|r| r.named_ids)),
+            cause_recall: ratio(sum(|r| r.scripted_causes_named), sum(|r| r.scripted_causes)),
+            red_herring_rate: ratio(sum(|r| r.red_herrings_blamed), sum(|r| r.named_ids)),
+            stream_precision: ratio(sum(|r| r.streams_correct), sum(|r| r.predicted_streams)),
+            stream_recall: ratio(sum(|r| r.streams_correct), sum(|r| r.true_streams)),
+            mean_time_to_first_correct_ms: (!latencies.is_empty())
+                .then(|| latencies.iter().sum::<i64>() / latencies.len() as i64),
+        }
+    }
+}
+
+/// `eval.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvalReport {
+    pub format: &'static str,
+    pub material_change: f64,
+    pub runs: Vec<RunEvaluation>,
+    pub overall: Scores,
+}
+
+fn millis(timestamp: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(timestamp)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Scores one run's recommendations against its truth.
+pub fn evaluate_run(
+    run: &str,
+    analyst: &str,
+    truth: &TruthFile,
+    recommendations: &[Recommendation],
+) -> RunEvaluation {
+    let named: BTreeSet<&str> = recommendations
+        .iter()
+        .flat_map(|r| r.related_events.iter().map(String::as_str))
+        .collect();
+    let find = |id: &str| truth.items.iter().find(|i| i.id == id);
+    let is_correct = |id: &str| {
+        let Some(item) = find(id) else {
+            return false;
+        };
+        if item.red_herring {
+            return false;
+        }
+        item.is_true_cause()
+            || truth
+                .items
+                .iter()
+                .any(|parent| parent.is_true_cause() && parent.injected(item))
+    };
+    let named_correct = named.iter().filter(|id| is_correct(id)).count();
+    let red_herrings_blamed = named
+        .iter()
+        .filter(|id| find(id).is_some_and(|i| i.red_herring))
+        .count();
+    let names_item = |recommendation: &Recommendation, item: &TruthEntry| {
+        recommendation
+            .related_events
+            .iter()
+            .any(|id| id == &item.id || find(id).is_some_and(|event| item.injected(event)))
+    };
+    let causes: Vec<CauseLatency> = truth
+        .items
+        .iter()
+        .filter(|i| i.origin == "script" && i.is_true_cause())
+        .map(|item| {
+            let start = millis(&item.start);
+            let first = recommendations
+                .iter()
+                .filter(|r| names_item(r, item))
+                .filter_map(|r| millis(&r.timestamp))
+                .min();
+            CauseLatency {
+                cause: item.id.clone(),
+                reference: item.reference.clone(),
+                first_correct_after_ms: first.zip(start).map(|(f, s)| f - s),
+            }
+        })
+        .collect();
+    let predicted: BTreeSet<&str> = recommendations
+        .iter()
+        .flat_map(|r| r.affected_streams.iter().map(String::as_str))
+        .collect();
+    let true_streams: BTreeSet<&str> = truth
+        .items
+        .iter()
+        .filter(|i| !i.red_herring)
+        .flat_map(|i| i.material_streams())
+        .collect();
+    RunEvaluation {
+        run: run.to_string(),
+        analyst: analyst.to_string(),
+        recommendations: recommendations.len(),
+        scripted_causes: causes.len(),
+        scripted_causes_named: causes
+            .iter()
+            .filter(|c| c.first_correct_after_ms.is_some())
+            .count(),
+        named_ids: named.len(),
+        named_correct,
+        red_herrings_blamed,
+        predicted_streams: predicted.len(),
+        true_streams: true_streams.len(),
+        streams_correct: predicted.intersection(&true_streams).count(),
+        causes,
+    }
+}
+
+pub const EVAL_FORMAT: &str = "marketsim-eval/1";
+
+pub fn report(runs: Vec<RunEvaluation>) -> EvalReport {
+    EvalReport {
+        format: EVAL_FORMAT,
+        material_change: MATERIAL_CHANGE,
+        overall: Scores::of(&runs),
+        runs,
+    }
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0))
+}
+
+/// The table `marketsim eval` prints.
+pub fn render_table(report: &EvalReport) -> String {
+    let mut lines = vec![format!(
+        "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10}",
+        "run", "recs", "causes named", "cause P", "herrings", "strm P", "strm R", "first hit"
+    )];
+    let row = |name: &str, scores: &Scores, recs: usize, named: String| {
+        format!(
+            "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10}",
+            name,
+            recs,
+            named,
+            percent(scores.cause_precision),
+            percent(scores.red_herring_rate),
+            percent(scores.stream_precision),
+            percent(scores.stream_recall),
+            scores
+                .mean_time_to_first_correct_ms
+                .map_or("-".to_string(), |ms| format!(
+                    "{:.1} h",
+                    ms as f64 / 3_600_000.0
+                )),
+        )
+    };
+    for run in &report.runs {
+        let scores = Scores::of(std::slice::from_ref(run));
+        // The directory's own name: the table is for people; eval.json keeps the path.
+        let name = std::path::Path::new(&run.run)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| run.run.clone());
+        lines.push(row(
+            &name,
+            &scores,
+            run.recommendations,
+            format!("{}/{}", run.scripted_causes_named, run.scripted_causes),
+        ));
+    }
+    let total_named: usize = report.runs.iter().map(|r| r.scripted_causes_named).sum();
+    let total_causes: usize = report.runs.iter().map(|r| r.scripted_causes).sum();
+    lines.push(row(
+        "overall",
+        &report.overall,
+        report.runs.iter().map(|r| r.recommendations).sum(),
+        format!(
+            "{total_named}/{total_causes} ({})",
+            percent(report.overall.cause_recall)
+        ),
+    ));
+    lines.join("\n") + "\n"
+}

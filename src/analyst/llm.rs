@@ -1,0 +1,902 @@
+//! The LLM analyst: an OpenAI-compatible chat-completions endpoint reads the shared context and
+//! answers with recommendations; every reply is validated and any failure falls back to the
+//! rules analyst, visibly.
+//!
+//! Main types: [`LlmSettings`] (read from the environment; no API key means no LLM and no
+//! network at all), [`LlmAnalyst`] (the [`Analyst`] that asks the model) and [`LlmError`] (why
+//! an answer was not used — it becomes the `fallbackReason` of the rules recommendations that
+//! stand in for it).
+//!
+//! The endpoint can be OpenAI itself or any server that speaks the same wire format (ollama,
+//! vLLM, the llama.cpp server): the request asks for structured output with a strict JSON
+//! schema, and asks once more without it when the server answers 400, because many local
+//! servers do not implement `json_schema`. Whatever the server says, the reply is checked
+//! against the context — known stream names, known event ids — before a single recommendation
+//! is accepted, so a model cannot put invented streams or events into the book.
+//!
+//! Limits: one call, retries and back-off included, never takes longer than
+//! [`LlmSettings::timeout`]; at most [`LlmSettings::max_retries`] retries, only for rate limits,
+//! server errors and connection failures; replies longer than [`MAX_REPLY_BYTES`] are refused.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use async_openai::config::{OpenAIConfig, OPENAI_API_BASE};
+use async_openai::error::{ApiError, ApiErrorResponse, OpenAIError};
+use async_openai::middleware::{HttpRequestFactory, ReqwestService};
+use async_openai::types::chat::{
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent, CreateChatCompletionRequest,
+    CreateChatCompletionResponse, FinishReason, ResponseFormat, ResponseFormatJsonSchema,
+};
+use async_openai::Client;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::context::AnalysisContext;
+use super::recommendation::{Priority, Recommendation, RecommendedAction, Status};
+use super::rules::analyze_with_rules;
+use super::{Analyst, AnalystCall};
+
+/// The model used when `MARKETSIM_LLM_MODEL` is not set.
+pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+/// The whole-call budget used when `MARKETSIM_LLM_TIMEOUT_MS` is not set.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Retries used when `MARKETSIM_LLM_RETRIES` is not set.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// More retries than this only delay the fallback; the setting is refused above it.
+pub const MAX_RETRIES_LIMIT: u32 = 10;
+/// Back-off before retry number `n` is `n` times this.
+pub const RETRY_BACKOFF_STEP_MS: u64 = 200;
+/// A reply (the message content) longer than this is refused without being parsed.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024;
+/// Recommendations kept from one reply; a model that rambles past this is cut, not refused,
+/// because the first ones are the ones it ranked highest.
+pub const MAX_RECOMMENDATIONS_PER_REPLY: usize = 10;
+/// Error bodies and other server text are cut to this many characters in reasons.
+const MAX_DETAIL_CHARS: usize = 160;
+
+/// The seed's "Dashboard AI Contextualizer" prompt, followed by the answer format the
+/// validator enforces.
+pub const SYSTEM_PROMPT: &str = "\
+You are an AI analyzing marketplace operations data to provide insights.
+You identify patterns, explain causation, and recommend actions.
+You reference specific data points and external events in your analysis.
+
+The marketplace connects students with tutors. The user message is a JSON snapshot of what the \
+operations team sees at `now`: the current anomalies (streams flagged against their baseline, \
+with z-score, value, expected value, percent change and since when), the external events of the \
+last seven days, baseline statistics and recent values of the anomalous streams, and \
+correlations between events and the streams that moved after them.
+
+Answer ONLY with one JSON object, without prose or markdown, of the form \
+{\"recommendations\":[...]}. Each recommendation has exactly these fields:
+- priority: \"critical\", \"warning\" or \"normal\"
+- title: a short name for the problem
+- description: what is happening, citing numbers from the context
+- impact: what it costs the marketplace if nothing is done
+- cause: the most likely cause, naming the external events (title and id) that explain it, or \
+saying that none does
+- actions: one to three objects {\"label\", \"description\", \"expectedImpact\", \"timeToEffect\"}
+- affectedStreams: the stream names concerned, copied exactly from the context
+- relatedEvents: the ids of the context's external events that caused it (may be empty)
+- confidence: an integer from 0 to 100
+
+Use only stream names and event ids that appear in the context; never invent one. An event \
+that happened near an anomaly does not necessarily explain it. Group anomalies that share a \
+cause into one recommendation. When there are no anomalies, answer {\"recommendations\":[]}.";
+
+/// Where and how to reach the model.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LlmSettings {
+    pub api_key: String,
+    /// `None` means OpenAI itself; otherwise the `/v1` base of any OpenAI-compatible server,
+    /// e.g. `http://127.0.0.1:11434/v1` for ollama.
+    pub base_url: Option<String>,
+    pub model: String,
+    /// Budget for one whole analysis call, retries and back-off included.
+    pub timeout: Duration,
+    /// Retries after the first attempt, for 429, 5xx and connection failures only.
+    pub max_retries: u32,
+}
+
+/// The API key stays out of debug output, which ends up in logs.
+impl std::fmt::Debug for LlmSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LlmSettings")
+            .field("api_key", &"<redacted>")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+impl LlmSettings {
+    /// Settings from the process environment: `None` when `OPENAI_API_KEY` is unset or empty
+    /// (the caller then uses the rules analyst and makes no network call), and also when a
+    /// setting is malformed — use [`LlmSettings::try_from_env`] to report that instead.
+    pub fn from_env() -> Option<LlmSettings> {
+        Self::try_from_env().ok().flatten()
+    }
+
+    /// Settings from the process environment, with malformed values reported.
+    pub fn try_from_env() -> Result<Option<LlmSettings>, LlmError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Settings from any variable lookup (the environment in [`LlmSettings::from_env`], a map in
+    /// tests — the environment is process-global and tests run in parallel).
+    ///
+    /// Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `MARKETSIM_LLM_MODEL` (default
+    /// [`DEFAULT_MODEL`]), `MARKETSIM_LLM_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]) and
+    /// `MARKETSIM_LLM_RETRIES` (default [`DEFAULT_MAX_RETRIES`]). Empty values count as unset.
+    pub fn from_vars(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<LlmSettings>, LlmError> {
+        let read = |name: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_string())
+                .filter(|value| !value.is_empty())
+        };
+        let Some(api_key) = read("OPENAI_API_KEY") else {
+            return Ok(None);
+        };
+        let base_url = match read("OPENAI_BASE_URL") {
+            None => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                // The client appends `/chat/completions`; a trailing slash would double it.
+                Some(url.trim_end_matches('/').to_string())
+            }
+            Some(url) => {
+                return Err(LlmError::InvalidSetting {
+                    name: "OPENAI_BASE_URL",
+                    detail: format!("`{url}` is not an http:// or https:// URL"),
+                })
+            }
+        };
+        let model = read("MARKETSIM_LLM_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_string());
+        let timeout_ms = match read("MARKETSIM_LLM_TIMEOUT_MS") {
+            None => DEFAULT_TIMEOUT_MS,
+            Some(text) => parse_number(&text, "MARKETSIM_LLM_TIMEOUT_MS")?,
+        };
+        let max_retries = match read("MARKETSIM_LLM_RETRIES") {
+            None => DEFAULT_MAX_RETRIES,
+            Some(text) => {
+                let retries = parse_number(&text, "MARKETSIM_LLM_RETRIES")?;
+                u32::try_from(retries).map_err(|_| LlmError::InvalidSetting {
+                    name: "MARKETSIM_LLM_RETRIES",
+                    detail: format!("{retries} is too large"),
+                })?
+            }
+        };
+        let settings = LlmSettings {
+            api_key,
+            base_url,
+            model,
+            timeout: Duration::from_millis(timeout_ms),
+            max_retries,
+        };
+        settings.validate()?;
+        Ok(Some(settings))
+    }
+
+    /// The checks that do not depend on where the settings came from.
+    fn validate(&self) -> Result<(), LlmError> {
+        if self.api_key.trim().is_empty() {
+            return Err(LlmError::InvalidSetting {
+                name: "OPENAI_API_KEY",
+                detail: "is empty".to_string(),
+            });
+        }
+        if self.model.trim().is_empty() {
+            return Err(LlmError::InvalidSetting {
+                name: "MARKETSIM_LLM_MODEL",
+                detail: "is empty".to_string(),
+            });
+        }
+        if self.timeout.is_zero() {
+            return Err(LlmError::InvalidSetting {
+                name: "MARKETSIM_LLM_TIMEOUT_MS",
+                detail: "must be more than 0".to_string(),
+            });
+        }
+        if self.max_retries > MAX_RETRIES_LIMIT {
+            return Err(LlmError::InvalidSetting {
+                name: "MARKETSIM_LLM_RETRIES",
+                detail: format!("{} is more than {MAX_RETRIES_LIMIT}", self.max_retries),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn parse_number(text: &str, name: &'static str) -> Result<u64, LlmError> {
+    text.parse::<u64>().map_err(|_| LlmError::InvalidSetting {
+        name,
+        detail: format!("`{text}` is not a whole number"),
+    })
+}
+
+/// Why the model's answer was not used (or why the analyst could not be built). The `Display`
+/// text is the short human reason written into `fallbackReason` and the call record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LlmError {
+    /// A setting is malformed; raised by [`LlmSettings::from_vars`] and [`LlmAnalyst::new`],
+    /// before any call.
+    #[error("invalid setting {name}: {detail}")]
+    InvalidSetting { name: &'static str, detail: String },
+    /// The analyst's own async runtime could not be started.
+    #[error("cannot start the LLM client runtime: {0}")]
+    Runtime(String),
+    /// Nothing listens at the endpoint. Retried.
+    #[error("connection refused")]
+    ConnectionRefused,
+    /// The connection could not be made for another reason (DNS, TLS, reset). Retried.
+    #[error("connection failed: {0}")]
+    ConnectionFailed(String),
+    /// The request was sent but the exchange broke off. Retried.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The whole call, retries included, took longer than the budget. Not retried: the budget
+    /// is spent.
+    #[error("timed out after {budget_ms} ms")]
+    TimedOut { budget_ms: u64 },
+    /// The server answered with an error status; retried for 429 and 5xx only.
+    #[error("HTTP {status} {reason}{}", colon_detail(message))]
+    Http {
+        status: u16,
+        reason: String,
+        message: String,
+    },
+    /// The body of a 2xx answer is not a chat completion.
+    #[error("reply is not a chat completion: {0}")]
+    MalformedCompletion(String),
+    /// No choices, or a message without content.
+    #[error("empty reply")]
+    EmptyReply,
+    /// The model declined to answer.
+    #[error("the model refused: {0}")]
+    Refused(String),
+    /// The content is larger than [`MAX_REPLY_BYTES`].
+    #[error("reply is too long ({0} bytes)")]
+    ReplyTooLong(usize),
+    /// The content stopped at the token limit, so its JSON is cut.
+    #[error("reply was cut off at the model's token limit")]
+    Truncated,
+    #[error("reply is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// Valid JSON, but a field is missing, has the wrong type or is out of range.
+    #[error("reply does not match the schema: {0}")]
+    SchemaMismatch(String),
+    /// A recommendation names a stream that is not in the catalog.
+    #[error("reply cites unknown stream `{0}`")]
+    UnknownStream(String),
+    /// A recommendation names an event that is not in the context.
+    #[error("reply cites unknown event `{0}`")]
+    UnknownEvent(String),
+    /// Zero recommendations while something is flagged.
+    #[error("reply has no recommendations although the context has {0} anomalies")]
+    NoRecommendations(usize),
+    /// The context could not be turned into the prompt.
+    #[error("cannot serialize the context: {0}")]
+    ContextNotSerializable(String),
+}
+
+fn colon_detail(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+impl LlmError {
+    /// Whether asking again can help: rate limits, server errors and broken connections.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LlmError::Http { status, .. } => *status == 429 || (500..=599).contains(status),
+            LlmError::ConnectionRefused
+            | LlmError::ConnectionFailed(_)
+            | LlmError::Transport(_) => true,
+            _ => false,
+        }
+    }
+
+    fn from_client(error: OpenAIError) -> LlmError {
+        match error {
+            OpenAIError::ApiError(ApiErrorResponse {
+                status_code,
+                api_error,
+            }) => LlmError::Http {
+                status: status_code.as_u16(),
+                reason: status_code.canonical_reason().unwrap_or("").to_string(),
+                message: shorten(&api_error.message),
+            },
+            OpenAIError::Reqwest(error) => {
+                if io_error_kind(&error) == Some(std::io::ErrorKind::ConnectionRefused) {
+                    LlmError::ConnectionRefused
+                } else if error.is_connect() {
+                    LlmError::ConnectionFailed(shorten(&innermost_message(&error)))
+                } else {
+                    LlmError::Transport(shorten(&innermost_message(&error)))
+                }
+            }
+            OpenAIError::JSONDeserialize(error, _) => {
+                LlmError::MalformedCompletion(shorten(&error.to_string()))
+            }
+            other => LlmError::Transport(shorten(&other.to_string())),
+        }
+    }
+}
+
+/// The kind of the I/O error at the bottom of `error`, if there is one.
+fn io_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(layer) = current {
+        if let Some(io_error) = layer.downcast_ref::<std::io::Error>() {
+            return Some(io_error.kind());
+        }
+        current = layer.source();
+    }
+    None
+}
+
+/// reqwest's own message only names the URL; the useful part ("dns error", "connection
+/// reset") is at the bottom of the chain.
+fn innermost_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// Cuts server text to a length that fits in a reason, on a character boundary.
+fn shorten(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match collapsed.char_indices().nth(MAX_DETAIL_CHARS) {
+        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
+        None => collapsed,
+    }
+}
+
+/// The message of an error body in any of the shapes servers use: OpenAI and llama.cpp
+/// (`{"error":{"message":…}}`), ollama (`{"error":"…"}`), vLLM (`{"message":…}`), or plain
+/// text.
+fn error_body_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return text.trim().to_string();
+    };
+    let message = value
+        .pointer("/error/message")
+        .or_else(|| value.get("error"))
+        .or_else(|| value.get("message"))
+        .and_then(|message| message.as_str());
+    match message {
+        Some(message) => message.to_string(),
+        None => text.trim().to_string(),
+    }
+}
+
+type HttpResponse = <ReqwestService as tower::Service<HttpRequestFactory>>::Response;
+type HttpResponseFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, OpenAIError>> + Send>>;
+
+/// The HTTP transport under the client. It replaces the client's default stack for two
+/// reasons: that stack retries on its own (with its own count and back-off, invisible to the
+/// call record and the timeout budget), and its error parsing loses the status code when an
+/// error body is not in OpenAI's shape — which ollama's and vLLM's are not, and the status
+/// decides between retrying, asking without `json_schema`, and giving up.
+#[derive(Clone, Default)]
+struct StatusKeepingTransport {
+    inner: ReqwestService,
+}
+
+impl tower::Service<HttpRequestFactory> for StatusKeepingTransport {
+    type Response = HttpResponse;
+    type Error = OpenAIError;
+    type Future = HttpResponseFuture;
+
+    fn poll_ready(&mut self, context: &mut TaskContext<'_>) -> Poll<Result<(), OpenAIError>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> HttpResponseFuture {
+        let pending = self.inner.call(request);
+        Box::pin(async move {
+            let response = pending.await?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let body = response
+                .bytes()
+                .await
+                .map(|bytes| bytes.to_vec())
+                .unwrap_or_default();
+            Err(OpenAIError::ApiError(ApiErrorResponse {
+                status_code: status,
+                api_error: ApiError {
+                    message: error_body_message(&body),
+                    ..ApiError::default()
+                },
+            }))
+        })
+    }
+}
+
+/// What happened during one call besides its outcome, kept even when the call is cut short
+/// by the timeout.
+#[derive(Debug, Default)]
+struct CallProgress {
+    attempts: u32,
+    /// Set when the server refused `json_schema` and the question was asked again without it.
+    note: Option<String>,
+}
+
+/// The analyst backed by a chat-completions endpoint. Every call is recorded (see
+/// [`Analyst::calls`]); a failed call yields the rules analyst's recommendations marked
+/// `rules-fallback` with the reason.
+pub struct LlmAnalyst {
+    settings: LlmSettings,
+    client: Client<OpenAIConfig>,
+    /// The trait is synchronous; this runtime drives the HTTP call inside `analyze`.
+    runtime: tokio::runtime::Runtime,
+    calls: Vec<AnalystCall>,
+}
+
+impl std::fmt::Debug for LlmAnalyst {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LlmAnalyst")
+            .field("settings", &self.settings)
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmAnalyst {
+    /// Builds the client and its runtime; makes no network call.
+    pub fn new(settings: LlmSettings) -> Result<LlmAnalyst, LlmError> {
+        settings.validate()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| LlmError::Runtime(error.to_string()))?;
+        let config = OpenAIConfig::new()
+            .with_api_key(settings.api_key.clone())
+            .with_api_base(
+                settings
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| OPENAI_API_BASE.to_string()),
+            );
+        let client =
+            Client::with_config(config).with_http_service(StatusKeepingTransport::default());
+        Ok(LlmAnalyst {
+            settings,
+            client,
+            runtime,
+            calls: Vec::new(),
+        })
+    }
+
+    pub fn settings(&self) -> &LlmSettings {
+        &self.settings
+    }
+
+    /// Asks the model about `context`, retries included, within the timeout budget.
+    fn ask(
+        &self,
+        context: &AnalysisContext,
+    ) -> (Result<Vec<Recommendation>, LlmError>, CallProgress) {
+        let mut progress = CallProgress::default();
+        let run = |progress: &mut CallProgress| {
+            let budget = self.settings.timeout;
+            self.runtime.block_on(async {
+                let asked =
+                    tokio::time::timeout(budget, self.ask_with_retries(context, budget, progress))
+                        .await;
+                asked.unwrap_or(Err(LlmError::TimedOut {
+                    budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+                }))
+            })
+        };
+        // `block_on` panics inside another runtime (a live server calling `analyze` from an
+        // async task); a scoped thread has no runtime of its own, so the call works there too.
+        let outcome = if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| run(&mut progress))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(LlmError::Runtime(
+                            "the LLM call thread panicked".to_string(),
+                        ))
+                    })
+            })
+        } else {
+            run(&mut progress)
+        };
+        (outcome, progress)
+    }
+
+    async fn ask_with_retries(
+        &self,
+        context: &AnalysisContext,
+        budget: Duration,
+        progress: &mut CallProgress,
+    ) -> Result<Vec<Recommendation>, LlmError> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let context_json = serde_json::to_string(context)
+            .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))?;
+        let mut use_schema = true;
+        let mut retries = 0;
+        loop {
+            progress.attempts += 1;
+            let request = build_request(&self.settings.model, &context_json, context, use_schema);
+            let error = match self.client.chat().create(request).await {
+                Ok(response) => return read_completion(response, context),
+                Err(error) => LlmError::from_client(error),
+            };
+            if use_schema && matches!(error, LlmError::Http { status: 400, .. }) {
+                use_schema = false;
+                progress.note = Some(format!(
+                    "the server refused response_format json_schema ({error}); asked again without it"
+                ));
+                continue;
+            }
+            if !error.is_retryable() || retries >= self.settings.max_retries {
+                return Err(error);
+            }
+            retries += 1;
+            let backoff = Duration::from_millis(RETRY_BACKOFF_STEP_MS * u64::from(retries));
+            // Sleeping past the deadline would only turn a telling error into "timed out".
+            if tokio::time::Instant::now() + backoff >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}
+
+impl Analyst for LlmAnalyst {
+    fn name(&self) -> &'static str {
+        "llm"
+    }
+
+    fn analyze(&mut self, context: &AnalysisContext) -> Vec<Recommendation> {
+        let (outcome, progress) = self.ask(context);
+        match outcome {
+            Ok(recommendations) => {
+                self.calls.push(AnalystCall {
+                    at: context.now.clone(),
+                    source: "llm".to_string(),
+                    reason: progress.note,
+                    attempts: progress.attempts,
+                });
+                recommendations
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                self.calls.push(AnalystCall {
+                    at: context.now.clone(),
+                    source: "rules-fallback".to_string(),
+                    reason: Some(match progress.note {
+                        Some(note) => format!("{reason} ({note})"),
+                        None => reason.clone(),
+                    }),
+                    attempts: progress.attempts,
+                });
+                analyze_with_rules(context)
+                    .into_iter()
+                    .map(|mut recommendation| {
+                        recommendation.source = "rules-fallback".to_string();
+                        recommendation.fallback_reason = Some(reason.clone());
+                        recommendation
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn calls(&self) -> Vec<AnalystCall> {
+        self.calls.clone()
+    }
+
+    fn model(&self) -> Option<String> {
+        Some(self.settings.model.clone())
+    }
+}
+
+fn build_request(
+    model: &str,
+    context_json: &str,
+    context: &AnalysisContext,
+    use_schema: bool,
+) -> CreateChatCompletionRequest {
+    let messages = vec![
+        ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
+            content: ChatCompletionRequestSystemMessageContent::Text(SYSTEM_PROMPT.to_string()),
+            name: None,
+        }),
+        ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+            content: ChatCompletionRequestUserMessageContent::Text(context_json.to_string()),
+            name: None,
+        }),
+    ];
+    CreateChatCompletionRequest {
+        model: model.to_string(),
+        messages,
+        response_format: use_schema.then(|| ResponseFormat::JsonSchema {
+            json_schema: ResponseFormatJsonSchema {
+                description: Some("Recommendations for the operations team".to_string()),
+                name: "recommendations".to_string(),
+                schema: reply_schema(&context.known_streams),
+                strict: Some(true),
+            },
+        }),
+        ..CreateChatCompletionRequest::default()
+    }
+}
+
+/// The answer's JSON schema, in the subset strict structured output accepts (every property
+/// required, no extra properties, no numeric or length bounds — those are checked on the
+/// reply instead). Stream names are an enum so the model cannot misspell one; event ids are
+/// not, because they change with every call and each new schema costs the server a warm-up.
+fn reply_schema(known_streams: &[String]) -> serde_json::Value {
+    let text = json!({ "type": "string" });
+    let stream_name = if known_streams.is_empty() {
+        text.clone()
+    } else {
+        json!({ "type": "string", "enum": known_streams })
+    };
+    json!({
+        "type": "object",
+        "properties": {
+            "recommendations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "priority": { "type": "string", "enum": ["critical", "warning", "normal"] },
+                        "title": text,
+                        "description": text,
+                        "impact": text,
+                        "cause": text,
+                        "actions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "label": text,
+                                    "description": text,
+                                    "expectedImpact": text,
+                                    "timeToEffect": text,
+                                },
+                                "required": ["label", "description", "expectedImpact", "timeToEffect"],
+                                "additionalProperties": false,
+                            },
+                        },
+                        "affectedStreams": { "type": "array", "items": stream_name },
+                        "relatedEvents": { "type": "array", "items": text },
+                        "confidence": { "type": "integer" },
+                    },
+                    "required": [
+                        "priority", "title", "description", "impact", "cause", "actions",
+                        "affectedStreams", "relatedEvents", "confidence",
+                    ],
+                    "additionalProperties": false,
+                },
+            },
+        },
+        "required": ["recommendations"],
+        "additionalProperties": false,
+    })
+}
+
+/// The answer as the model writes it: the seed's `Recommendation` without what the book
+/// assigns (ids, timestamps, status).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reply {
+    recommendations: Vec<ReplyRecommendation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplyRecommendation {
+    priority: Priority,
+    title: String,
+    description: String,
+    impact: String,
+    cause: String,
+    actions: Vec<ReplyAction>,
+    affected_streams: Vec<String>,
+    related_events: Vec<String>,
+    /// A number rather than an integer: without a schema, models write `85.0` as often as `85`.
+    confidence: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplyAction {
+    label: String,
+    description: String,
+    expected_impact: String,
+    time_to_effect: String,
+}
+
+fn read_completion(
+    response: CreateChatCompletionResponse,
+    context: &AnalysisContext,
+) -> Result<Vec<Recommendation>, LlmError> {
+    let Some(choice) = response.choices.into_iter().next() else {
+        return Err(LlmError::EmptyReply);
+    };
+    if let Some(refusal) = choice.message.refusal.filter(|r| !r.trim().is_empty()) {
+        return Err(LlmError::Refused(shorten(&refusal)));
+    }
+    let content = choice.message.content.unwrap_or_default();
+    match validate_reply(&content, context) {
+        Err(LlmError::InvalidJson(_)) if choice.finish_reason == Some(FinishReason::Length) => {
+            Err(LlmError::Truncated)
+        }
+        other => other,
+    }
+}
+
+/// Checks a model's answer (the message content) against the schema and the context, and
+/// turns it into recommendations for the book: source `llm`, status active, ids empty, times
+/// set to `context.now`.
+///
+/// A markdown code fence around the JSON is tolerated — servers without structured output
+/// often add one. Everything else is checked: required fields, enums, confidence in 0–100,
+/// every stream in `context.known_streams`, every event id among `context.events`, at least
+/// one action and one stream per recommendation, and at least one recommendation while
+/// anything is anomalous.
+pub fn validate_reply(
+    content: &str,
+    context: &AnalysisContext,
+) -> Result<Vec<Recommendation>, LlmError> {
+    if content.len() > MAX_REPLY_BYTES {
+        return Err(LlmError::ReplyTooLong(content.len()));
+    }
+    let json_text = strip_code_fence(content);
+    if json_text.is_empty() {
+        return Err(LlmError::EmptyReply);
+    }
+    let reply: Reply = serde_json::from_str(json_text).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => LlmError::SchemaMismatch(shorten(&error.to_string())),
+        _ => LlmError::InvalidJson(shorten(&error.to_string())),
+    })?;
+    if reply.recommendations.is_empty() && !context.anomalies.is_empty() {
+        return Err(LlmError::NoRecommendations(context.anomalies.len()));
+    }
+    reply
+        .recommendations
+        .into_iter()
+        .take(MAX_RECOMMENDATIONS_PER_REPLY)
+        .enumerate()
+        .map(|(index, item)| to_recommendation(index + 1, item, context))
+        .collect()
+}
+
+fn strip_code_fence(content: &str) -> &str {
+    let trimmed = content.trim();
+    let Some(inner) = trimmed.strip_prefix("```") else {
+        return trimmed;
+    };
+    let inner = inner
+        .strip_prefix("json")
+        .or_else(|| inner.strip_prefix("JSON"))
+        .unwrap_or(inner);
+    inner.strip_suffix("```").unwrap_or(inner).trim()
+}
+
+fn to_recommendation(
+    number: usize,
+    item: ReplyRecommendation,
+    context: &AnalysisContext,
+) -> Result<Recommendation, LlmError> {
+    let mismatch =
+        |detail: String| LlmError::SchemaMismatch(format!("recommendation {number}: {detail}"));
+    if item.title.trim().is_empty() {
+        return Err(mismatch("empty title".to_string()));
+    }
+    if !(0.0..=100.0).contains(&item.confidence) {
+        return Err(mismatch(format!(
+            "confidence {} is outside 0-100",
+            item.confidence
+        )));
+    }
+    if item.actions.is_empty() {
+        return Err(mismatch("no actions".to_string()));
+    }
+    if item.affected_streams.is_empty() {
+        return Err(mismatch("no affected streams".to_string()));
+    }
+    if let Some(unknown) = item
+        .affected_streams
+        .iter()
+        .find(|stream| !context.known_streams.contains(stream))
+    {
+        return Err(LlmError::UnknownStream(shorten(unknown)));
+    }
+    if let Some(unknown) = item
+        .related_events
+        .iter()
+        .find(|id| !context.events.iter().any(|event| &event.id == *id))
+    {
+        return Err(LlmError::UnknownEvent(shorten(unknown)));
+    }
+    let mut affected_streams = item.affected_streams;
+    affected_streams.sort();
+    affected_streams.dedup();
+    let mut related_events: Vec<String> = Vec::new();
+    for event in item.related_events {
+        if !related_events.contains(&event) {
+            related_events.push(event);
+        }
+    }
+    // The title slug alone would merge unrelated problems a model names alike; the first
+    // stream alone would merge distinct diagnoses of one stream.
+    let key = format!("{}@{}", slug(&item.title), affected_streams[0]);
+    Ok(Recommendation {
+        id: String::new(),
+        priority: item.priority,
+        title: item.title.trim().to_string(),
+        description: item.description,
+        impact: item.impact,
+        cause: item.cause,
+        actions: item
+            .actions
+            .into_iter()
+            .map(|action| RecommendedAction {
+                id: String::new(),
+                label: action.label,
+                description: action.description,
+                expected_impact: action.expected_impact,
+                time_to_effect: action.time_to_effect,
+            })
+            .collect(),
+        affected_streams,
+        related_events,
+        confidence: item.confidence.round() as u8,
+        timestamp: context.now.clone(),
+        status: Status::Active,
+        resolved_at: None,
+        resolution: None,
+        source: "llm".to_string(),
+        fallback_reason: None,
+        key,
+        last_seen: context.now.clone(),
+    })
+}
+
+/// `Math Tutor Supply Crisis!` → `math-tutor-supply-crisis`, at most 60 characters.
+fn slug(title: &str) -> String {
+    let mut slug = String::new();
+    for character in title.chars() {
+        if character.is_ascii_alphanumeric() {
+            slug.push(character.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let mut slug: String = slug.trim_end_matches('-').chars().take(60).collect();
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    if slug.is_empty() {
+        "untitled".to_string()
+    } else {
+        slug
+    }
+}

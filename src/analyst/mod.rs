@@ -1,0 +1,278 @@
+//! Analysis of a run: score every bucket against the baseline, find anomaly episodes and
+//! correlations, and walk through the run bucket by bucket asking an analyst for
+//! recommendations whenever a new anomaly appears — with only what was known at that moment.
+//!
+//! Analysts: [`rules::RulesAnalyst`] (default, offline, deterministic) and [`llm::LlmAnalyst`]
+//! (any OpenAI-compatible endpoint, falling back to the rules analyst visibly). Both read the
+//! same [`context::AnalysisContext`]; [`eval`] scores their recommendations against ground
+//! truth.
+
+pub mod context;
+pub mod eval;
+pub mod llm;
+pub mod recommendation;
+pub mod rules;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::market::director::RecordKind;
+use crate::market::director::TimelineRecord;
+use crate::output::RunCollector;
+use crate::run::RunPlan;
+use crate::scenario::timeline::PlanSubject;
+use crate::stats::baseline::{Baseline, BaselineSource, BucketMatrix};
+use crate::stats::correlation::{
+    anomaly_episodes, event_stream_shifts, AnomalyEpisode, EventCorrelation,
+};
+use crate::stats::score::{CRITICAL_Z, POINTS_PER_SIGMA, WARNING_Z};
+use crate::stats::{AnomalyFlag, ScoreTable, Scorer};
+use context::{ContextEvent, RunView};
+use recommendation::{Recommendation, RecommendationBook};
+
+pub const ANOMALIES_FORMAT: &str = "marketsim-anomalies/1";
+pub const RECOMMENDATIONS_FORMAT: &str = "marketsim-recommendations/1";
+/// A recommendation is resolved as cleared when none of its streams has been flagged for this
+/// many buckets.
+pub const CLEAR_AFTER_BUCKETS: usize = 3;
+
+/// Something that turns a context into recommendations.
+pub trait Analyst {
+    /// `rules` or `llm`.
+    fn name(&self) -> &'static str;
+    fn analyze(&mut self, context: &context::AnalysisContext) -> Vec<Recommendation>;
+    /// What happened on each call (for `recommendations.json`); empty for analysts with
+    /// nothing to report.
+    fn calls(&self) -> Vec<AnalystCall> {
+        Vec::new()
+    }
+    /// The model, for analysts that use one.
+    fn model(&self) -> Option<String> {
+        None
+    }
+}
+
+/// One call of an analyst that can fail over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalystCall {
+    pub at: String,
+    /// `llm` or `rules-fallback`.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub attempts: u32,
+}
+
+/// How the scores were computed, for readers of `anomalies.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoringRules {
+    pub normalization: &'static str,
+    pub warning_z: f64,
+    pub critical_z: f64,
+    pub points_per_sigma: f64,
+    pub persistence: &'static str,
+    /// Streams scored on a rolling window, and its length in buckets.
+    pub sparse_windows: BTreeMap<String, usize>,
+}
+
+/// `anomalies.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnomaliesFile {
+    pub format: &'static str,
+    pub baseline: BaselineSource,
+    pub scoring: ScoringRules,
+    pub episodes: Vec<AnomalyEpisode>,
+    /// For each external event, the streams that moved after it.
+    pub event_correlations: Vec<EventCorrelation>,
+}
+
+/// `recommendations.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecommendationsFile {
+    pub format: String,
+    pub analyst: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// How many times the analyst was asked.
+    pub analyses: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<AnalystCall>,
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// What analyzing a run produced.
+pub struct RunAnalysis {
+    pub scores: ScoreTable,
+    pub anomalies: AnomaliesFile,
+    pub recommendations: RecommendationsFile,
+}
+
+/// The external events of a run, as the dashboard sees them, in time order.
+pub fn context_events(plan: &RunPlan, records: &[TimelineRecord]) -> Vec<ContextEvent> {
+    let epoch = plan.epoch();
+    records
+        .iter()
+        .filter_map(|record| {
+            let RecordKind::EventFired { instance } = record.kind else {
+                return None;
+            };
+            let item = plan.scenarios.items.get(instance)?;
+            let PlanSubject::Event(event) = &item.subject else {
+                return None;
+            };
+            Some(ContextEvent {
+                id: item.instance_id.clone(),
+                timestamp: epoch.format(record.time),
+                kind: event.kind,
+                title: event.title.clone(),
+                description: event.description.clone(),
+                severity: event.severity,
+                expected_impact: event.expected_impact.clone(),
+                time_ms: record.time,
+            })
+        })
+        .collect()
+}
+
+/// Analyzes a finished run: scores, episodes, correlations, and the analyst's recommendations.
+pub fn analyze_run(
+    plan: &RunPlan,
+    collector: &RunCollector,
+    records: &[TimelineRecord],
+    baseline: &Baseline,
+    analyst: &mut dyn Analyst,
+    max_analyses: usize,
+) -> RunAnalysis {
+    let epoch = plan.epoch();
+    let bucket_ms = plan.script.bucket_ms;
+    let values = BucketMatrix::from_collector(collector, epoch.unix_ms(), bucket_ms);
+    let mut scorer = Scorer::new(&plan.catalog, baseline, epoch, bucket_ms);
+    let scores = scorer.score_matrix(&values);
+    let names: Vec<String> = plan
+        .catalog
+        .streams
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let domains: Vec<String> = plan
+        .catalog
+        .streams
+        .iter()
+        .map(|s| s.domain.clone())
+        .collect();
+    let events = context_events(plan, records);
+    let view = RunView {
+        stream_names: &names,
+        stream_domains: &domains,
+        epoch,
+        bucket_ms,
+        values: &values,
+        scores: &scores,
+        baseline,
+        events: &events,
+    };
+    let format_time = |bucket: usize| epoch.format(bucket as u64 * bucket_ms);
+    let episodes = anomaly_episodes(&scores, &values, &names, &format_time);
+    let last_bucket = scores.n_buckets().saturating_sub(1);
+    let event_correlations = events
+        .iter()
+        .filter_map(|event| {
+            let streams = event_stream_shifts(
+                &scores,
+                &names,
+                (event.time_ms / bucket_ms) as usize,
+                event.time_ms,
+                bucket_ms,
+                last_bucket,
+            );
+            (!streams.is_empty()).then(|| EventCorrelation {
+                event_id: event.id.clone(),
+                streams,
+            })
+        })
+        .collect();
+    let sparse_windows = names
+        .iter()
+        .zip(scorer.window_lengths())
+        .filter(|(_, length)| *length > 1)
+        .map(|(name, length)| (name.clone(), length))
+        .collect();
+    let anomalies = AnomaliesFile {
+        format: ANOMALIES_FORMAT,
+        baseline: baseline.source.clone(),
+        scoring: ScoringRules {
+            normalization: "normalized = clamp(50 + 10·z, 0, 100); z = (value − expected) / σ",
+            warning_z: WARNING_Z,
+            critical_z: CRITICAL_Z,
+            points_per_sigma: POINTS_PER_SIGMA,
+            persistence: "a flag needs two consecutive buckets at that level, on the same side",
+            sparse_windows,
+        },
+        episodes,
+        event_correlations,
+    };
+
+    let (book, analyses) = walk_run(&view, analyst, max_analyses);
+    let recommendations = RecommendationsFile {
+        format: RECOMMENDATIONS_FORMAT.to_string(),
+        analyst: analyst.name().to_string(),
+        model: analyst.model(),
+        analyses,
+        calls: analyst.calls(),
+        recommendations: book.recommendations,
+    };
+    RunAnalysis {
+        scores,
+        anomalies,
+        recommendations,
+    }
+}
+
+/// Walks the run bucket by bucket: asks the analyst whenever a stream becomes flagged (at most
+/// `max_analyses` times), merges what it says into the book, and resolves recommendations
+/// whose streams have calmed down.
+pub fn walk_run(
+    view: &RunView,
+    analyst: &mut dyn Analyst,
+    max_analyses: usize,
+) -> (RecommendationBook, usize) {
+    let mut book = RecommendationBook::default();
+    let mut analyses = 0;
+    let n_streams = view.stream_names.len();
+    let mut previously_flagged = vec![false; n_streams];
+    let mut last_flagged: Vec<Option<usize>> = vec![None; n_streams];
+    for bucket in 0..view.scores.n_buckets() {
+        let mut new_onset = false;
+        for (stream, previous) in previously_flagged.iter_mut().enumerate() {
+            let flagged = view
+                .scores
+                .get(bucket, stream)
+                .is_some_and(|s| s.flag != AnomalyFlag::Normal);
+            if flagged {
+                new_onset |= !*previous;
+                last_flagged[stream] = Some(bucket);
+            }
+            *previous = flagged;
+        }
+        let now = view.epoch.format((bucket as u64 + 1) * view.bucket_ms);
+        if new_onset && analyses < max_analyses {
+            let context = view.context_at(bucket);
+            analyses += 1;
+            let fresh = analyst.analyze(&context);
+            book.merge(fresh, &now);
+        }
+        let recently_flagged: Vec<String> = last_flagged
+            .iter()
+            .enumerate()
+            .filter(|(_, last)| last.is_some_and(|b| bucket - b < CLEAR_AFTER_BUCKETS))
+            .map(|(stream, _)| view.stream_names[stream].clone())
+            .collect();
+        book.clear_resolved(&recently_flagged, &now);
+    }
+    (book, analyses)
+}

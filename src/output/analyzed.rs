@@ -1,0 +1,218 @@
+//! The analysis files of a run directory — `baseline.json`, `anomalies.json`,
+//! `recommendations.json` — how they are written and read back, and evaluation of a run
+//! directory against its `truth.json` (re-analyzing it from its files when asked).
+
+use std::fs;
+use std::path::Path;
+
+use super::run_dir::{OutputError, RunDirectory, TIMELINE_FILE, TRUTH_FILE};
+use super::series::read_series;
+use crate::analyst::context::{ContextEvent, RunView};
+use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthFile};
+use crate::analyst::{walk_run, Analyst, RecommendationsFile};
+use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
+use crate::market::Epoch;
+use crate::run::{load_catalog, RunPlan};
+use crate::stats::{Baseline, BucketMatrix, Scorer};
+
+pub const BASELINE_FILE: &str = "baseline.json";
+pub const ANOMALIES_FILE: &str = "anomalies.json";
+pub const RECOMMENDATIONS_FILE: &str = "recommendations.json";
+
+fn read(path: &Path) -> Result<String, OutputError> {
+    fs::read_to_string(path).map_err(|source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OutputError> {
+    let text = read(path)?;
+    serde_json::from_str(&text).map_err(|e| OutputError::Malformed {
+        path: path.to_path_buf(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    })
+}
+
+/// `baseline.json` with one line per stream, so it stays readable and diffable.
+pub fn baseline_json(baseline: &Baseline) -> String {
+    let header = Baseline {
+        streams: Vec::new(),
+        ..baseline.clone()
+    };
+    let lines: Vec<String> = baseline
+        .streams
+        .iter()
+        .map(|s| format!("    {}", serde_json::to_string(s).unwrap_or_default()))
+        .collect();
+    let head = serde_json::to_string_pretty(&header).unwrap_or_default();
+    let body = format!("[\n{}\n  ]", lines.join(",\n"));
+    head.replacen("\"streams\": []", &format!("\"streams\": {body}"), 1) + "\n"
+}
+
+/// Reads a `baseline.json` and checks it fits the run.
+pub fn load_baseline(path: &Path, plan: &RunPlan) -> Result<Baseline, OutputError> {
+    let baseline: Baseline = parse(path)?;
+    baseline
+        .check_compatible(&plan.catalog, plan.script.bucket_ms)
+        .map_err(|message| OutputError::Malformed {
+            path: path.to_path_buf(),
+            line: None,
+            message,
+        })?;
+    Ok(baseline)
+}
+
+/// The catalog a run was made with, checked against the summary's hash.
+fn run_catalog(run: &RunDirectory) -> Result<Catalog, OutputError> {
+    let reference = &run.summary.catalog;
+    let catalog = if reference.path == EMBEDDED_CATALOG_NAME {
+        Catalog::embedded()
+    } else {
+        load_catalog(Path::new(&reference.path))
+    }
+    .map_err(|d| OutputError::Malformed {
+        path: run.path.join("summary.json"),
+        line: None,
+        message: format!("cannot load the run's catalog: {d}"),
+    })?;
+    if catalog.sha256 != reference.sha256 {
+        return Err(OutputError::Malformed {
+            path: run.path.join("summary.json"),
+            line: None,
+            message: format!(
+                "the catalog {} has changed since the run (sha256 differs)",
+                reference.path
+            ),
+        });
+    }
+    Ok(catalog)
+}
+
+/// External events of a run directory, from `timeline.json`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TimelineEvents {
+    external_events: Vec<ContextEvent>,
+}
+
+/// Re-runs the analysis of a run directory from its files with `analyst`.
+pub fn reanalyze(
+    run: &RunDirectory,
+    analyst: &mut dyn Analyst,
+    max_analyses: usize,
+) -> Result<RecommendationsFile, OutputError> {
+    let catalog = run_catalog(run)?;
+    let baseline_path = run.path.join(BASELINE_FILE);
+    if !baseline_path.is_file() {
+        return Err(OutputError::Malformed {
+            path: run.path.clone(),
+            line: None,
+            message: format!("no {BASELINE_FILE}: write the run with `marketsim run --analyze`"),
+        });
+    }
+    let baseline: Baseline = parse(&baseline_path)?;
+    let bucket_ms = run.summary.bucket_ms;
+    baseline
+        .check_compatible(&catalog, bucket_ms)
+        .map_err(|message| OutputError::Malformed {
+            path: baseline_path.clone(),
+            line: None,
+            message,
+        })?;
+    let epoch_time = chrono::DateTime::parse_from_rfc3339(&run.summary.epoch)
+        .map_err(|e| OutputError::Malformed {
+            path: run.path.join("summary.json"),
+            line: None,
+            message: format!("epoch `{}`: {e}", run.summary.epoch),
+        })?
+        .with_timezone(&chrono::Utc);
+    let epoch = Epoch::from_datetime(epoch_time);
+    let names: Vec<String> = catalog.streams.iter().map(|s| s.name.clone()).collect();
+    let domains: Vec<String> = catalog.streams.iter().map(|s| s.domain.clone()).collect();
+    let mut values =
+        BucketMatrix::new(epoch.unix_ms(), bucket_ms, names.len(), run.summary.buckets);
+    for (index, row) in read_series(&run.series_path(), None)?
+        .into_iter()
+        .enumerate()
+    {
+        let stream = names.iter().position(|n| *n == row.stream);
+        match stream {
+            Some(stream) => values.set(index / names.len(), stream, row.value),
+            None => {
+                return Err(OutputError::Malformed {
+                    path: run.series_path(),
+                    line: Some(index + 2),
+                    message: format!("unknown stream `{}`", row.stream),
+                })
+            }
+        }
+    }
+    let timeline_path = run.path.join(TIMELINE_FILE);
+    let mut events = parse::<TimelineEvents>(&timeline_path)?.external_events;
+    for event in &mut events {
+        let at = chrono::DateTime::parse_from_rfc3339(&event.timestamp)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| OutputError::Malformed {
+                path: timeline_path.clone(),
+                line: None,
+                message: format!("event {} timestamp: {e}", event.id),
+            })?;
+        event.time_ms = (at - epoch.unix_ms()).max(0) as u64;
+    }
+    let scores = Scorer::new(&catalog, &baseline, epoch, bucket_ms).score_matrix(&values);
+    let view = RunView {
+        stream_names: &names,
+        stream_domains: &domains,
+        epoch,
+        bucket_ms,
+        values: &values,
+        scores: &scores,
+        baseline: &baseline,
+        events: &events,
+    };
+    let (book, analyses) = walk_run(&view, analyst, max_analyses);
+    Ok(RecommendationsFile {
+        format: crate::analyst::RECOMMENDATIONS_FORMAT.to_string(),
+        analyst: analyst.name().to_string(),
+        model: analyst.model(),
+        analyses,
+        calls: analyst.calls(),
+        recommendations: book.recommendations,
+    })
+}
+
+/// Evaluates a run directory: its own `recommendations.json`, or a fresh analysis by
+/// `analyst`.
+pub fn evaluate_directory(
+    path: &Path,
+    analyst: Option<&mut dyn Analyst>,
+    max_analyses: usize,
+) -> Result<RunEvaluation, OutputError> {
+    let run = RunDirectory::open(path)?;
+    let truth_path = path.join(TRUTH_FILE);
+    let truth: TruthFile = parse(&truth_path)?;
+    let recommendations = match analyst {
+        Some(analyst) => reanalyze(&run, analyst, max_analyses)?,
+        None => {
+            let recommendations_path = path.join(RECOMMENDATIONS_FILE);
+            if !recommendations_path.is_file() {
+                return Err(OutputError::Malformed {
+                    path: path.to_path_buf(),
+                    line: None,
+                    message: format!(
+                        "no {RECOMMENDATIONS_FILE}: write the run with `marketsim run --analyze`, or pass --analyst"
+                    ),
+                });
+            }
+            parse(&recommendations_path)?
+        }
+    };
+    Ok(evaluate_run(
+        &path.display().to_string(),
+        &recommendations.analyst,
+        &truth,
+        &recommendations.recommendations,
+    ))
+}

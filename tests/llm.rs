@@ -1,0 +1,744 @@
+//! The LLM analyst against an in-process fake OpenAI-compatible server (axum on 127.0.0.1):
+//! good replies, every failure the analyst falls back on (with the reason it records), retries,
+//! the timeout budget, the `json_schema` downgrade, and the settings read from variables.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+use marketsim::analyst::context::{AnalysisContext, ContextAnomaly, ContextEvent};
+use marketsim::analyst::llm::{validate_reply, LlmAnalyst, LlmError, LlmSettings, SYSTEM_PROMPT};
+use marketsim::analyst::recommendation::{Priority, Recommendation, RecommendationBook, Status};
+use marketsim::analyst::{Analyst, AnalystCall};
+use marketsim::scenario::definition::{Direction, EventType, ExpectedImpact, Magnitude, Severity};
+use marketsim::stats::AnomalyFlag;
+
+/// What the fake server answers to one request.
+struct FakeReply {
+    status: u16,
+    body: String,
+    delay: Duration,
+}
+
+impl FakeReply {
+    fn completion(content: &str) -> FakeReply {
+        FakeReply::chat_completion(json!([{
+            "index": 0,
+            "message": { "role": "assistant", "content": content },
+            "finish_reason": "stop",
+        }]))
+    }
+
+    fn chat_completion(choices: Value) -> FakeReply {
+        let body = json!({
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1_736_000_000,
+            "model": "fake-model",
+            "choices": choices,
+            "usage": { "prompt_tokens": 900, "completion_tokens": 300, "total_tokens": 1200 },
+        });
+        FakeReply {
+            status: 200,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn status(status: u16, body: Value) -> FakeReply {
+        FakeReply {
+            status,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn openai_error(status: u16, message: &str) -> FakeReply {
+        FakeReply::status(
+            status,
+            json!({ "error": { "message": message, "type": "invalid_request_error", "param": null, "code": null } }),
+        )
+    }
+}
+
+/// Decides the reply from the request's number (0-based) and its JSON body.
+type Script = dyn Fn(usize, &Value) -> FakeReply + Send + Sync;
+
+struct ServerState {
+    script: Box<Script>,
+    /// Every request seen: its `Authorization` header and its JSON body.
+    requests: Mutex<Vec<(String, Value)>>,
+}
+
+async fn chat_completions(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let reply = {
+        let mut requests = state
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reply = (state.script)(requests.len(), &request);
+        requests.push((authorization, request));
+        reply
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        reply.body,
+    )
+        .into_response()
+}
+
+/// An OpenAI-compatible server on 127.0.0.1 with its own multi-thread runtime, whose worker
+/// threads serve while the analyst blocks the test thread. Dropping it drops the runtime,
+/// which cancels whatever handler is still sleeping.
+struct FakeServer {
+    base_url: String,
+    state: Arc<ServerState>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeServer {
+    fn start(script: impl Fn(usize, &Value) -> FakeReply + Send + Sync + 'static) -> FakeServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("fake server runtime");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let address = listener.local_addr().expect("local address");
+        let state = Arc::new(ServerState {
+            script: Box::new(script),
+            requests: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .with_state(Arc::clone(&state));
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            axum::serve(listener, app).await.expect("fake server");
+        });
+        FakeServer {
+            base_url: format!("http://{address}/v1"),
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    fn requests(&self) -> Vec<(String, Value)> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+fn settings(base_url: &str, timeout_ms: u64) -> LlmSettings {
+    LlmSettings {
+        api_key: "test-key".to_string(),
+        base_url: Some(base_url.to_string()),
+        model: "fake-model-7b".to_string(),
+        timeout: Duration::from_millis(timeout_ms),
+        max_retries: 2,
+    }
+}
+
+fn anomaly(stream: &str, flag: AnomalyFlag, z: f64, value: f64, expected: f64) -> ContextAnomaly {
+    ContextAnomaly {
+        stream: stream.to_string(),
+        domain: stream.split('.').next().unwrap_or("").to_string(),
+        flag,
+        direction: if z >= 0.0 { "up" } else { "down" }.to_string(),
+        z,
+        value,
+        expected,
+        normalized: (50.0 + 10.0 * z).clamp(0.0, 100.0),
+        change_percent: 100.0 * (value - expected) / expected,
+        since: "2025-01-16T11:00:00Z".to_string(),
+        since_ms: 11 * 3_600_000,
+        stream_index: 0,
+    }
+}
+
+/// Two anomalies (fewer tutors online, more expired requests: the rules analyst's supply
+/// shortfall) and one event.
+fn context() -> AnalysisContext {
+    AnalysisContext {
+        now: "2025-01-16T14:00:00Z".to_string(),
+        anomalies: vec![
+            anomaly("tutor.online.count", AnomalyFlag::Critical, -4.5, 9.0, 15.0),
+            anomaly(
+                "session.booking.expired",
+                AnomalyFlag::Warning,
+                3.1,
+                14.0,
+                5.0,
+            ),
+        ],
+        events: vec![ContextEvent {
+            id: "evt_001".to_string(),
+            timestamp: "2025-01-16T10:00:00Z".to_string(),
+            kind: EventType::Competitive,
+            title: "Competitor launches tutor bonus".to_string(),
+            description: "A rival platform pays tutors a sign-up bonus.".to_string(),
+            severity: Severity::Warning,
+            expected_impact: ExpectedImpact {
+                streams: vec!["tutor.online.count".to_string()],
+                direction: Direction::Decrease,
+                magnitude: Magnitude::High,
+                duration: "3 days".to_string(),
+            },
+            time_ms: 10 * 3_600_000,
+        }],
+        baseline_stats: BTreeMap::new(),
+        recent_values: BTreeMap::new(),
+        correlations: Default::default(),
+        known_streams: [
+            "customer.tutor.search",
+            "session.booking.requested",
+            "session.booking.expired",
+            "tutor.online.count",
+            "tutor.availability.set",
+        ]
+        .map(String::from)
+        .to_vec(),
+        now_ms: 14 * 3_600_000,
+    }
+}
+
+fn good_reply_json() -> Value {
+    json!({ "recommendations": [{
+        "priority": "critical",
+        "title": "Tutor Supply Shortfall",
+        "description": "Online tutors are down 40 % (9 vs 15) while expired requests tripled (14 vs 5).",
+        "impact": "Students who cannot book leave; expired requests are lost revenue.",
+        "cause": "Competitor launches tutor bonus (evt_001) shortly before the drop.",
+        "actions": [{
+            "label": "Activate standby tutors",
+            "description": "Offer a same-day bonus to tutors usually online at this hour.",
+            "expectedImpact": "Online tutors back within 20 % of normal",
+            "timeToEffect": "1-3 hours",
+        }],
+        "affectedStreams": ["tutor.online.count", "session.booking.expired"],
+        "relatedEvents": ["evt_001"],
+        "confidence": 82,
+    }]})
+}
+
+fn good_reply() -> String {
+    good_reply_json().to_string()
+}
+
+/// The good reply with one field of its recommendation replaced.
+fn reply_with(field: &str, value: Value) -> String {
+    let mut reply = good_reply_json();
+    reply["recommendations"][0][field] = value;
+    reply.to_string()
+}
+
+/// Runs one analysis against `base_url` and returns what it produced, its single call record
+/// and how long it took.
+fn analyze_once(settings: LlmSettings) -> (Vec<Recommendation>, AnalystCall, Duration) {
+    let mut analyst = LlmAnalyst::new(settings).expect("analyst");
+    let started = Instant::now();
+    let recommendations = analyst.analyze(&context());
+    let elapsed = started.elapsed();
+    let calls = analyst.calls();
+    assert_eq!(calls.len(), 1, "one call record per analysis: {calls:?}");
+    (recommendations, calls[0].clone(), elapsed)
+}
+
+/// The analyst must fall back to the rules with a reason containing `reason`, after
+/// `attempts` requests.
+fn check_fallback(
+    script: impl Fn(usize, &Value) -> FakeReply + Send + Sync + 'static,
+    reason: &str,
+    attempts: u32,
+) {
+    let server = FakeServer::start(script);
+    let (recommendations, call) = fallback_outcome(settings(&server.base_url, 5_000));
+    assert_eq!(call.attempts, attempts, "{call:?}");
+    assert_eq!(server.requests().len() as u32, attempts);
+    let recorded = call.reason.unwrap_or_default();
+    assert!(
+        recorded.contains(reason),
+        "reason `{recorded}` should contain `{reason}`"
+    );
+    assert!(
+        recommendations.iter().all(|r| r
+            .fallback_reason
+            .as_deref()
+            .is_some_and(|f| f.contains(reason))),
+        "{recommendations:#?}"
+    );
+}
+
+fn fallback_outcome(settings: LlmSettings) -> (Vec<Recommendation>, AnalystCall) {
+    let (recommendations, call, _) = analyze_once(settings);
+    assert_eq!(call.source, "rules-fallback", "{call:?}");
+    assert_eq!(call.at, "2025-01-16T14:00:00Z");
+    assert!(
+        !recommendations.is_empty(),
+        "the rules analyst diagnoses the supply shortfall"
+    );
+    assert!(recommendations.iter().all(|r| r.source == "rules-fallback"));
+    assert_eq!(recommendations[0].key, "supply-shortfall");
+    (recommendations, call)
+}
+
+#[test]
+fn a_good_reply_becomes_llm_recommendations_and_the_request_carries_model_prompt_and_context() {
+    let server = FakeServer::start(|_, _| FakeReply::completion(&good_reply()));
+    let (recommendations, call, _) = analyze_once(settings(&server.base_url, 5_000));
+    assert_eq!(
+        call,
+        AnalystCall {
+            at: "2025-01-16T14:00:00Z".to_string(),
+            source: "llm".to_string(),
+            reason: None,
+            attempts: 1,
+        }
+    );
+    assert_eq!(recommendations.len(), 1);
+    let recommendation = &recommendations[0];
+    assert_eq!(recommendation.source, "llm");
+    assert_eq!(recommendation.fallback_reason, None);
+    assert_eq!(recommendation.priority, Priority::Critical);
+    assert_eq!(recommendation.status, Status::Active);
+    assert_eq!(recommendation.id, "");
+    assert_eq!(recommendation.title, "Tutor Supply Shortfall");
+    assert_eq!(
+        recommendation.key,
+        "tutor-supply-shortfall@session.booking.expired"
+    );
+    assert_eq!(
+        recommendation.affected_streams,
+        ["session.booking.expired", "tutor.online.count"]
+    );
+    assert_eq!(recommendation.related_events, ["evt_001"]);
+    assert_eq!(recommendation.confidence, 82);
+    assert_eq!(recommendation.timestamp, "2025-01-16T14:00:00Z");
+    assert_eq!(recommendation.last_seen, "2025-01-16T14:00:00Z");
+    assert_eq!(recommendation.actions.len(), 1);
+    assert_eq!(recommendation.actions[0].time_to_effect, "1-3 hours");
+    assert_eq!(recommendation.actions[0].id, "");
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let (authorization, body) = &requests[0];
+    assert_eq!(authorization, "Bearer test-key");
+    assert_eq!(body["model"], "fake-model-7b");
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["messages"][0]["content"], SYSTEM_PROMPT);
+    assert!(SYSTEM_PROMPT.starts_with("You are an AI analyzing marketplace operations data"));
+    assert_eq!(body["messages"][1]["role"], "user");
+    let sent_context: Value =
+        serde_json::from_str(body["messages"][1]["content"].as_str().unwrap_or(""))
+            .expect("the user message is the context JSON");
+    assert_eq!(
+        sent_context,
+        serde_json::to_value(context()).expect("context JSON")
+    );
+    assert_eq!(body["response_format"]["type"], "json_schema");
+    assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+    let stream_enum = &body["response_format"]["json_schema"]["schema"]["properties"]
+        ["recommendations"]["items"]["properties"]["affectedStreams"]["items"]["enum"];
+    assert_eq!(stream_enum, &json!(context().known_streams));
+}
+
+#[test]
+fn a_server_that_is_down_falls_back_with_connection_refused_after_retrying() {
+    // Bind a port and free it again: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    drop(listener);
+    let (recommendations, call) =
+        fallback_outcome(settings(&format!("http://{address}/v1"), 5_000));
+    assert_eq!(call.reason.as_deref(), Some("connection refused"));
+    assert_eq!(call.attempts, 3);
+    assert_eq!(
+        recommendations[0].fallback_reason.as_deref(),
+        Some("connection refused")
+    );
+}
+
+#[test]
+fn a_slow_server_falls_back_when_the_timeout_budget_is_spent_and_the_call_returns_promptly() {
+    let server = FakeServer::start(|_, _| FakeReply {
+        delay: Duration::from_secs(10),
+        ..FakeReply::completion(&good_reply())
+    });
+    let (recommendations, call, elapsed) = analyze_once(settings(&server.base_url, 300));
+    assert_eq!(call.source, "rules-fallback");
+    assert_eq!(call.reason.as_deref(), Some("timed out after 300 ms"));
+    assert_eq!(call.attempts, 1);
+    assert_eq!(
+        recommendations[0].fallback_reason.as_deref(),
+        Some("timed out after 300 ms")
+    );
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+}
+
+#[test]
+fn unauthorized_falls_back_without_retrying() {
+    check_fallback(
+        |_, _| FakeReply::openai_error(401, "Incorrect API key provided"),
+        "HTTP 401 Unauthorized: Incorrect API key provided",
+        1,
+    );
+}
+
+#[test]
+fn rate_limited_twice_then_answered_is_an_llm_answer_after_three_attempts() {
+    let server = FakeServer::start(|index, _| {
+        if index < 2 {
+            FakeReply::openai_error(429, "Rate limit reached")
+        } else {
+            FakeReply::completion(&good_reply())
+        }
+    });
+    let (recommendations, call, _) = analyze_once(settings(&server.base_url, 5_000));
+    assert_eq!(call.source, "llm");
+    assert_eq!(call.attempts, 3);
+    assert_eq!(call.reason, None);
+    assert!(recommendations.iter().all(|r| r.source == "llm"));
+}
+
+#[test]
+fn always_rate_limited_falls_back_after_max_retries_plus_one_attempts() {
+    check_fallback(
+        |_, _| FakeReply::openai_error(429, "Rate limit reached"),
+        "HTTP 429 Too Many Requests",
+        3,
+    );
+}
+
+#[test]
+fn a_server_error_is_retried_then_falls_back() {
+    check_fallback(
+        |_, _| FakeReply::status(500, json!({ "error": "model crashed" })),
+        "HTTP 500 Internal Server Error: model crashed",
+        3,
+    );
+}
+
+#[test]
+fn a_retry_that_would_outlast_the_budget_is_not_attempted() {
+    let server = FakeServer::start(|_, _| FakeReply::openai_error(503, "overloaded"));
+    let mut settings = settings(&server.base_url, 500);
+    settings.max_retries = 10;
+    let (_, call, elapsed) = analyze_once(settings);
+    assert_eq!(
+        call.reason.as_deref(),
+        Some("HTTP 503 Service Unavailable: overloaded")
+    );
+    // Back-off 200 ms then 400 ms: the second retry would end after the 500 ms budget.
+    assert_eq!(call.attempts, 2);
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+}
+
+#[test]
+fn content_that_is_not_json_falls_back() {
+    check_fallback(
+        |_, _| FakeReply::completion("Tutor supply is down; recruit more tutors."),
+        "reply is not valid JSON: expected value at line 1 column 1",
+        1,
+    );
+}
+
+#[test]
+fn a_reply_citing_an_unknown_stream_falls_back() {
+    check_fallback(
+        |_, _| {
+            FakeReply::completion(&reply_with(
+                "affectedStreams",
+                json!(["tutor.online.count", "foo.bar"]),
+            ))
+        },
+        "reply cites unknown stream `foo.bar`",
+        1,
+    );
+}
+
+#[test]
+fn a_reply_citing_an_unknown_event_falls_back() {
+    check_fallback(
+        |_, _| FakeReply::completion(&reply_with("relatedEvents", json!(["evt_404"]))),
+        "reply cites unknown event `evt_404`",
+        1,
+    );
+}
+
+#[test]
+fn empty_content_and_empty_choices_fall_back() {
+    check_fallback(|_, _| FakeReply::completion(""), "empty reply", 1);
+    check_fallback(
+        |_, _| FakeReply::chat_completion(json!([])),
+        "empty reply",
+        1,
+    );
+}
+
+#[test]
+fn a_reply_cut_at_the_token_limit_falls_back() {
+    check_fallback(
+        |_, _| {
+            let cut = &good_reply()[..120];
+            FakeReply::chat_completion(json!([{
+                "index": 0,
+                "message": { "role": "assistant", "content": cut },
+                "finish_reason": "length",
+            }]))
+        },
+        "reply was cut off at the model's token limit",
+        1,
+    );
+}
+
+#[test]
+fn a_body_that_is_not_a_chat_completion_falls_back() {
+    check_fallback(
+        |_, _| FakeReply::status(200, json!({ "hello": "world" })),
+        "reply is not a chat completion: missing field",
+        1,
+    );
+}
+
+#[test]
+fn a_400_to_json_schema_is_asked_again_without_response_format() {
+    // vLLM's error shape, which is not OpenAI's: the status must survive it.
+    let server = FakeServer::start(|_, request| {
+        if request.get("response_format").is_some() {
+            FakeReply::status(
+                400,
+                json!({ "object": "error", "message": "json_schema is not supported", "type": "BadRequestError", "code": 400 }),
+            )
+        } else {
+            FakeReply::completion(&format!("```json\n{}\n```", good_reply()))
+        }
+    });
+    let (recommendations, call, _) = analyze_once(settings(&server.base_url, 5_000));
+    assert_eq!(call.source, "llm");
+    assert_eq!(call.attempts, 2);
+    assert_eq!(
+        call.reason.as_deref(),
+        Some(
+            "the server refused response_format json_schema (HTTP 400 Bad Request: json_schema is not \
+             supported); asked again without it"
+        )
+    );
+    assert_eq!(recommendations.len(), 1);
+    assert_eq!(recommendations[0].source, "llm");
+    let requests = server.requests();
+    assert!(requests[0].1.get("response_format").is_some());
+    assert!(requests[1].1.get("response_format").is_none());
+    assert_eq!(requests[1].1["messages"][0]["content"], SYSTEM_PROMPT);
+}
+
+#[test]
+fn a_400_without_schema_too_falls_back_after_two_attempts() {
+    check_fallback(
+        |_, _| FakeReply::openai_error(400, "model not loaded"),
+        "HTTP 400 Bad Request: model not loaded",
+        2,
+    );
+}
+
+#[test]
+fn analyze_called_from_inside_a_tokio_runtime_does_not_panic() {
+    let server = FakeServer::start(|_, _| FakeReply::completion(&good_reply()));
+    let mut analyst = LlmAnalyst::new(settings(&server.base_url, 5_000)).expect("analyst");
+    let outer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("outer runtime");
+    let recommendations = outer.block_on(async { analyst.analyze(&context()) });
+    assert_eq!(recommendations.len(), 1);
+    assert_eq!(recommendations[0].source, "llm");
+}
+
+#[test]
+fn the_same_answer_twice_is_one_recommendation_in_the_book() {
+    let server = FakeServer::start(|_, _| FakeReply::completion(&good_reply()));
+    let mut analyst = LlmAnalyst::new(settings(&server.base_url, 5_000)).expect("analyst");
+    let mut book = RecommendationBook::default();
+    book.merge(analyst.analyze(&context()), "2025-01-16T14:00:00Z");
+    book.merge(analyst.analyze(&context()), "2025-01-16T15:00:00Z");
+    assert_eq!(book.recommendations.len(), 1);
+    assert_eq!(book.recommendations[0].id, "rec_001");
+    assert_eq!(book.recommendations[0].last_seen, "2025-01-16T15:00:00Z");
+    assert_eq!(analyst.calls().len(), 2);
+    assert_eq!(analyst.name(), "llm");
+    assert_eq!(analyst.model().as_deref(), Some("fake-model-7b"));
+}
+
+/// Replies checked without a server: each content against the error it must produce.
+#[test]
+fn replies_are_validated_against_the_schema_and_the_context() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            reply_with("priority", json!("urgent")),
+            "reply does not match the schema: unknown variant `urgent`",
+        ),
+        (
+            reply_with("confidence", json!(140)),
+            "recommendation 1: confidence 140 is outside 0-100",
+        ),
+        (
+            reply_with("confidence", json!(-1)),
+            "confidence -1 is outside 0-100",
+        ),
+        (
+            reply_with("actions", json!([])),
+            "recommendation 1: no actions",
+        ),
+        (
+            reply_with("affectedStreams", json!([])),
+            "recommendation 1: no affected streams",
+        ),
+        (
+            reply_with("title", json!("  ")),
+            "recommendation 1: empty title",
+        ),
+        (
+            reply_with("cause", Value::Null),
+            "reply does not match the schema: invalid type: null",
+        ),
+        (
+            json!({ "recommendations": [{ "priority": "warning" }] }).to_string(),
+            "missing field `title`",
+        ),
+        (
+            json!({ "recommendations": [] }).to_string(),
+            "reply has no recommendations although the context has 2 anomalies",
+        ),
+        (json!([]).to_string(), "reply does not match the schema"),
+        (
+            "{\"recommendations\": [".to_string(),
+            "reply is not valid JSON: EOF while parsing",
+        ),
+        ("   ".to_string(), "empty reply"),
+    ];
+    for (content, expected) in cases {
+        let error = validate_reply(&content, &context()).expect_err(&content);
+        assert!(
+            error.to_string().contains(expected),
+            "{content}\n  gave `{error}`, expected `{expected}`"
+        );
+    }
+    let mut calm = context();
+    calm.anomalies.clear();
+    let no_recommendations =
+        validate_reply("{\"recommendations\":[]}", &calm).expect("valid when calm");
+    assert!(no_recommendations.is_empty());
+    let fenced =
+        validate_reply(&format!("```\n{}\n```", good_reply()), &context()).expect("fenced");
+    assert_eq!(fenced.len(), 1);
+    let fractional =
+        validate_reply(&reply_with("confidence", json!(84.6)), &context()).expect("fractional");
+    assert_eq!(fractional[0].confidence, 85);
+    assert_eq!(
+        validate_reply(&"x".repeat(300 * 1024), &context()),
+        Err(LlmError::ReplyTooLong(300 * 1024))
+    );
+}
+
+fn from_vars(pairs: &[(&str, &str)]) -> Result<Option<LlmSettings>, LlmError> {
+    let vars: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    LlmSettings::from_vars(|name| vars.get(name).cloned())
+}
+
+#[test]
+fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
+    assert_eq!(from_vars(&[]), Ok(None));
+    assert_eq!(from_vars(&[("OPENAI_API_KEY", "  ")]), Ok(None));
+    assert_eq!(
+        from_vars(&[("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")]),
+        Ok(None)
+    );
+    assert_eq!(
+        from_vars(&[("OPENAI_API_KEY", "sk-test")]),
+        Ok(Some(LlmSettings {
+            api_key: "sk-test".to_string(),
+            base_url: None,
+            model: "gpt-4o-mini".to_string(),
+            timeout: Duration::from_millis(30_000),
+            max_retries: 2,
+        }))
+    );
+    assert_eq!(
+        from_vars(&[
+            ("OPENAI_API_KEY", "ollama"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1/"),
+            ("MARKETSIM_LLM_MODEL", "llama3.1:8b"),
+            ("MARKETSIM_LLM_TIMEOUT_MS", "120000"),
+            ("MARKETSIM_LLM_RETRIES", "0"),
+        ]),
+        Ok(Some(LlmSettings {
+            api_key: "ollama".to_string(),
+            base_url: Some("http://127.0.0.1:11434/v1".to_string()),
+            model: "llama3.1:8b".to_string(),
+            timeout: Duration::from_millis(120_000),
+            max_retries: 0,
+        }))
+    );
+    let invalid = [
+        (
+            ("MARKETSIM_LLM_TIMEOUT_MS", "soon"),
+            "invalid setting MARKETSIM_LLM_TIMEOUT_MS: `soon` is not a whole number",
+        ),
+        (
+            ("MARKETSIM_LLM_TIMEOUT_MS", "0"),
+            "invalid setting MARKETSIM_LLM_TIMEOUT_MS: must be more than 0",
+        ),
+        (
+            ("MARKETSIM_LLM_RETRIES", "-1"),
+            "invalid setting MARKETSIM_LLM_RETRIES: `-1` is not a whole number",
+        ),
+        (
+            ("MARKETSIM_LLM_RETRIES", "50"),
+            "invalid setting MARKETSIM_LLM_RETRIES: 50 is more than 10",
+        ),
+        (
+            ("OPENAI_BASE_URL", "127.0.0.1:8080"),
+            "invalid setting OPENAI_BASE_URL: `127.0.0.1:8080` is not an http:// or https:// URL",
+        ),
+    ];
+    for ((name, value), expected) in invalid {
+        let error = from_vars(&[("OPENAI_API_KEY", "sk-test"), (name, value)]).expect_err(value);
+        assert_eq!(error.to_string(), expected);
+    }
+    let debug = format!("{:?}", from_vars(&[("OPENAI_API_KEY", "sk-secret")]));
+    assert!(
+        !debug.contains("sk-secret"),
+        "the key leaks into debug output: {debug}"
+    );
+}
