@@ -15,6 +15,7 @@ pub mod engine;
 pub mod inspect;
 pub mod market;
 pub mod output;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod script;

@@ -24,6 +24,7 @@ use marketsim::output::run_dir::{TIMELINE_FILE, TRUTH_FILE};
 use marketsim::output::truth::{build_timeline, build_truth};
 use marketsim::output::{diff, export};
 use marketsim::output::{to_pretty_json, RunCollector, Summary};
+use marketsim::report;
 use marketsim::run::{load_catalog, run_measured, RunPlan};
 use marketsim::scenario::Library;
 use marketsim::script::Script;
@@ -147,6 +148,26 @@ enum Command {
         /// With --json, include both runs' bucket series aligned by timestamp.
         #[arg(long, requires = "json")]
         series: bool,
+        /// Also write a self-contained HTML diff report with both runs overlaid.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// The ECharts build to inline in the HTML report (default:
+        /// web/node_modules/echarts/dist/echarts.min.js, or MARKETSIM_ECHARTS).
+        #[arg(long, requires = "html")]
+        echarts: Option<PathBuf>,
+    },
+    /// Render a run directory as one self-contained HTML report that works offline.
+    Report {
+        /// The run directory (analyzed runs show normalized charts, anomalies and
+        /// recommendations).
+        run: PathBuf,
+        /// The HTML file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The ECharts build to inline (default: web/node_modules/echarts/dist/echarts.min.js,
+        /// or MARKETSIM_ECHARTS).
+        #[arg(long)]
+        echarts: Option<PathBuf>,
     },
     /// Export a run's bucket series (or, with --events, its events) as CSV or JSON Lines.
     Export {
@@ -296,12 +317,24 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             tolerance,
             json,
             series,
+            html,
+            echarts,
         } => {
+            // Find ECharts before the work, so a missing install fails fast.
+            let echarts_path = match &html {
+                Some(_) => Some(report::locate_echarts(echarts.as_deref())?),
+                None => None,
+            };
             let options = diff::DiffOptions {
                 tolerance,
-                include_series: series,
+                include_series: series || html.is_some(),
             };
             let report = diff::diff_runs(&a, &b, &options)?;
+            if let (Some(path), Some(echarts_path)) = (&html, &echarts_path) {
+                let page = report::render_diff_report(&report, echarts_path)?;
+                report::write_atomically(path, &page)?;
+                eprintln!("wrote {} ({} KB)", path.display(), page.len() / 1024);
+            }
             let text = if json {
                 to_pretty_json(&report)
             } else {
@@ -311,6 +344,17 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             if !report.is_same() {
                 return Ok(ExitCode::from(1));
             }
+        }
+        Command::Report {
+            run,
+            output,
+            echarts,
+        } => {
+            let echarts_path = report::locate_echarts(echarts.as_deref())?;
+            let data = report::build_report_data(&run)?;
+            let page = report::render_run_report(&data, &echarts_path)?;
+            report::write_atomically(&output, &page)?;
+            eprintln!("wrote {} ({} KB)", output.display(), page.len() / 1024);
         }
         Command::Export {
             run,

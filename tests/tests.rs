@@ -25,6 +25,8 @@ mod inspect;
 /// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
 /// their reasons, retries, timeouts; settings from variables.
 mod llm;
+/// `marketsim report` and `diff --html`: data block snapshot, offline page, errors.
+mod report;
 /// Scenario scripts: a snapshot of every bundled script's summary and ground truth, cascades,
 /// red herrings, backdating.
 mod scenarios;

@@ -42,10 +42,7 @@ pub const LARGEST_DELTAS_LIMIT: usize = 10;
 pub enum DiffError {
     /// A run directory or one of its files is missing, unreadable, or not what this version
     /// writes; the message names the file (and line where known).
-    ///
-    /// Displayed without its `source()` chain: `OutputError::Io` already prints its cause, and
-    /// `anyhow`'s `{:#}` would print it twice.
-    #[error("{0}")]
+    #[error(transparent)]
     Output(OutputError),
     /// The tolerance is not a relative difference between 0 and 1.
     #[error("--tolerance {value}: {reason}")]

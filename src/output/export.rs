@@ -34,10 +34,7 @@ pub const EVENTS_CSV_HEADER: &str = "timestamp,stream,data";
 pub enum ExportError {
     /// The run directory or one of its files is missing, unreadable or malformed; the message
     /// names the file (and line where known).
-    ///
-    /// Displayed without its `source()` chain: `OutputError::Io` already prints its cause, and
-    /// `anyhow`'s `{:#}` would print it twice.
-    #[error("{0}")]
+    #[error(transparent)]
     Output(OutputError),
     /// `--from` or `--to` is not an RFC 3339 instant.
     #[error(

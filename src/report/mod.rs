@@ -1,0 +1,157 @@
+//! HTML reports: one self-contained file per run (`marketsim report`) or per diff
+//! (`marketsim diff --html`), rendered with minijinja from the templates in `templates/`
+//! (compiled into the binary), with Apache ECharts inlined from the npm package at render time.
+//!
+//! A report's numbers live in one JSON data block (`<script type="application/json"
+//! id="report-data">`); the tables are rendered from the same data, and the charts are drawn
+//! from it in the browser. The data block is what the tests snapshot.
+
+pub mod data;
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{context, Environment};
+use thiserror::Error;
+
+pub use data::{build_report_data, ReportData};
+
+const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html");
+const DIFF_TEMPLATE: &str = include_str!("../../templates/diff.html");
+const STYLE: &str = include_str!("../../templates/report.css");
+const REPORT_SCRIPT: &str = include_str!("../../templates/report.js");
+const DIFF_SCRIPT: &str = include_str!("../../templates/diff.js");
+
+/// Where the ECharts build is looked for, relative to the working directory, when neither
+/// `--echarts` nor `MARKETSIM_ECHARTS` names it.
+pub const ECHARTS_RELATIVE_PATH: &str = "web/node_modules/echarts/dist/echarts.min.js";
+
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error(
+        "cannot find ECharts at {}: install the web dependencies with `npm ci --prefix web` \
+         (or pass --echarts PATH / set MARKETSIM_ECHARTS)",
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    EchartsMissing { tried: Vec<PathBuf> },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("rendering the report: {0}")]
+    Template(#[from] minijinja::Error),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+}
+
+/// Finds the ECharts build: `explicit`, else `MARKETSIM_ECHARTS`, else
+/// [`ECHARTS_RELATIVE_PATH`] under the working directory, else under the source tree the
+/// binary was built from.
+pub fn locate_echarts(explicit: Option<&Path>) -> Result<PathBuf, ReportError> {
+    let mut tried = Vec::new();
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(path) => vec![path.to_path_buf()],
+        None => std::env::var_os("MARKETSIM_ECHARTS")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([
+                PathBuf::from(ECHARTS_RELATIVE_PATH),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(ECHARTS_RELATIVE_PATH),
+            ])
+            .collect(),
+    };
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        tried.push(candidate);
+    }
+    Err(ReportError::EchartsMissing { tried })
+}
+
+fn read_echarts(path: &Path) -> Result<String, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(script_safe(&text))
+}
+
+/// Makes text safe inside a `<script>` element: a literal `</script` would end it early.
+fn script_safe(text: &str) -> String {
+    text.replace("</script", "<\\/script")
+        .replace("</SCRIPT", "<\\/SCRIPT")
+        .replace("<!--", "<\\!--")
+}
+
+/// JSON for a data block; `<`, `>` and `&` are escaped so no sequence can end the element.
+pub fn data_block_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+fn environment() -> Result<Environment<'static>, ReportError> {
+    let mut environment = Environment::new();
+    environment.add_template("report.html", REPORT_TEMPLATE)?;
+    environment.add_template("diff.html", DIFF_TEMPLATE)?;
+    Ok(environment)
+}
+
+/// Renders the run report.
+pub fn render_run_report(data: &ReportData, echarts_path: &Path) -> Result<String, ReportError> {
+    let environment = environment()?;
+    let template = environment.get_template("report.html")?;
+    Ok(template.render(context! {
+        data => data,
+        data_json => data_block_json(data),
+        style => STYLE,
+        echarts => read_echarts(echarts_path)?,
+        script => script_safe(REPORT_SCRIPT),
+    })?)
+}
+
+/// Renders the diff report from a [`crate::output::diff::DiffReport`] with aligned series.
+pub fn render_diff_report(
+    diff: &crate::output::diff::DiffReport,
+    echarts_path: &Path,
+) -> Result<String, ReportError> {
+    let environment = environment()?;
+    let template = environment.get_template("diff.html")?;
+    Ok(template.render(context! {
+        diff => diff,
+        data_json => data_block_json(diff),
+        style => STYLE,
+        echarts => read_echarts(echarts_path)?,
+        script => script_safe(DIFF_SCRIPT),
+        version => env!("CARGO_PKG_VERSION"),
+    })?)
+}
+
+/// Writes `text` to `path` through a temporary sibling and a rename, so a reader never sees
+/// half a report and a failure leaves the old one in place.
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(&parent).map_err(io)?;
+    // A plain file (not a mkstemp one) so the report gets the usual permissions.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report.html".to_string());
+    let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if let Err(source) = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io(source));
+    }
+    Ok(())
+}
