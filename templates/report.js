@@ -108,25 +108,38 @@
     });
   }
 
-  // Heatmap: streams (grouped by domain) × buckets, coloured by deviation from expected.
+  // Heatmap: streams (grouped by domain) × time, coloured by deviation from expected. Long runs
+  // are drawn at most MAX_COLUMNS columns wide; a column keeps its most extreme bucket, so a
+  // short anomaly stays visible.
+  var MAX_COLUMNS = 240;
   var heatmapEl = document.querySelector('.chart[data-chart="heatmap"]');
   if (heatmapEl) {
     var names = data.streams.map(function (s) { return s.name; });
+    var perColumn = Math.max(1, Math.ceil(times.length / MAX_COLUMNS));
+    var columns = Math.ceil(times.length / perColumn);
+    var labels = [];
+    for (var c = 0; c < columns; c++) {
+      labels.push(new Date(times[c * perColumn]).toISOString().slice(0, 13).replace('T', ' '));
+    }
     var cells = [];
     data.streams.forEach(function (s, row) {
       var values = plotted(s);
-      for (var i = 0; i < times.length; i++) {
-        var v = values[i];
-        if (v === null || v === undefined) { continue; }
-        var deviation = data.meta.analyzed ? v - 50 : Math.max(-50, Math.min(50, (v - 100) / 2));
-        cells.push([i, row, Math.round(deviation * 10) / 10]);
+      for (var column = 0; column < columns; column++) {
+        var extreme = null;
+        for (var i = column * perColumn; i < Math.min(times.length, (column + 1) * perColumn); i++) {
+          var v = values[i];
+          if (v === null || v === undefined) { continue; }
+          var deviation = data.meta.analyzed ? v - 50 : Math.max(-50, Math.min(50, (v - 100) / 2));
+          if (extreme === null || Math.abs(deviation) > Math.abs(extreme)) { extreme = deviation; }
+        }
+        if (extreme !== null) { cells.push([column, row, Math.round(extreme * 10) / 10]); }
       }
     });
     init(heatmapEl).setOption({
       animation: false,
-      tooltip: { formatter: function (p) { return names[p.value[1]] + '<br>' + new Date(times[p.value[0]]).toISOString() + '<br>deviation ' + p.value[2]; } },
+      tooltip: { formatter: function (p) { return names[p.value[1]] + '<br>' + labels[p.value[0]] + (perColumn > 1 ? ' (+' + perColumn + ' buckets)' : '') + '<br>deviation ' + p.value[2]; } },
       grid: { left: 230, right: 30, top: 10, bottom: 90 },
-      xAxis: { type: 'category', data: times.map(function (t) { return new Date(t).toISOString().slice(0, 13).replace('T', ' '); }) },
+      xAxis: { type: 'category', data: labels },
       yAxis: { type: 'category', data: names, inverse: true, axisLabel: { fontSize: 10, interval: 0 } },
       visualMap: { min: -50, max: 50, calculable: true, orient: 'horizontal', left: 'center', bottom: 0,
                    inRange: { color: ['#2b6cb0', '#bee3f8', '#ffffff', '#fed7d7', '#c53030'] } },

@@ -1,4 +1,5 @@
-//! `cargo xtask`: the project's automation — the CI gate, snapshot blessing and benchmarks.
+//! `cargo xtask`: the project's automation — the CI gate, browser tests of the HTML reports,
+//! the bundled scenarios' reports, snapshot blessing and benchmarks.
 //!
 //! Kept to the standard library (plus `libc` for peak-memory measurement) so it compiles in
 //! seconds. Every task prints the commands it runs.
@@ -13,10 +14,24 @@ fn main() -> ExitCode {
     let task = args.first().map(String::as_str).unwrap_or("help");
     let result = match task {
         "ci" => ci(),
+        "e2e" => e2e(),
+        "reports" => reports(),
+        "demo" => demo(),
         "bless" => bless(),
         "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <task>\n\n  ci      fmt check, clippy -D warnings, tests with snapshots checked (the whole gate)\n  bless   run the tests and accept every changed snapshot (review the diff first!)\n  bench   benchmarks: engine throughput, 30-day runs with and without events.jsonl");
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 \x20 demo     the main job: npm ci (web), release build, the 30-day baseline with --analyze\n\
+                 \x20          into out/base and its report, reports/baseline.html\n\
+                 \x20 ci       fmt check, clippy -D warnings, tests with snapshots checked, then e2e (the whole gate)\n\
+                 \x20 e2e      render a report and a diff report of two short runs and test them in Debian's\n\
+                 \x20          Chromium (node --test web/tests/); screenshots in target/e2e/\n\
+                 \x20 reports  run every bundled scenario script with --analyze (release build) and render\n\
+                 \x20          reports/NAME.html\n\
+                 \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
+                 \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis)"
+            );
             return if task == "help" {
                 ExitCode::SUCCESS
             } else {
@@ -107,7 +122,256 @@ fn ci() -> Result<(), String> {
             unreferenced.join("\n  ")
         ));
     }
+    e2e()?;
     eprintln!("xtask ci: all checks passed");
+    Ok(())
+}
+
+/// The browser the e2e tests drive: Debian's Chromium (never a downloaded one).
+fn chromium_path() -> PathBuf {
+    std::env::var_os("MARKETSIM_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// On a fresh Debian machine, as root, installs Debian's Chromium so the README's test command
+/// sets itself up; anywhere else it does nothing and the caller explains what is missing.
+fn install_debian_chromium() {
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !is_root || !Path::new("/usr/bin/apt-get").exists() {
+        return;
+    }
+    eprintln!("xtask: installing Debian's chromium for the browser tests");
+    for args in [
+        vec!["update", "-qq"],
+        vec!["install", "-y", "-qq", "chromium", "fonts-liberation"],
+    ] {
+        let mut apt = Command::new("/usr/bin/apt-get");
+        apt.args(&args).env("DEBIAN_FRONTEND", "noninteractive");
+        if run(apt).is_err() {
+            return;
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Installs `web/node_modules` with `npm ci` when it is missing or older than
+/// `web/package-lock.json` (npm keeps its own copy of the lock in `node_modules`).
+fn ensure_web_modules(root: &Path) -> Result<(), String> {
+    let lock = root.join("web/package-lock.json");
+    let installed = root.join("web/node_modules/.package-lock.json");
+    let stale = match (modified(&installed), modified(&lock)) {
+        (Some(installed), Some(lock)) => installed < lock,
+        _ => true,
+    };
+    if !stale {
+        return Ok(());
+    }
+    let mut npm = Command::new("npm");
+    npm.current_dir(root)
+        .args(["ci", "--prefix", "web", "--no-audit", "--no-fund"]);
+    run(npm).map_err(|e| {
+        format!("{e}\n  (the browser tests and reports need Node.js and npm: `apt-get install nodejs npm`)")
+    })
+}
+
+/// A `marketsim` command run from the project root, where it finds
+/// `web/node_modules/echarts/dist/echarts.min.js` for the HTML reports.
+fn marketsim(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.current_dir(project_root());
+    command
+}
+
+/// The browser tests: two short analyzed runs, a report of one and an HTML diff of both, then
+/// `node --test web/tests/` on them in Debian's Chromium.
+fn e2e() -> Result<(), String> {
+    let root = project_root();
+    let chromium = chromium_path();
+    if !chromium.exists() && std::env::var_os("MARKETSIM_CHROMIUM").is_none() {
+        install_debian_chromium();
+    }
+    if !chromium.exists() {
+        return Err(format!(
+            "no Chromium at {}: the browser tests use Debian's, installed with \
+             `apt-get install chromium` (as root); browsers are never downloaded \
+             (set MARKETSIM_CHROMIUM to use another one)",
+            chromium.display()
+        ));
+    }
+    ensure_web_modules(&root)?;
+
+    let mut build = cargo();
+    build.args(["build", "--bin", "marketsim"]);
+    run(build)?;
+    let binary = root.join("target/debug/marketsim");
+    let out = Path::new("target/e2e");
+    std::fs::create_dir_all(root.join(out))
+        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for (name, seed) in [("run", None), ("run-b", Some("8"))] {
+        let mut simulate = marketsim(&binary);
+        simulate
+            .args(["run", "fixtures/scripts/short.yaml", "--out"])
+            .arg(out.join(name))
+            .args(["--force", "--quiet", "--analyze"]);
+        if let Some(seed) = seed {
+            simulate.args(["--seed", seed]);
+        }
+        run(simulate)?;
+    }
+    let report = out.join("report.html");
+    let diff_report = out.join("diff.html");
+    let mut render = marketsim(&binary);
+    render
+        .args(["report"])
+        .arg(out.join("run"))
+        .arg("-o")
+        .arg(&report);
+    run(render)?;
+    // `diff` exits 1 when the runs differ, which two seeds always do; 2 is an error.
+    let mut diff = marketsim(&binary);
+    diff.arg("diff")
+        .arg(out.join("run"))
+        .arg(out.join("run-b"))
+        .arg("--html")
+        .arg(&diff_report)
+        .stdout(std::process::Stdio::null());
+    eprintln!("$ {diff:?}");
+    let status = diff
+        .status()
+        .map_err(|e| format!("cannot start {diff:?}: {e}"))?;
+    if !matches!(status.code(), Some(0 | 1)) {
+        return Err(format!("{diff:?} failed with {status}"));
+    }
+
+    // The test files are listed rather than the folder passed, which Node.js versions read
+    // differently.
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(root.join("web/tests"))
+        .map_err(|e| format!("cannot read web/tests: {e}"))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().ends_with(".test.mjs"))
+        })
+        .map(|path| {
+            path.strip_prefix(&root)
+                .map(Path::to_path_buf)
+                .unwrap_or(path)
+        })
+        .collect();
+    tests.sort();
+    let mut node = Command::new("node");
+    node.current_dir(&root)
+        .arg("--test")
+        .args(&tests)
+        .env("MARKETSIM_REPORT", &report)
+        .env("MARKETSIM_DIFF_REPORT", &diff_report)
+        .env("MARKETSIM_CHROMIUM", &chromium)
+        .env("MARKETSIM_E2E_OUT", out);
+    run(node)?;
+    eprintln!(
+        "xtask e2e: browser tests passed; screenshots: {}, {}",
+        out.join("report.png").display(),
+        out.join("diff.png").display()
+    );
+    Ok(())
+}
+
+/// The bundled scenario scripts: every `scenarios/*.yaml` but the catalog and the event library.
+fn scenario_scripts(root: &Path) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("scenarios"))
+        .map_err(|e| format!("cannot read scenarios/: {e}"))?
+        .flatten()
+        .filter(|entry| entry.path().is_file())
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let name = file.strip_suffix(".yaml")?.to_string();
+            (name != "marketplace" && name != "events").then_some(name)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Runs every bundled scenario script with `--analyze` into `target/reports-runs/NAME` and
+/// renders `reports/NAME.html`.
+/// The main job on a fresh clone: the web dependencies, a release build, the bundled 30-day
+/// baseline run with analysis, and its report.
+fn demo() -> Result<(), String> {
+    let root = project_root();
+    ensure_web_modules(&root)?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--bin", "marketsim"]);
+    run(build)?;
+    let binary = root.join("target/release/marketsim");
+    let mut simulate = marketsim(&binary);
+    simulate.args([
+        "run",
+        "scenarios/baseline.yaml",
+        "--out",
+        "out/base",
+        "--force",
+        "--analyze",
+    ]);
+    run(simulate)?;
+    let mut render = marketsim(&binary);
+    render.args(["report", "out/base", "-o", "reports/baseline.html"]);
+    run(render)?;
+    println!(
+        "\nThe run is in out/base/ (summary.json, series.csv, truth.json, anomalies.json, \
+         recommendations.json, ...).\nOpen reports/baseline.html in a browser; it works offline."
+    );
+    Ok(())
+}
+
+fn reports() -> Result<(), String> {
+    let root = project_root();
+    ensure_web_modules(&root)?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--bin", "marketsim"]);
+    run(build)?;
+    let binary = root.join("target/release/marketsim");
+    let runs = Path::new("target/reports-runs");
+    let reports = Path::new("reports");
+    std::fs::create_dir_all(root.join(reports))
+        .map_err(|e| format!("cannot create {}: {e}", reports.display()))?;
+    let mut written = Vec::new();
+    for name in scenario_scripts(&root)? {
+        let mut simulate = marketsim(&binary);
+        simulate
+            .arg("run")
+            .arg(format!("scenarios/{name}.yaml"))
+            .arg("--out")
+            .arg(runs.join(&name))
+            .args(["--force", "--quiet", "--analyze"]);
+        run(simulate)?;
+        let report = reports.join(format!("{name}.html"));
+        let mut render = marketsim(&binary);
+        render
+            .arg("report")
+            .arg(runs.join(&name))
+            .arg("-o")
+            .arg(&report)
+            .stdout(std::process::Stdio::null());
+        run(render)?;
+        let bytes = std::fs::metadata(root.join(&report))
+            .map(|m| m.len())
+            .map_err(|e| format!("cannot read {}: {e}", report.display()))?;
+        written.push((report, bytes));
+    }
+    println!();
+    for (report, bytes) in &written {
+        println!(
+            "{:<40} {:>8.0} KiB",
+            report.display().to_string(),
+            *bytes as f64 / 1024.0
+        );
+    }
+    println!("xtask reports: {} reports written", written.len());
     Ok(())
 }
 
@@ -226,15 +490,62 @@ fn bench() -> Result<(), String> {
     let binary = root.join("target/release/marketsim");
     let scratch = std::env::temp_dir().join(format!("marketsim-bench-{}", std::process::id()));
     let mut rows = Vec::new();
-    for (label, events, truth) in [
-        ("30-day baseline (b)", false, false),
-        ("30-day baseline + truth twins", false, true),
-        ("30-day baseline, --events (c)", true, false),
-    ] {
+    // A baseline.json for the reuse row: the analysis of the same script.
+    let reused_baseline =
+        std::env::temp_dir().join(format!("marketsim-bench-baseline-{}", std::process::id()));
+    let mut prepare = Command::new(&binary);
+    prepare
+        .current_dir(&root)
+        .args([
+            "run",
+            "scenarios/baseline.yaml",
+            "--quiet",
+            "--force",
+            "--no-truth",
+            "--analyze",
+            "--out",
+        ])
+        .arg(&reused_baseline);
+    run(prepare)?;
+    let baseline_file = reused_baseline.join("baseline.json");
+    let baseline_arg = baseline_file.to_string_lossy().into_owned();
+    // (label, --events, truth twins, one core only, extra arguments)
+    let variants: [(&str, bool, bool, bool, Vec<&str>); 7] = [
+        ("30-day baseline (b)", false, false, true, vec![]),
+        ("30-day baseline + truth twins", false, true, true, vec![]),
+        ("30-day baseline, --events (c)", true, false, true, vec![]),
+        ("+ truth, 2 cores", false, true, false, vec![]),
+        (
+            "+ truth, --analyze, 2 cores",
+            false,
+            true,
+            false,
+            vec!["--analyze"],
+        ),
+        (
+            "+ truth, --analyze --baseline",
+            false,
+            true,
+            true,
+            vec!["--analyze", "--baseline", baseline_arg.as_str()],
+        ),
+        (
+            "no truth, --analyze --baseline",
+            false,
+            false,
+            true,
+            vec!["--analyze", "--baseline", baseline_arg.as_str()],
+        ),
+    ];
+    for (label, events, truth, one_core, extra) in variants {
         let mut seconds = Vec::new();
         let mut peak = 0.0f64;
         for _ in 0..3 {
-            let mut command = on_one_core(&binary);
+            let mut command = if one_core {
+                on_one_core(&binary)
+            } else {
+                Command::new(&binary)
+            };
             command
                 .current_dir(&root)
                 .args([
@@ -244,7 +555,8 @@ fn bench() -> Result<(), String> {
                     "--force",
                     "--out",
                 ])
-                .arg(&scratch);
+                .arg(&scratch)
+                .args(&extra);
             if events {
                 command.arg("--events");
             }
@@ -265,15 +577,11 @@ fn bench() -> Result<(), String> {
         rows.push((label, wall, total_events, peak, events_mb));
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_dir_all(&reused_baseline);
     println!();
     println!(
         "{:<34} {:>9} {:>12} {:>14} {:>13} {:>12}",
-        "full model (one core, median of 3)",
-        "wall s",
-        "events",
-        "M events/s",
-        "peak RSS MiB",
-        "events MB/s"
+        "full model (median of 3)", "wall s", "events", "M events/s", "peak RSS MiB", "events MB/s"
     );
     for (label, wall, total, peak, mb) in rows {
         let throughput = if mb > 0.0 {
