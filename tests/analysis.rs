@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{marketsim, root, stderr, stdout, temp_dir};
+use crate::support::{marketsim, root, run_script, stderr, stdout, temp_dir};
 
 fn run(out: &Path, extra: &[&str]) -> std::process::Output {
     let target = out.to_string_lossy();
@@ -72,15 +72,11 @@ fn eval_refuses_a_run_that_was_not_analyzed() {
 fn a_baseline_of_other_buckets_is_refused_before_the_run() {
     let dir = temp_dir();
     let five_minutes = dir.path().join("five");
-    let output = marketsim(&[
-        "run",
+    let output = run_script(
         "fixtures/analysis/short-5m.yaml",
-        "--out",
-        &five_minutes.to_string_lossy(),
-        "--quiet",
-        "--analyze",
-        "--no-truth",
-    ]);
+        &five_minutes,
+        &["--analyze", "--no-truth"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let hourly = dir.path().join("hourly");
     let baseline = five_minutes.join("baseline.json");

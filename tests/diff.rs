@@ -5,22 +5,13 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{marketsim, stderr, stdout, temp_dir};
+use crate::support::{marketsim, run_script, stderr, stdout, temp_dir};
 
 /// One simulated day of the short fixture: 24 hourly buckets, quick to run.
 fn run_short(out: &Path, extra: &[&str]) {
-    let target = out.to_string_lossy();
-    let mut args = vec![
-        "run",
-        "fixtures/scripts/short.yaml",
-        "--out",
-        &target,
-        "--duration",
-        "1d",
-        "--quiet",
-    ];
+    let mut args = vec!["--duration", "1d"];
     args.extend_from_slice(extra);
-    let output = marketsim(&args);
+    let output = run_script("fixtures/scripts/short.yaml", out, &args);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 

@@ -4,24 +4,14 @@
 
 use std::path::Path;
 
-use crate::support::{marketsim, stderr, temp_dir};
+use crate::support::{marketsim, run_script, stderr, temp_dir};
 
 const STAND_IN: &str = "fixtures/report/echarts-stand-in.js";
 
 fn analyzed_run(out: &Path, extra: &[&str]) {
-    let target = out.to_string_lossy();
-    let mut args = vec![
-        "run",
-        "fixtures/scripts/short.yaml",
-        "--out",
-        &target,
-        "--quiet",
-        "--analyze",
-        "--duration",
-        "6h",
-    ];
+    let mut args = vec!["--analyze", "--duration", "6h"];
     args.extend_from_slice(extra);
-    let output = marketsim(&args);
+    let output = run_script("fixtures/scripts/short.yaml", out, &args);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 

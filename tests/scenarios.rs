@@ -15,10 +15,7 @@ fn run_script(script: &str, out: &Path) -> serde_json::Value {
 }
 
 fn run_script_with(script: &str, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let target = out.to_string_lossy();
-    let mut args = vec!["run", script, "--out", &target, "--quiet"];
-    args.extend_from_slice(extra);
-    let output = marketsim(&args);
+    let output = crate::support::run_script(script, out, extra);
     assert_eq!(
         output.status.code(),
         Some(0),

@@ -18,6 +18,14 @@ pub fn marketsim(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot start marketsim: {e}"))
 }
 
+/// `marketsim run SCRIPT --out OUT --quiet EXTRA…`.
+pub fn run_script(script: &str, out: &Path, extra: &[&str]) -> Output {
+    let target = out.to_string_lossy();
+    let mut args = vec!["run", script, "--out", &target, "--quiet"];
+    args.extend_from_slice(extra);
+    marketsim(&args)
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

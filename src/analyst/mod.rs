@@ -217,19 +217,28 @@ pub fn analyze_run(
         event_correlations,
     };
 
-    let (book, analyses) = walk_run(&view, analyst, max_analyses);
-    let recommendations = RecommendationsFile {
+    let recommendations = recommend_over_run(&view, analyst, max_analyses);
+    RunAnalysis {
+        scores,
+        anomalies,
+        recommendations,
+    }
+}
+
+/// [`walk_run`] and what it produced, as `recommendations.json` holds it.
+pub fn recommend_over_run(
+    view: &RunView,
+    analyst: &mut dyn Analyst,
+    max_analyses: usize,
+) -> RecommendationsFile {
+    let (book, analyses) = walk_run(view, analyst, max_analyses);
+    RecommendationsFile {
         format: RECOMMENDATIONS_FORMAT.to_string(),
         analyst: analyst.name().to_string(),
         model: analyst.model(),
         analyses,
         calls: analyst.calls(),
         recommendations: book.recommendations,
-    };
-    RunAnalysis {
-        scores,
-        anomalies,
-        recommendations,
     }
 }
 

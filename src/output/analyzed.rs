@@ -2,14 +2,14 @@
 //! `recommendations.json` — how they are written and read back, and evaluation of a run
 //! directory against its `truth.json` (re-analyzing it from its files when asked).
 
-use std::fs;
 use std::path::Path;
 
+use super::read_json_file as parse;
 use super::run_dir::{OutputError, RunDirectory, TIMELINE_FILE, TRUTH_FILE};
 use super::series::read_series;
 use crate::analyst::context::{ContextEvent, RunView};
 use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthFile};
-use crate::analyst::{walk_run, Analyst, RecommendationsFile};
+use crate::analyst::{recommend_over_run, Analyst, RecommendationsFile};
 use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
 use crate::market::Epoch;
 use crate::run::{load_catalog, RunPlan};
@@ -18,22 +18,6 @@ use crate::stats::{Baseline, BucketMatrix, Scorer};
 pub const BASELINE_FILE: &str = "baseline.json";
 pub const ANOMALIES_FILE: &str = "anomalies.json";
 pub const RECOMMENDATIONS_FILE: &str = "recommendations.json";
-
-fn read(path: &Path) -> Result<String, OutputError> {
-    fs::read_to_string(path).map_err(|source| OutputError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OutputError> {
-    let text = read(path)?;
-    serde_json::from_str(&text).map_err(|e| OutputError::Malformed {
-        path: path.to_path_buf(),
-        line: Some(e.line()),
-        message: e.to_string(),
-    })
-}
 
 /// `baseline.json` with one line per stream, so it stays readable and diffable.
 pub fn baseline_json(baseline: &Baseline) -> String {
@@ -172,15 +156,7 @@ pub fn reanalyze(
         baseline: &baseline,
         events: &events,
     };
-    let (book, analyses) = walk_run(&view, analyst, max_analyses);
-    Ok(RecommendationsFile {
-        format: crate::analyst::RECOMMENDATIONS_FORMAT.to_string(),
-        analyst: analyst.name().to_string(),
-        model: analyst.model(),
-        analyses,
-        calls: analyst.calls(),
-        recommendations: book.recommendations,
-    })
+    Ok(recommend_over_run(&view, analyst, max_analyses))
 }
 
 /// Evaluates a run directory: its own `recommendations.json`, or a fresh analysis by

@@ -28,3 +28,18 @@ pub fn to_pretty_json<T: serde::Serialize>(value: &T) -> String {
     text.push('\n');
     text
 }
+
+/// Reads and parses a JSON file of a run directory; errors name the file and line.
+pub fn read_json_file<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, OutputError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| OutputError::Malformed {
+        path: path.to_path_buf(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    })
+}

@@ -11,21 +11,10 @@ use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthFile};
 use crate::analyst::recommendation::Recommendation;
 use crate::analyst::RecommendationsFile;
 use crate::output::analyzed::{ANOMALIES_FILE, RECOMMENDATIONS_FILE};
+use crate::output::read_json_file as parse_file;
 use crate::output::run_dir::{OutputError, TIMELINE_FILE, TRUTH_FILE};
 use crate::output::run_reader::{open_run, RunSeries};
 use crate::scenario::definition::ExpectedImpact;
-
-fn parse_file<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, OutputError> {
-    let text = std::fs::read_to_string(path).map_err(|source| OutputError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| OutputError::Malformed {
-        path: path.to_path_buf(),
-        line: Some(e.line()),
-        message: e.to_string(),
-    })
-}
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
