@@ -465,6 +465,10 @@ impl LlmAnalyst {
     /// Builds the client and its runtime; makes no network call.
     pub fn new(settings: LlmSettings) -> Result<LlmAnalyst, LlmError> {
         settings.validate()?;
+        // reqwest is built without a TLS crypto provider (see Cargo.toml); install ring as the
+        // process default before any client exists. A second install (another analyst in the
+        // same process) is refused harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -205,7 +205,9 @@ fn e2e() -> Result<(), String> {
     ensure_web_modules(&root)?;
 
     let mut build = cargo();
-    build.args(["build", "--bin", "marketsim"]);
+    // The binary the integration tests use: built with the dev-dependencies' features, so
+    // after `cargo test` (as in `ci`) this is a no-op instead of a second build of every crate.
+    build.args(["test", "--no-run", "--test", "tests"]);
     run(build)?;
     let binary = root.join("target/debug/marketsim");
     let out = Path::new("target/e2e");
