@@ -258,10 +258,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 let evaluation = match analyst {
                     Some(choice) => {
                         let mut analyst = make_analyst(choice)?;
-                        let limit = max_analyses(analyst.as_ref());
-                        analyzed::evaluate_directory(run, Some(analyst.as_mut()), limit)?
+                        analyzed::evaluate_directory(run, Some(analyst.as_mut()))?
                     }
-                    None => analyzed::evaluate_directory(run, None, 0)?,
+                    None => analyzed::evaluate_directory(run, None)?,
                 };
                 evaluations.push(evaluation);
             }
@@ -441,16 +440,6 @@ fn make_analyst(choice: AnalystChoice) -> Result<Box<dyn Analyst>> {
     }
 }
 
-/// How many times an analyst is asked per run: every new anomaly for the rules analyst, a
-/// bounded number of calls for a language model.
-fn max_analyses(analyst: &dyn Analyst) -> usize {
-    if analyst.name() == "llm" {
-        24
-    } else {
-        usize::MAX
-    }
-}
-
 fn run_command(script_path: &Path, out: &Path, options: &RunOptions) -> Result<()> {
     let script = Script::load(script_path)?;
     let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?;
@@ -519,14 +508,12 @@ fn run_command(script_path: &Path, out: &Path, options: &RunOptions) -> Result<(
     let analysis = match (&options.analysis, &baseline) {
         (Some(choice), Some(baseline)) => {
             let mut analyst = make_analyst(choice.analyst)?;
-            let limit = max_analyses(analyst.as_ref());
             Some(analyze_run(
                 &plan,
                 &collector,
                 &result.records,
                 baseline,
                 analyst.as_mut(),
-                limit,
             ))
         }
         _ => None,

@@ -9,20 +9,12 @@ use marketsim::output::RunCollector;
 use marketsim::run::{run_headless, RunPlan};
 use marketsim::script::Script;
 
-use crate::support::{directory_contents, marketsim, stderr, temp_dir};
+use crate::support::{directory_contents, run_script, stderr, temp_dir};
 
 fn run_cli(out: &Path, extra: &[&str]) {
-    let target = out.to_string_lossy();
-    let mut args = vec![
-        "run",
-        "fixtures/scripts/short.yaml",
-        "--out",
-        &target,
-        "--events",
-        "--quiet",
-    ];
+    let mut args = vec!["--events"];
     args.extend_from_slice(extra);
-    let output = marketsim(&args);
+    let output = run_script("fixtures/scripts/short.yaml", out, &args);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 

@@ -23,11 +23,13 @@ use super::recommendation::Recommendation;
 /// The smallest relative change (vs the counterfactual) that counts as a real effect.
 pub const MATERIAL_CHANGE: f64 = 0.10;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TruthMeasured {
     pub stream: String,
     pub relative_delta: f64,
+    #[serde(default)]
+    pub peak_delta: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -38,13 +40,15 @@ pub struct TruthEntry {
     #[serde(rename = "ref")]
     pub reference: String,
     pub origin: String,
+    pub name: String,
     pub start: String,
     pub active_until: String,
+    pub settled_at: String,
     pub red_herring: bool,
     pub measured: Vec<TruthMeasured>,
 }
 
-/// The part of `truth.json` the evaluation reads.
+/// The part of `truth.json` the evaluation and the report read.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TruthFile {
     pub format: String,

@@ -42,6 +42,8 @@ use super::rules::analyze_with_rules;
 use super::{Analyst, AnalystCall};
 
 /// The model used when `MARKETSIM_LLM_MODEL` is not set.
+/// A run asks the model at most this many times; later anomalies are left unanalyzed.
+pub const MAX_CALLS_PER_RUN: usize = 24;
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 /// The whole-call budget used when `MARKETSIM_LLM_TIMEOUT_MS` is not set.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -616,6 +618,10 @@ impl Analyst for LlmAnalyst {
 
     fn model(&self) -> Option<String> {
         Some(self.settings.model.clone())
+    }
+
+    fn max_analyses(&self) -> usize {
+        MAX_CALLS_PER_RUN
     }
 }
 

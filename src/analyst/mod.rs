@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::market::director::RecordKind;
 use crate::market::director::TimelineRecord;
+use crate::market::{Catalog, Epoch};
 use crate::output::RunCollector;
 use crate::run::RunPlan;
 use crate::scenario::timeline::PlanSubject;
@@ -50,6 +51,10 @@ pub trait Analyst {
     /// The model, for analysts that use one.
     fn model(&self) -> Option<String> {
         None
+    }
+    /// How many times a run may ask this analyst (a language model costs a call each time).
+    fn max_analyses(&self) -> usize {
+        usize::MAX
     }
 }
 
@@ -139,6 +144,50 @@ pub fn context_events(plan: &RunPlan, records: &[TimelineRecord]) -> Vec<Context
         .collect()
 }
 
+/// A run's bucket values scored against a baseline, with the stream names and domains the
+/// context speaks of: what every analysis starts from, in a run or from a run's files.
+pub struct ScoredRun {
+    pub names: Vec<String>,
+    pub domains: Vec<String>,
+    pub values: BucketMatrix,
+    pub scores: ScoreTable,
+    /// The scorer's rolling-window length per stream.
+    pub window_lengths: Vec<usize>,
+}
+
+impl ScoredRun {
+    /// Scores `values` (whose streams are the catalog's, in order) bucket by bucket.
+    pub fn new(catalog: &Catalog, baseline: &Baseline, epoch: Epoch, values: BucketMatrix) -> Self {
+        let mut scorer = Scorer::new(catalog, baseline, epoch, values.bucket_ms);
+        let scores = scorer.score_matrix(&values);
+        ScoredRun {
+            names: catalog.streams.iter().map(|s| s.name.clone()).collect(),
+            domains: catalog.streams.iter().map(|s| s.domain.clone()).collect(),
+            window_lengths: scorer.window_lengths(),
+            values,
+            scores,
+        }
+    }
+
+    pub fn view<'a>(
+        &'a self,
+        epoch: Epoch,
+        baseline: &'a Baseline,
+        events: &'a [ContextEvent],
+    ) -> RunView<'a> {
+        RunView {
+            stream_names: &self.names,
+            stream_domains: &self.domains,
+            epoch,
+            bucket_ms: self.values.bucket_ms,
+            values: &self.values,
+            scores: &self.scores,
+            baseline,
+            events,
+        }
+    }
+}
+
 /// Analyzes a finished run: scores, episodes, correlations, and the analyst's recommendations.
 pub fn analyze_run(
     plan: &RunPlan,
@@ -146,45 +195,22 @@ pub fn analyze_run(
     records: &[TimelineRecord],
     baseline: &Baseline,
     analyst: &mut dyn Analyst,
-    max_analyses: usize,
 ) -> RunAnalysis {
     let epoch = plan.epoch();
     let bucket_ms = plan.script.bucket_ms;
     let values = BucketMatrix::from_collector(collector, epoch.unix_ms(), bucket_ms);
-    let mut scorer = Scorer::new(&plan.catalog, baseline, epoch, bucket_ms);
-    let scores = scorer.score_matrix(&values);
-    let names: Vec<String> = plan
-        .catalog
-        .streams
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let domains: Vec<String> = plan
-        .catalog
-        .streams
-        .iter()
-        .map(|s| s.domain.clone())
-        .collect();
+    let run = ScoredRun::new(&plan.catalog, baseline, epoch, values);
+    let (names, values, scores) = (&run.names, &run.values, &run.scores);
     let events = context_events(plan, records);
-    let view = RunView {
-        stream_names: &names,
-        stream_domains: &domains,
-        epoch,
-        bucket_ms,
-        values: &values,
-        scores: &scores,
-        baseline,
-        events: &events,
-    };
     let format_time = |bucket: usize| epoch.format(bucket as u64 * bucket_ms);
-    let episodes = anomaly_episodes(&scores, &values, &names, &format_time);
+    let episodes = anomaly_episodes(scores, values, names, &format_time);
     let last_bucket = scores.n_buckets().saturating_sub(1);
     let event_correlations = events
         .iter()
         .filter_map(|event| {
             let streams = event_stream_shifts(
-                &scores,
-                &names,
+                scores,
+                names,
                 (event.time_ms / bucket_ms) as usize,
                 event.time_ms,
                 bucket_ms,
@@ -198,9 +224,9 @@ pub fn analyze_run(
         .collect();
     let sparse_windows = names
         .iter()
-        .zip(scorer.window_lengths())
-        .filter(|(_, length)| *length > 1)
-        .map(|(name, length)| (name.clone(), length))
+        .zip(&run.window_lengths)
+        .filter(|(_, length)| **length > 1)
+        .map(|(name, length)| (name.clone(), *length))
         .collect();
     let anomalies = AnomaliesFile {
         format: ANOMALIES_FORMAT,
@@ -217,21 +243,17 @@ pub fn analyze_run(
         event_correlations,
     };
 
-    let recommendations = recommend_over_run(&view, analyst, max_analyses);
+    let recommendations = recommend_over_run(&run.view(epoch, baseline, &events), analyst);
     RunAnalysis {
-        scores,
+        scores: run.scores,
         anomalies,
         recommendations,
     }
 }
 
 /// [`walk_run`] and what it produced, as `recommendations.json` holds it.
-pub fn recommend_over_run(
-    view: &RunView,
-    analyst: &mut dyn Analyst,
-    max_analyses: usize,
-) -> RecommendationsFile {
-    let (book, analyses) = walk_run(view, analyst, max_analyses);
+pub fn recommend_over_run(view: &RunView, analyst: &mut dyn Analyst) -> RecommendationsFile {
+    let (book, analyses) = walk_run(view, analyst);
     RecommendationsFile {
         format: RECOMMENDATIONS_FORMAT.to_string(),
         analyst: analyst.name().to_string(),
@@ -243,13 +265,10 @@ pub fn recommend_over_run(
 }
 
 /// Walks the run bucket by bucket: asks the analyst whenever a stream becomes flagged (at most
-/// `max_analyses` times), merges what it says into the book, and resolves recommendations
+/// [`Analyst::max_analyses`] times), merges what it says into the book, and resolves recommendations
 /// whose streams have calmed down.
-pub fn walk_run(
-    view: &RunView,
-    analyst: &mut dyn Analyst,
-    max_analyses: usize,
-) -> (RecommendationBook, usize) {
+pub fn walk_run(view: &RunView, analyst: &mut dyn Analyst) -> (RecommendationBook, usize) {
+    let max_analyses = analyst.max_analyses();
     let mut book = RecommendationBook::default();
     let mut analyses = 0;
     let n_streams = view.stream_names.len();
@@ -275,13 +294,14 @@ pub fn walk_run(
             let fresh = analyst.analyze(&context);
             book.merge(fresh, &now);
         }
-        let recently_flagged: Vec<String> = last_flagged
-            .iter()
-            .enumerate()
-            .filter(|(_, last)| last.is_some_and(|b| bucket - b < CLEAR_AFTER_BUCKETS))
-            .map(|(stream, _)| view.stream_names[stream].clone())
-            .collect();
-        book.clear_resolved(&recently_flagged, &now);
+        let recently_flagged = |name: &str| {
+            view.stream_names
+                .iter()
+                .position(|n| n == name)
+                .and_then(|stream| last_flagged[stream])
+                .is_some_and(|b| bucket - b < CLEAR_AFTER_BUCKETS)
+        };
+        book.clear_resolved(recently_flagged, &now);
     }
     (book, analyses)
 }

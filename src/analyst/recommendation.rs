@@ -188,14 +188,14 @@ impl RecommendationBook {
         Ok(())
     }
 
-    /// Resolves active recommendations none of whose streams is in `still_anomalous`.
-    pub fn clear_resolved(&mut self, still_anomalous: &[String], timestamp: &str) {
+    /// Resolves active recommendations none of whose streams is `still_anomalous`.
+    pub fn clear_resolved(&mut self, still_anomalous: impl Fn(&str) -> bool, timestamp: &str) {
         for recommendation in &mut self.recommendations {
             if recommendation.status == Status::Active
                 && !recommendation
                     .affected_streams
                     .iter()
-                    .any(|s| still_anomalous.contains(s))
+                    .any(|s| still_anomalous(s))
             {
                 recommendation.status = Status::Resolved;
                 recommendation.resolved_at = Some(timestamp.to_string());
@@ -273,7 +273,7 @@ mod tests {
         // A resolved diagnosis that comes back is a new recommendation.
         book.merge(vec![recommendation("supply", &["a"], &["evt_1"])], "t6");
         assert_eq!(book.recommendations.len(), 3);
-        book.clear_resolved(&[], "t7");
+        book.clear_resolved(|_| false, "t7");
         assert_eq!(book.active().count(), 0);
     }
 }

@@ -337,6 +337,18 @@ struct ControlState {
     records: Vec<TimelineRecord>,
 }
 
+impl ControlState {
+    /// The planned instances that have been activated, in plan order.
+    fn activated_instances_mut(&mut self) -> impl Iterator<Item = &mut PlannedInstance> {
+        self.plan
+            .instances
+            .iter_mut()
+            .zip(&self.activated)
+            .filter(|(_, activated)| **activated)
+            .map(|(planned, _)| planned)
+    }
+}
+
 impl Marketplace {
     pub fn new(catalog: Arc<Catalog>, seed: u64, epoch: Epoch) -> Result<Self, String> {
         let ids = FlowStreams::resolve(&catalog)?;
@@ -561,13 +573,7 @@ impl Marketplace {
                     time: now,
                     kind: RecordKind::Reset,
                 });
-                let activated = self
-                    .control
-                    .plan
-                    .instances
-                    .iter_mut()
-                    .zip(&self.control.activated);
-                for (planned, _) in activated.filter(|(_, activated)| **activated) {
+                for planned in self.control.activated_instances_mut() {
                     planned.instance.cancelled = true;
                 }
             }
@@ -577,13 +583,7 @@ impl Marketplace {
 
     /// Starts settling, now, every activated instance that is active and matches `which`.
     fn settle_activated(&mut self, now: VirtualTimeMs, which: impl Fn(&PlannedInstance) -> bool) {
-        let activated = self
-            .control
-            .plan
-            .instances
-            .iter_mut()
-            .zip(&self.control.activated);
-        for (planned, _) in activated.filter(|(_, activated)| **activated) {
+        for planned in self.control.activated_instances_mut() {
             if which(planned) && planned.instance.phase(now) == Phase::Active {
                 planned.instance.active_until = now;
             }

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use super::read_json_file as parse;
 use super::run_dir::{OutputError, RunDirectory, TIMELINE_FILE, TRUTH_FILE};
-use super::series::read_series;
-use crate::analyst::context::{ContextEvent, RunView};
+use super::run_reader::RunSeries;
+use crate::analyst::context::ContextEvent;
 use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthFile};
-use crate::analyst::{recommend_over_run, Analyst, RecommendationsFile};
+use crate::analyst::{recommend_over_run, Analyst, RecommendationsFile, ScoredRun};
 use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
 use crate::market::Epoch;
 use crate::run::{load_catalog, RunPlan};
-use crate::stats::{Baseline, BucketMatrix, Scorer};
+use crate::stats::{Baseline, BucketMatrix};
 
 pub const BASELINE_FILE: &str = "baseline.json";
 pub const ANOMALIES_FILE: &str = "anomalies.json";
@@ -85,7 +85,6 @@ struct TimelineEvents {
 pub fn reanalyze(
     run: &RunDirectory,
     analyst: &mut dyn Analyst,
-    max_analyses: usize,
 ) -> Result<RecommendationsFile, OutputError> {
     let catalog = run_catalog(run)?;
     let baseline_path = run.path.join(BASELINE_FILE);
@@ -113,24 +112,18 @@ pub fn reanalyze(
         })?
         .with_timezone(&chrono::Utc);
     let epoch = Epoch::from_datetime(epoch_time);
-    let names: Vec<String> = catalog.streams.iter().map(|s| s.name.clone()).collect();
-    let domains: Vec<String> = catalog.streams.iter().map(|s| s.domain.clone()).collect();
-    let mut values =
-        BucketMatrix::new(epoch.unix_ms(), bucket_ms, names.len(), run.summary.buckets);
-    for (index, row) in read_series(&run.series_path(), None)?
-        .into_iter()
-        .enumerate()
-    {
-        let stream = names.iter().position(|n| *n == row.stream);
-        match stream {
-            Some(stream) => values.set(index / names.len(), stream, row.value),
-            None => {
-                return Err(OutputError::Malformed {
-                    path: run.series_path(),
-                    line: Some(index + 2),
-                    message: format!("unknown stream `{}`", row.stream),
-                })
-            }
+    // The series is checked complete and in the summary's stream order, which is the
+    // catalog's (the catalog's hash was checked above).
+    let series = RunSeries::load(run)?;
+    let mut values = BucketMatrix::new(
+        epoch.unix_ms(),
+        bucket_ms,
+        series.n_streams(),
+        series.n_buckets(),
+    );
+    for bucket in 0..series.n_buckets() {
+        for stream in 0..series.n_streams() {
+            values.set(bucket, stream, series.row(bucket, stream).value);
         }
     }
     let timeline_path = run.path.join(TIMELINE_FILE);
@@ -145,18 +138,11 @@ pub fn reanalyze(
             })?;
         event.time_ms = (at - epoch.unix_ms()).max(0) as u64;
     }
-    let scores = Scorer::new(&catalog, &baseline, epoch, bucket_ms).score_matrix(&values);
-    let view = RunView {
-        stream_names: &names,
-        stream_domains: &domains,
-        epoch,
-        bucket_ms,
-        values: &values,
-        scores: &scores,
-        baseline: &baseline,
-        events: &events,
-    };
-    Ok(recommend_over_run(&view, analyst, max_analyses))
+    let scored = ScoredRun::new(&catalog, &baseline, epoch, values);
+    Ok(recommend_over_run(
+        &scored.view(epoch, &baseline, &events),
+        analyst,
+    ))
 }
 
 /// Evaluates a run directory: its own `recommendations.json`, or a fresh analysis by
@@ -164,13 +150,12 @@ pub fn reanalyze(
 pub fn evaluate_directory(
     path: &Path,
     analyst: Option<&mut dyn Analyst>,
-    max_analyses: usize,
 ) -> Result<RunEvaluation, OutputError> {
     let run = RunDirectory::open(path)?;
     let truth_path = path.join(TRUTH_FILE);
     let truth: TruthFile = parse(&truth_path)?;
     let recommendations = match analyst {
-        Some(analyst) => reanalyze(&run, analyst, max_analyses)?,
+        Some(analyst) => reanalyze(&run, analyst)?,
         None => {
             let recommendations_path = path.join(RECOMMENDATIONS_FILE);
             if !recommendations_path.is_file() {

@@ -17,6 +17,16 @@ use crate::market::StreamEvent;
 const FINGERPRINT_SEED: u64 = 0x6d61_726b_6574_7369;
 const FINGERPRINT_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// A bucket's value from its event count and, for a gauge, the sum of its readings: the count,
+/// or the mean reading (`None` when a gauge did not report).
+pub fn bucket_value_of(count: u32, gauge_sum: f64, is_gauge: bool) -> Option<f64> {
+    if is_gauge {
+        (count > 0).then(|| gauge_sum / f64::from(count))
+    } else {
+        Some(f64::from(count))
+    }
+}
+
 /// Accumulates what `summary.json` and `series.csv` need while a run goes on.
 pub struct RunCollector {
     n_streams: usize,
@@ -66,12 +76,11 @@ impl RunCollector {
     /// The bucket value of a stream: event count, or mean gauge reading (`None` if no reading).
     pub fn bucket_value(&self, bucket: usize, stream: usize) -> Option<f64> {
         let index = bucket * self.n_streams + stream;
-        if self.is_gauge[stream] {
-            let n = self.bucket_counts[index];
-            (n > 0).then(|| self.bucket_values[index] / n as f64)
-        } else {
-            Some(self.bucket_counts[index] as f64)
-        }
+        bucket_value_of(
+            self.bucket_counts[index],
+            self.bucket_values[index],
+            self.is_gauge[stream],
+        )
     }
 
     pub fn is_gauge(&self, stream: usize) -> bool {

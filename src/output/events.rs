@@ -7,6 +7,7 @@
 
 use std::io::Write;
 
+use super::collector::bucket_value_of;
 use crate::engine::Sink;
 use crate::market::catalog::Catalog;
 use crate::market::payload::{RenderContext, StreamEventView};
@@ -29,14 +30,7 @@ impl BucketScoring<'_> {
     /// Scores the current bucket and returns its scores; the caller writes the held events.
     fn close_bucket(&mut self) -> Vec<Option<BucketScore>> {
         let values: Vec<Option<f64>> = (0..self.counts.len())
-            .map(|s| {
-                let n = self.counts[s];
-                if self.is_gauge[s] {
-                    (n > 0).then(|| self.gauge_sums[s] / f64::from(n))
-                } else {
-                    Some(f64::from(n))
-                }
-            })
+            .map(|s| bucket_value_of(self.counts[s], self.gauge_sums[s], self.is_gauge[s]))
             .collect();
         let scores = self
             .scorer

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthFile};
+use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthEntry, TruthFile, TruthMeasured};
 use crate::analyst::recommendation::Recommendation;
 use crate::analyst::RecommendationsFile;
 use crate::output::analyzed::{ANOMALIES_FILE, RECOMMENDATIONS_FILE};
@@ -57,8 +57,8 @@ pub struct ReportDomain {
     pub streams: Vec<String>,
 }
 
-/// A scenario or event window of the truth file, for shading and the lifecycle chart.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A scenario window of the truth file, for shading and the lifecycle chart.
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportWindow {
     pub id: String,
@@ -73,26 +73,20 @@ pub struct ReportWindow {
     pub red_herring: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeasuredImpact {
-    pub stream: String,
-    pub relative_delta: f64,
-    #[serde(default)]
-    pub peak_delta: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TruthItemView {
-    #[serde(flatten)]
-    window: ReportWindow,
-    measured: Vec<MeasuredImpact>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct TruthView {
-    items: Vec<TruthItemView>,
+impl ReportWindow {
+    fn of(item: &TruthEntry) -> Self {
+        ReportWindow {
+            id: item.id.clone(),
+            kind: item.kind.clone(),
+            reference: item.reference.clone(),
+            origin: item.origin.clone(),
+            name: item.name.clone(),
+            start: item.start.clone(),
+            active_until: item.active_until.clone(),
+            settled_at: item.settled_at.clone(),
+            red_herring: item.red_herring,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,7 +123,7 @@ pub struct ReportEvent {
     pub red_herring: bool,
     pub expected_impact: ExpectedImpact,
     /// The largest measured effects (relative to the counterfactual), at most five.
-    pub measured: Vec<MeasuredImpact>,
+    pub measured: Vec<TruthMeasured>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,13 +212,13 @@ pub fn build_report_data(path: &Path) -> Result<ReportData, OutputError> {
     // Streams grouped by domain, in the catalog's order within each.
     streams.sort_by_key(|s| domains.iter().position(|d| d.name == s.domain));
 
-    let truth: TruthView = parse_file(&path.join(TRUTH_FILE))?;
+    let truth: TruthFile = parse_file(&path.join(TRUTH_FILE))?;
     let timeline: TimelineView = parse_file(&path.join(TIMELINE_FILE))?;
     let windows = truth
         .items
         .iter()
-        .filter(|i| i.window.kind == "scenario")
-        .map(|i| i.window.clone())
+        .filter(|i| i.kind == "scenario")
+        .map(ReportWindow::of)
         .collect();
     let events = timeline
         .external_events
@@ -233,7 +227,7 @@ pub fn build_report_data(path: &Path) -> Result<ReportData, OutputError> {
             let mut measured = truth
                 .items
                 .iter()
-                .find(|i| i.window.id == event.id)
+                .find(|i| i.id == event.id)
                 .map(|i| i.measured.clone())
                 .unwrap_or_default();
             measured.truncate(5);
@@ -257,13 +251,7 @@ pub fn build_report_data(path: &Path) -> Result<ReportData, OutputError> {
     };
     let (recommendations, analyst, evaluation) = if path.join(RECOMMENDATIONS_FILE).is_file() {
         let file: RecommendationsFile = parse_file(&path.join(RECOMMENDATIONS_FILE))?;
-        let truth_file: TruthFile = parse_file(&path.join(TRUTH_FILE))?;
-        let evaluation = evaluate_run(
-            &summary.name,
-            &file.analyst,
-            &truth_file,
-            &file.recommendations,
-        );
+        let evaluation = evaluate_run(&summary.name, &file.analyst, &truth, &file.recommendations);
         (file.recommendations, Some(file.analyst), Some(evaluation))
     } else {
         (Vec::new(), None, None)

@@ -178,6 +178,14 @@ fn ensure_web_modules(root: &Path) -> Result<(), String> {
     })
 }
 
+/// Builds the release binary and returns its path.
+fn release_binary(root: &Path) -> Result<PathBuf, String> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--bin", "marketsim"]);
+    run(build)?;
+    Ok(root.join("target/release/marketsim"))
+}
+
 /// A `marketsim` command run from the project root, where it finds
 /// `web/node_modules/echarts/dist/echarts.min.js` for the HTML reports.
 fn marketsim(binary: &Path) -> Command {
@@ -306,10 +314,7 @@ fn scenario_scripts(root: &Path) -> Result<Vec<String>, String> {
 fn demo() -> Result<(), String> {
     let root = project_root();
     ensure_web_modules(&root)?;
-    let mut build = cargo();
-    build.args(["build", "--release", "--bin", "marketsim"]);
-    run(build)?;
-    let binary = root.join("target/release/marketsim");
+    let binary = release_binary(&root)?;
     let mut simulate = marketsim(&binary);
     simulate.args([
         "run",
@@ -333,10 +338,7 @@ fn demo() -> Result<(), String> {
 fn reports() -> Result<(), String> {
     let root = project_root();
     ensure_web_modules(&root)?;
-    let mut build = cargo();
-    build.args(["build", "--release", "--bin", "marketsim"]);
-    run(build)?;
-    let binary = root.join("target/release/marketsim");
+    let binary = release_binary(&root)?;
     let runs = Path::new("target/reports-runs");
     let reports = Path::new("reports");
     std::fs::create_dir_all(root.join(reports))
@@ -486,10 +488,7 @@ fn bench() -> Result<(), String> {
     })?;
 
     // (b) and (c): the full model over the bundled 30-day baseline, in a release build.
-    let mut release = cargo();
-    release.args(["build", "--release", "--bin", "marketsim"]);
-    run(release)?;
-    let binary = root.join("target/release/marketsim");
+    let binary = release_binary(&root)?;
     let scratch = std::env::temp_dir().join(format!("marketsim-bench-{}", std::process::id()));
     let mut rows = Vec::new();
     // A baseline.json for the reuse row: the analysis of the same script.
