@@ -17,6 +17,8 @@ mod determinism;
 /// `marketsim diff`: exit codes, the first divergence of a changed seed, the tolerance rule,
 /// broken run directories refused with the file named.
 mod diff;
+/// Starts that are not on the hour run like starts on the hour.
+mod epochs;
 /// `marketsim export`: series and events by stream glob and time range, CSV and JSON Lines,
 /// to stdout or atomically to a file; refused globs, times and runs.
 mod export;

@@ -49,6 +49,14 @@ impl Epoch {
         self.absolute_ms(t).div_euclid(MS_PER_DAY as i64)
     }
 
+    /// The start of `t`'s wall-clock hour, in signed virtual milliseconds: an epoch that is
+    /// not on the hour puts the start of the first hour before virtual time 0.
+    #[inline]
+    pub fn hour_start(&self, t: VirtualTimeMs) -> i64 {
+        let into_hour = self.absolute_ms(t).rem_euclid(MS_PER_HOUR as i64);
+        t as i64 - into_hour
+    }
+
     /// The first virtual time after `t` that starts a wall-clock hour.
     #[inline]
     pub fn next_hour_start(&self, t: VirtualTimeMs) -> VirtualTimeMs {
@@ -83,8 +91,11 @@ pub fn format_unix_ms(unix_ms: i64) -> String {
 
 /// Compound growth at the start of `t`'s wall hour, relative to the epoch: rates stay constant
 /// within an hour, so recomputing a rate mid-hour gives the cached value.
+///
+/// The hour's start is signed: when the epoch is not on the hour, the first hour began before
+/// virtual time 0 (unsigned arithmetic here once wrapped to 2^64 and made every rate infinite).
 pub fn growth_factor(growth_per_month: f64, epoch: Epoch, t: VirtualTimeMs) -> f64 {
-    let hour_start = (epoch.next_hour_start(t) - MS_PER_HOUR) as f64;
+    let hour_start = epoch.hour_start(t) as f64;
     (1.0 + growth_per_month).powf(hour_start / (30.0 * MS_PER_DAY as f64))
 }
 
@@ -177,6 +188,25 @@ mod tests {
 
     fn epoch(text: &str) -> Epoch {
         Epoch::from_datetime(text.parse().unwrap_or_default())
+    }
+
+    #[test]
+    fn growth_is_finite_and_near_one_in_a_first_hour_that_began_before_the_epoch() {
+        for start in [
+            "2025-02-03T09:30:00Z",
+            "2025-02-03T00:00:30Z",
+            "2025-02-03T00:00:00+05:30",
+            "2025-02-03T23:59:59.999Z",
+        ] {
+            let e = epoch(start);
+            assert!(e.hour_start(0) <= 0, "{start}");
+            assert!(e.hour_start(0) > -(MS_PER_HOUR as i64), "{start}");
+            let growth = growth_factor(0.03, e, 0);
+            assert!(
+                growth.is_finite() && (0.99..=1.0).contains(&growth),
+                "{start}: {growth}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,45 @@
+//! Runs whose epoch is not on the hour: every valid RFC 3339 start runs, and the marketplace it
+//! simulates is the ordinary one, shifted.
+
+use crate::support::{run_script, stderr, temp_dir};
+
+/// Total events of a run directory's summary.
+fn total_events(run: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(run.join("summary.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", run.display()));
+    let summary: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("summary.json: {e}"));
+    summary["totalEvents"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary.json has no totalEvents"))
+}
+
+/// Each script in `fixtures/off-hour` runs a day, with ground truth, and simulates about as many
+/// events as the same day started on the hour (it once ran away with infinite rates).
+#[test]
+fn starts_off_the_hour_run_like_starts_on_the_hour() {
+    let out = temp_dir();
+    let on_hour = out.path().join("on-hour");
+    let reference = run_script(
+        "fixtures/scripts/short.yaml",
+        &on_hour,
+        &["--duration", "1d"],
+    );
+    assert!(reference.status.success(), "{}", stderr(&reference));
+    let reference_total = total_events(&on_hour) as f64;
+    let mut checked = 0;
+    insta::glob!("../fixtures/off-hour", "*.yaml", |path| {
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let target = out.path().join(name.unwrap_or_default());
+        let script = path.to_string_lossy();
+        let output = run_script(&script, &target, &[]);
+        assert!(output.status.success(), "{script}: {}", stderr(&output));
+        let ratio = total_events(&target) as f64 / reference_total;
+        assert!(
+            (0.6..1.6).contains(&ratio),
+            "{script}: {ratio:.2} times the events of a day started on the hour"
+        );
+        checked += 1;
+    });
+    assert_eq!(checked, 3, "fixtures/off-hour holds three scripts");
+}
