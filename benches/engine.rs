@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use divan::counter::ItemsCount;
-use marketsim::engine::{Context, Model, RandomStream, Simulation, Sink, UnpacedClock, MS_PER_DAY};
+use marketsim::engine::{Context, Model, RandomStream, Simulation, Sink, MS_PER_DAY};
 use marketsim::market::{Catalog, Epoch, Marketplace};
 
 /// Counts allocations, so divan reports each benchmark's allocated bytes next to its time.
@@ -74,7 +74,7 @@ fn full_model_one_day(bencher: divan::Bencher) {
         let model =
             Marketplace::new(Arc::clone(&catalog), 42, epoch).unwrap_or_else(|e| panic!("{e}"));
         let mut simulation = Simulation::new(model);
-        simulation.run_until(MS_PER_DAY, &mut UnpacedClock, events);
+        simulation.run_until(MS_PER_DAY, events);
     };
     run_day(&mut events);
     let per_day = events.0;

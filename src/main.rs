@@ -10,26 +10,18 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 use marketsim::analyst::eval;
-use marketsim::analyst::llm::{LlmAnalyst, LlmSettings};
-use marketsim::analyst::rules::RulesAnalyst;
-use marketsim::analyst::{analyze_run, Analyst};
+use marketsim::app::analyst_choice::{make_analyst, AnalystChoice as Choice};
+use marketsim::app::analyzed;
+use marketsim::app::run::{run_to_directory, AnalysisOptions, RunOptions};
 use marketsim::diagnostics::parse_duration_ms;
-use marketsim::engine::{Tee, MS_PER_DAY};
+use marketsim::engine::MS_PER_DAY;
 use marketsim::inspect;
 use marketsim::market::Catalog;
-use marketsim::output::analyzed::{self, ANOMALIES_FILE, BASELINE_FILE, RECOMMENDATIONS_FILE};
-use marketsim::output::events::EventsJsonlSink;
-use marketsim::output::run_dir::PendingRunDirectory;
-use marketsim::output::run_dir::{TIMELINE_FILE, TRUTH_FILE};
-use marketsim::output::truth::{build_timeline, build_truth};
+use marketsim::output::to_pretty_json;
 use marketsim::output::{diff, export};
-use marketsim::output::{to_pretty_json, RunCollector, Summary};
 use marketsim::report;
-use marketsim::run::{load_catalog, run_measured, RunPlan};
-use marketsim::scenario::Library;
-use marketsim::script::Script;
-use marketsim::stats::history::simulate_baseline;
-use marketsim::stats::Scorer;
+use marketsim::scenario::plan::load_catalog;
+use marketsim::scenario::{Library, RunPlan, Script};
 
 #[derive(Parser)]
 #[command(
@@ -206,6 +198,15 @@ enum AnalystChoice {
     Llm,
 }
 
+impl From<AnalystChoice> for Choice {
+    fn from(choice: AnalystChoice) -> Choice {
+        match choice {
+            AnalystChoice::Rules => Choice::Rules,
+            AnalystChoice::Llm => Choice::Llm,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match execute(cli) {
@@ -243,21 +244,52 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 duration_ms,
                 write_events: events,
                 force,
-                quiet,
                 measure_truth: !no_truth,
                 analysis: analyze.then_some(AnalysisOptions {
-                    analyst,
+                    analyst: analyst.into(),
                     baseline_file: baseline,
                 }),
             };
-            run_command(&script, &out, &options)?;
+            let mut progress = Progress::new(quiet);
+            let outcome = run_to_directory(&script, &out, &options, &mut |t, total| {
+                progress.update(t, total)
+            });
+            progress.finish();
+            let outcome = outcome?;
+            if !quiet {
+                for note in &outcome.notes {
+                    eprintln!("note: {note}");
+                }
+                let summary = &outcome.summary;
+                eprintln!(
+                    "wrote {} ({} events over {}, seed {}, {:.2} s, {:.1} M events/s)",
+                    outcome.path.display(),
+                    summary.total_events,
+                    summary.duration,
+                    summary.seed,
+                    outcome.run_seconds,
+                    summary.total_events as f64 / outcome.run_seconds.max(1e-9) / 1e6,
+                );
+                if let Some(analysis) = &outcome.analysis {
+                    eprintln!(
+                        "analyzed: {} anomaly episodes, {} recommendations ({} analyst), {:.2} s",
+                        analysis.episodes,
+                        analysis.recommendations,
+                        analysis.analyst,
+                        analysis.seconds
+                    );
+                }
+            }
         }
         Command::Eval { runs, analyst, out } => {
             let mut evaluations = Vec::new();
             for run in &runs {
                 let evaluation = match analyst {
                     Some(choice) => {
-                        let mut analyst = make_analyst(choice)?;
+                        let (mut analyst, note) = make_analyst(choice.into())?;
+                        if let Some(note) = note {
+                            eprintln!("note: {note}");
+                        }
                         analyzed::evaluate_directory(run, Some(analyst.as_mut()))?
                     }
                     None => analyzed::evaluate_directory(run, None)?,
@@ -292,7 +324,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     Ok(plan) => println!(
                         "{}: ok ({} timeline items, {} scenarios and {} events in the library)",
                         path.display(),
-                        plan.scenarios.items.len(),
+                        plan.timeline.actions.len(),
                         plan.library.scenarios.len(),
                         plan.library.events.len()
                     ),
@@ -412,159 +444,6 @@ fn open_catalog(path: Option<&Path>) -> Result<Catalog> {
     })
 }
 
-struct AnalysisOptions {
-    analyst: AnalystChoice,
-    baseline_file: Option<PathBuf>,
-}
-
-struct RunOptions {
-    analysis: Option<AnalysisOptions>,
-    seed: Option<u64>,
-    duration_ms: Option<u64>,
-    write_events: bool,
-    force: bool,
-    quiet: bool,
-    measure_truth: bool,
-}
-
-fn make_analyst(choice: AnalystChoice) -> Result<Box<dyn Analyst>> {
-    match choice {
-        AnalystChoice::Rules => Ok(Box::new(RulesAnalyst)),
-        AnalystChoice::Llm => Ok(match LlmSettings::try_from_env()? {
-            None => {
-                eprintln!("note: OPENAI_API_KEY is not set; using the rules analyst");
-                Box::new(RulesAnalyst)
-            }
-            Some(settings) => Box::new(LlmAnalyst::new(settings)?),
-        }),
-    }
-}
-
-fn run_command(script_path: &Path, out: &Path, options: &RunOptions) -> Result<()> {
-    let script = Script::load(script_path)?;
-    let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?;
-    let quiet = options.quiet;
-    // Refuse a bad output directory before spending time on the run.
-    let pending = PendingRunDirectory::create(out, options.force)?;
-    let bucket_ms = plan.script.bucket_ms;
-    let loaded_baseline = match options
-        .analysis
-        .as_ref()
-        .and_then(|a| a.baseline_file.as_deref())
-    {
-        Some(path) => Some(analyzed::load_baseline(path, &plan)?),
-        None => None,
-    };
-    let needs_history = options.analysis.is_some() && loaded_baseline.is_none();
-    let mut collector = RunCollector::new(&plan.catalog, bucket_ms, plan.bucket_count());
-    let mut progress = Progress::new(plan.duration_ms, quiet);
-    let started = Instant::now();
-    // The baseline's history is simulated on the other core while the run goes on, except when
-    // events.jsonl needs scores as it is written: then it comes first.
-    let (result, baseline) = std::thread::scope(|scope| -> Result<_> {
-        let history_first = needs_history && options.write_events;
-        let mut baseline = match loaded_baseline {
-            Some(baseline) => Some(baseline),
-            None if history_first => Some(simulate_baseline(&plan)?),
-            None => None,
-        };
-        let history =
-            (needs_history && !history_first).then(|| scope.spawn(|| simulate_baseline(&plan)));
-        let mut on_progress = |t| progress.update(t);
-        let result = if options.write_events {
-            let writer = pending.events_writer()?;
-            let mut events = EventsJsonlSink::new(writer, &plan.catalog, plan.epoch());
-            if let Some(baseline) = &baseline {
-                let scorer = Scorer::new(&plan.catalog, baseline, plan.epoch(), bucket_ms);
-                events = events.with_scores(scorer, bucket_ms, plan.bucket_count());
-            }
-            let result = run_measured(
-                &plan,
-                &mut Tee(&mut collector, &mut events),
-                &mut on_progress,
-                options.measure_truth,
-            )?;
-            events.finish().context("writing events.jsonl")?;
-            result
-        } else {
-            run_measured(
-                &plan,
-                &mut collector,
-                &mut on_progress,
-                options.measure_truth,
-            )?
-        };
-        if let Some(history) = history {
-            let simulated = history
-                .join()
-                .map_err(|_| anyhow::anyhow!("the history simulation panicked"))??;
-            baseline = Some(simulated);
-        }
-        Ok((result, baseline))
-    })?;
-    progress.finish();
-    let run_seconds = started.elapsed().as_secs_f64();
-    let analysis_started = Instant::now();
-    let analysis = match (&options.analysis, &baseline) {
-        (Some(choice), Some(baseline)) => {
-            let mut analyst = make_analyst(choice.analyst)?;
-            Some(analyze_run(
-                &plan,
-                &collector,
-                &result.records,
-                baseline,
-                analyst.as_mut(),
-            ))
-        }
-        _ => None,
-    };
-    let analysis_seconds = analysis_started.elapsed().as_secs_f64();
-    let summary = Summary::new(&plan, &collector, options.write_events);
-    let truth = build_truth(&plan, &collector, &result.twins, &result.records);
-    let timeline = build_timeline(&plan, &result.records);
-    let mut extra = vec![
-        (TRUTH_FILE, to_pretty_json(&truth)),
-        (TIMELINE_FILE, to_pretty_json(&timeline)),
-    ];
-    if let (Some(analysis), Some(baseline)) = (&analysis, &baseline) {
-        extra.push((BASELINE_FILE, analyzed::baseline_json(baseline)));
-        extra.push((ANOMALIES_FILE, to_pretty_json(&analysis.anomalies)));
-        extra.push((
-            RECOMMENDATIONS_FILE,
-            to_pretty_json(&analysis.recommendations),
-        ));
-    }
-    let path = pending.commit(
-        &plan,
-        &collector,
-        &summary,
-        analysis.as_ref().map(|a| &a.scores),
-        &extra,
-    )?;
-    if !quiet {
-        eprintln!(
-            "wrote {} ({} events over {}, seed {}, {:.2} s, {:.1} M events/s)",
-            path.display(),
-            summary.total_events,
-            summary.duration,
-            summary.seed,
-            run_seconds,
-            summary.total_events as f64 / run_seconds.max(1e-9) / 1e6,
-        );
-        if let Some(analysis) = &analysis {
-            let active = analysis.recommendations.recommendations.len();
-            eprintln!(
-                "analyzed: {} anomaly episodes, {} recommendations ({} analyst), {:.2} s",
-                analysis.anomalies.episodes.len(),
-                active,
-                analysis.recommendations.analyst,
-                analysis_seconds
-            );
-        }
-    }
-    Ok(())
-}
-
 /// A progress bar on stderr that appears only for runs longer than a second, and only on a
 /// terminal.
 struct Progress {
@@ -575,16 +454,17 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(total_ms: u64, quiet: bool) -> Self {
+    fn new(quiet: bool) -> Self {
         Progress {
             bar: None,
             started: Instant::now(),
-            total_ms,
+            total_ms: 0,
             enabled: !quiet && std::io::stderr().is_terminal(),
         }
     }
 
-    fn update(&mut self, virtual_ms: u64) {
+    fn update(&mut self, virtual_ms: u64, total_ms: u64) {
+        self.total_ms = total_ms;
         if !self.enabled {
             return;
         }

@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use marketsim::engine::{Sink, Tee, UnpacedClock};
+use marketsim::engine::Sink;
 use marketsim::market::payload::Payload;
 use marketsim::market::roles::Role;
 use marketsim::market::{Catalog, StreamEvent};
-use marketsim::output::{RunCollector, Summary};
-use marketsim::run::{build_simulation, RunPlan};
-use marketsim::script::Script;
+use marketsim::output::Summary;
+use marketsim::scenario::{RunPlan, Script};
+use marketsim::session::{RunCollector, Session};
 
 /// Checks every event against the booking flow as it is emitted.
 struct FlowChecker {
@@ -93,19 +93,13 @@ fn baseline() -> &'static BaselineRun {
         let script =
             Script::load(Path::new("scenarios/baseline.yaml")).unwrap_or_else(|e| panic!("{e}"));
         let plan = RunPlan::from_script(script, None, None).unwrap_or_else(|e| panic!("{e}"));
-        let mut collector =
-            RunCollector::new(&plan.catalog, plan.script.bucket_ms, plan.bucket_count());
         let mut checker = FlowChecker::new(&plan.catalog);
-        let mut simulation = build_simulation(&plan).unwrap_or_else(|e| panic!("{e}"));
-        simulation.run_until(
-            plan.duration_ms - 1,
-            &mut UnpacedClock,
-            &mut Tee(&mut collector, &mut checker),
-        );
+        let mut session = Session::for_run(&plan, false).unwrap_or_else(|e| panic!("{e}"));
+        session.advance_to(plan.duration_ms, &mut checker);
+        let collector = session.collector().clone();
         let summary = Summary::new(&plan, &collector, false);
-        simulation.model_mut().close_arrivals();
-        simulation.run_until(u64::MAX, &mut UnpacedClock, &mut checker);
-        assert_eq!(simulation.pending_count(), 0, "the queue did not drain");
+        let pending = session.drain_flows(&mut checker);
+        assert_eq!(pending, 0, "the queue did not drain");
         BaselineRun {
             summary,
             checker,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use marketsim::market::catalog::{Catalog, EMBEDDED_CATALOG};
-use marketsim::script::Script;
+use marketsim::scenario::Script;
 use proptest::prelude::*;
 
 #[derive(serde::Deserialize)]
@@ -99,7 +99,7 @@ proptest! {
             text.push_str(&format!("  - at: \"{at}\"\n    {action}\n"));
         }
         if let Ok(script) = Script::parse(Path::new("fuzz.yaml"), &text) {
-            let _ = marketsim::run::RunPlan::from_script(script, None, None);
+            let _ = marketsim::scenario::RunPlan::from_script(script, None, None);
         }
     }
 }

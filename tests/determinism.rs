@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use marketsim::engine::MS_PER_DAY;
 use marketsim::market::catalog::{Catalog, EMBEDDED_CATALOG};
-use marketsim::output::RunCollector;
-use marketsim::run::{run_headless, RunPlan};
-use marketsim::script::Script;
+use marketsim::app::run::run_session;
+use marketsim::engine::NoSink;
+use marketsim::scenario::{RunPlan, Script};
 
 use crate::support::{directory_contents, run_script, stderr, temp_dir};
 
@@ -65,9 +65,9 @@ fn fingerprints(catalog: Catalog, days: u64) -> Vec<(String, u64, String)> {
     let mut plan = RunPlan::from_script(script, None, Some(days * MS_PER_DAY))
         .unwrap_or_else(|e| panic!("{e}"));
     plan.catalog = Arc::new(catalog);
-    let mut collector =
-        RunCollector::new(&plan.catalog, plan.script.bucket_ms, plan.bucket_count());
-    run_headless(&plan, &mut collector, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    let session =
+        run_session(&plan, false, &mut NoSink, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
+    let collector = session.collector();
     plan.catalog
         .streams
         .iter()

@@ -20,9 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::market::director::RecordKind;
 use crate::market::director::TimelineRecord;
 use crate::market::{Catalog, Epoch};
-use crate::output::RunCollector;
-use crate::run::RunPlan;
-use crate::scenario::timeline::PlanSubject;
+use crate::scenario::timeline::{PlanItem, PlanSubject};
 use crate::stats::baseline::{Baseline, BaselineSource, BucketMatrix};
 use crate::stats::correlation::{
     anomaly_episodes, event_stream_shifts, AnomalyEpisode, EventCorrelation,
@@ -118,15 +116,18 @@ pub struct RunAnalysis {
 }
 
 /// The external events of a run, as the dashboard sees them, in time order.
-pub fn context_events(plan: &RunPlan, records: &[TimelineRecord]) -> Vec<ContextEvent> {
-    let epoch = plan.epoch();
+pub fn context_events(
+    epoch: Epoch,
+    items: &[PlanItem],
+    records: &[TimelineRecord],
+) -> Vec<ContextEvent> {
     records
         .iter()
         .filter_map(|record| {
             let RecordKind::EventFired { instance } = record.kind else {
                 return None;
             };
-            let item = plan.scenarios.items.get(instance)?;
+            let item = items.get(instance)?;
             let PlanSubject::Event(event) = &item.subject else {
                 return None;
             };
@@ -189,19 +190,18 @@ impl ScoredRun {
 }
 
 /// Analyzes a finished run: scores, episodes, correlations, and the analyst's recommendations.
+/// `values` are the run's buckets (streams in catalog order), `events` its external events.
 pub fn analyze_run(
-    plan: &RunPlan,
-    collector: &RunCollector,
-    records: &[TimelineRecord],
+    catalog: &Catalog,
+    epoch: Epoch,
+    values: BucketMatrix,
+    events: &[ContextEvent],
     baseline: &Baseline,
     analyst: &mut dyn Analyst,
 ) -> RunAnalysis {
-    let epoch = plan.epoch();
-    let bucket_ms = plan.script.bucket_ms;
-    let values = BucketMatrix::from_collector(collector, epoch.unix_ms(), bucket_ms);
-    let run = ScoredRun::new(&plan.catalog, baseline, epoch, values);
+    let bucket_ms = values.bucket_ms;
+    let run = ScoredRun::new(catalog, baseline, epoch, values);
     let (names, values, scores) = (&run.names, &run.values, &run.scores);
-    let events = context_events(plan, records);
     let format_time = |bucket: usize| epoch.format(bucket as u64 * bucket_ms);
     let episodes = anomaly_episodes(scores, values, names, &format_time);
     let last_bucket = scores.n_buckets().saturating_sub(1);
@@ -243,7 +243,7 @@ pub fn analyze_run(
         event_correlations,
     };
 
-    let recommendations = recommend_over_run(&run.view(epoch, baseline, &events), analyst);
+    let recommendations = recommend_over_run(&run.view(epoch, baseline, events), analyst);
     RunAnalysis {
         scores: run.scores,
         anomalies,

@@ -4,7 +4,6 @@
 //! outputs into a [`Sink`]. The loop is generic over both, so the headless hot path is
 //! monomorphised with no dynamic dispatch.
 
-use super::clock::Clock;
 use super::queue::{EventQueue, TimerHandle};
 use super::time::VirtualTimeMs;
 
@@ -17,6 +16,14 @@ impl<O: Clone> Sink<O> for Vec<O> {
     fn accept(&mut self, output: &O) {
         self.push(output.clone());
     }
+}
+
+/// A sink that drops every output (a run that only needs the session's own accumulator).
+pub struct NoSink;
+
+impl<O> Sink<O> for NoSink {
+    #[inline]
+    fn accept(&mut self, _output: &O) {}
 }
 
 /// Feeds every output to two sinks, in order.
@@ -145,11 +152,6 @@ impl<M: Model> Simulation<M> {
         self.queue.peek_time()
     }
 
-    /// Schedules an event from outside the model (a script action, a live control).
-    pub fn schedule(&mut self, time: VirtualTimeMs, event: M::Event) -> TimerHandle {
-        self.queue.schedule(time.max(self.now), event)
-    }
-
     /// Handles the next event, if any; returns its time.
     pub fn step<S: Sink<M::Output>>(&mut self, sink: &mut S) -> Option<VirtualTimeMs> {
         let (time, event) = self.queue.pop()?;
@@ -164,28 +166,51 @@ impl<M: Model> Simulation<M> {
         Some(time)
     }
 
-    /// Handles every event due at or before `end`, pacing by `clock`, then sets now to `end`.
-    pub fn run_until<S: Sink<M::Output>, C: Clock>(
-        &mut self,
-        end: VirtualTimeMs,
-        clock: &mut C,
-        sink: &mut S,
-    ) {
+    /// Handles every event due at or before `end`, then sets now to `end`.
+    pub fn run_until<S: Sink<M::Output>>(&mut self, end: VirtualTimeMs, sink: &mut S) {
         while let Some(next) = self.queue.peek_time() {
             if next > end {
                 break;
             }
-            clock.wait_until(next);
             self.step(sink);
         }
         self.now = self.now.max(end);
+    }
+
+    /// Handles every event due strictly before `end` and leaves the events due at `end` for
+    /// later, then sets now to `end`: the half-open step `[now, end)` a session advances by.
+    pub fn run_before<S: Sink<M::Output>>(&mut self, end: VirtualTimeMs, sink: &mut S) {
+        while let Some(next) = self.queue.peek_time() {
+            if next >= end {
+                break;
+            }
+            self.step(sink);
+        }
+        self.now = self.now.max(end);
+    }
+
+    /// Lets `act` change the model at virtual time `time` with a scheduling context, before any
+    /// event due at `time` is handled: the place of an outside command in the millisecond.
+    /// Every event due before `time` is handled first, so the result never depends on how long
+    /// before its time the command was handed in.
+    pub fn act_at<S: Sink<M::Output>, R>(
+        &mut self,
+        time: VirtualTimeMs,
+        sink: &mut S,
+        act: impl FnOnce(&mut M, &mut Context<'_, M::Event>) -> R,
+    ) -> R {
+        self.run_before(time, sink);
+        let mut context = Context {
+            now: self.now,
+            queue: &mut self.queue,
+        };
+        act(&mut self.model, &mut context)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::UnpacedClock;
 
     /// Ticks every `period`, emitting its own time; cancels the tick after `cancel_at` once.
     struct Ticker {
@@ -225,7 +250,7 @@ mod tests {
             doomed: None,
         });
         let mut outputs = Vec::new();
-        simulation.run_until(40, &mut UnpacedClock, &mut outputs);
+        simulation.run_until(40, &mut outputs);
         assert_eq!(outputs, vec![(0, 0), (10, 0), (20, 0), (30, 0), (40, 0)]);
         assert_eq!(simulation.now(), 40);
         assert_eq!(simulation.pending_count(), 1);

@@ -235,40 +235,12 @@ pub enum InstanceKind {
     Event,
 }
 
-/// An instance the plan will activate, with the label `stop` refers to (the scenario id).
+/// An instance that takes effect, with the label `stop` refers to (the scenario id).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedInstance {
     pub label: String,
     pub kind: InstanceKind,
     pub instance: Instance,
-    /// A counterfactual twin run suppresses one instance: it is never activated.
-    pub suppressed: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ActionKind {
-    Activate(usize),
-    /// Start settling every active instance with this label.
-    Stop(String),
-    /// Cancel every activated instance.
-    Reset,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedAction {
-    pub time: VirtualTimeMs,
-    pub kind: ActionKind,
-}
-
-/// Everything a script asks the model to do, resolved to stream ids and virtual times.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ControlPlan {
-    /// In start order.
-    pub instances: Vec<PlannedInstance>,
-    /// In time order.
-    pub actions: Vec<PlannedAction>,
-    /// The seed's policy: starting a scenario stops the one running.
-    pub one_at_a_time: bool,
 }
 
 /// Something that happened to the plan during a run, for `timeline.json`.

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use super::calendar::{growth_factor, DayTable, Epoch};
 use super::catalog::{Catalog, GaugeMetric, Origin, StreamId};
 use super::director::{
-    compose, ActionKind, ControlPlan, InstanceKind, Phase, PlannedInstance, RecordKind,
-    StreamEffect, TimelineRecord, SETTLE_STEP_MS,
+    compose, InstanceKind, Phase, PlannedInstance, RecordKind, StreamEffect, TimelineRecord,
+    SETTLE_STEP_MS,
 };
 use super::payload::{
     Booking, GaugeDetail, Payload, Reason, StreamEvent, AD_CHANNELS, CAMPAIGNS, ENDPOINTS,
@@ -107,10 +107,6 @@ pub enum MarketEvent {
     PayoutRun,
     /// Every five minutes, the agents on shift resolve the oldest waiting tickets.
     SupportShift,
-    /// A scripted control action (scenario start, stop, reset, event injection).
-    Control {
-        action: usize,
-    },
     /// Recompute levers while an instance settles, and record lifecycle transitions.
     LeverTick,
 }
@@ -327,26 +323,15 @@ pub struct Marketplace {
     control: ControlState,
 }
 
-/// The scripted plan and where the run is in it. The plan's instances are changed as the run
-/// goes (a stop brings `active_until` forward, a reset cancels).
+/// The instances that took effect, in order, and what happened to them. Instances change as
+/// the run goes (a stop brings `active_until` forward, a reset cancels).
 #[derive(Debug, Clone, Default)]
 struct ControlState {
-    plan: ControlPlan,
-    activated: Vec<bool>,
+    instances: Vec<PlannedInstance>,
     last_phase: Vec<Phase>,
     records: Vec<TimelineRecord>,
-}
-
-impl ControlState {
-    /// The planned instances that have been activated, in plan order.
-    fn activated_instances_mut(&mut self) -> impl Iterator<Item = &mut PlannedInstance> {
-        self.plan
-            .instances
-            .iter_mut()
-            .zip(&self.activated)
-            .filter(|(_, activated)| **activated)
-            .map(|(planned, _)| planned)
-    }
+    /// The seed's policy: starting a scenario stops the one running.
+    one_at_a_time: bool,
 }
 
 impl Marketplace {
@@ -414,15 +399,9 @@ impl Marketplace {
         &self.levers
     }
 
-    /// Installs the scripted plan; call before the simulation starts.
-    pub fn with_plan(mut self, plan: ControlPlan) -> Self {
-        let n = plan.instances.len();
-        self.control = ControlState {
-            activated: vec![false; n],
-            last_phase: vec![Phase::Pending; n],
-            records: Vec::new(),
-            plan,
-        };
+    /// Sets the seed's one-at-a-time policy: a scenario that starts stops the one running.
+    pub fn with_policy(mut self, one_at_a_time: bool) -> Self {
+        self.control.one_at_a_time = one_at_a_time;
         self
     }
 
@@ -435,16 +414,14 @@ impl Marketplace {
         self
     }
 
-    /// Marks an instance as never to be activated (for a counterfactual twin).
-    pub fn suppress(&mut self, instance: usize) {
-        if let Some(planned) = self.control.plan.instances.get_mut(instance) {
-            planned.suppressed = true;
-        }
-    }
-
-    /// What happened to the plan so far.
+    /// What happened to the instances so far.
     pub fn timeline_records(&self) -> &[TimelineRecord] {
         &self.control.records
+    }
+
+    /// The instances that took effect, in order, as the run changed them.
+    pub fn instances(&self) -> &[PlannedInstance] {
+        &self.control.instances
     }
 
     /// Recomputes levers and stream effects from the activated instances at `now`, redraws the
@@ -454,12 +431,9 @@ impl Marketplace {
         let now = context.now();
         let active = self
             .control
-            .plan
             .instances
             .iter()
-            .zip(&self.control.activated)
-            .filter(|(_, activated)| **activated)
-            .map(|(planned, _)| &planned.instance);
+            .map(|planned| &planned.instance);
         let (levers, effects) = compose(
             active,
             now,
@@ -497,11 +471,8 @@ impl Marketplace {
             }
         }
         let mut next_tick: Option<VirtualTimeMs> = None;
-        for index in 0..self.control.plan.instances.len() {
-            if !self.control.activated[index] {
-                continue;
-            }
-            let instance = &self.control.plan.instances[index].instance;
+        for index in 0..self.control.instances.len() {
+            let instance = &self.control.instances[index].instance;
             let phase = instance.phase(now);
             if phase != self.control.last_phase[index] {
                 self.control.last_phase[index] = phase;
@@ -534,56 +505,59 @@ impl Marketplace {
         }
     }
 
-    fn handle_control(&mut self, action: usize, context: &mut Context<'_, MarketEvent>) {
+    /// Puts `planned` into effect now; returns its index (instances are numbered in the order
+    /// they take effect). Under the one-at-a-time policy a scenario first stops the others.
+    pub fn activate(
+        &mut self,
+        planned: PlannedInstance,
+        context: &mut Context<'_, MarketEvent>,
+    ) -> usize {
         let now = context.now();
-        let Some(planned) = self.control.plan.actions.get(action) else {
-            return;
-        };
-        match planned.kind.clone() {
-            ActionKind::Activate(index) => {
-                let Some(planned) = self.control.plan.instances.get(index) else {
-                    return;
-                };
-                if planned.suppressed {
-                    return;
-                }
-                let kind = planned.kind;
-                if kind == InstanceKind::Scenario && self.control.plan.one_at_a_time {
-                    self.settle_activated(now, |other| other.kind == InstanceKind::Scenario);
-                }
-                self.control.activated[index] = true;
-                if kind == InstanceKind::Event {
-                    self.control.records.push(TimelineRecord {
-                        time: now,
-                        kind: RecordKind::EventFired { instance: index },
-                    });
-                }
-            }
-            ActionKind::Stop(label) => {
-                self.control.records.push(TimelineRecord {
-                    time: now,
-                    kind: RecordKind::Stop {
-                        label: label.clone(),
-                    },
-                });
-                self.settle_activated(now, |other| other.label == label);
-            }
-            ActionKind::Reset => {
-                self.control.records.push(TimelineRecord {
-                    time: now,
-                    kind: RecordKind::Reset,
-                });
-                for planned in self.control.activated_instances_mut() {
-                    planned.instance.cancelled = true;
-                }
-            }
+        let kind = planned.kind;
+        if kind == InstanceKind::Scenario && self.control.one_at_a_time {
+            self.settle_active(now, |other| other.kind == InstanceKind::Scenario);
+        }
+        let index = self.control.instances.len();
+        self.control.instances.push(planned);
+        self.control.last_phase.push(Phase::Pending);
+        if kind == InstanceKind::Event {
+            self.control.records.push(TimelineRecord {
+                time: now,
+                kind: RecordKind::EventFired { instance: index },
+            });
+        }
+        self.apply_control(context);
+        index
+    }
+
+    /// Starts settling, now, every active instance labelled `label`.
+    pub fn stop(&mut self, label: &str, context: &mut Context<'_, MarketEvent>) {
+        let now = context.now();
+        self.control.records.push(TimelineRecord {
+            time: now,
+            kind: RecordKind::Stop {
+                label: label.to_string(),
+            },
+        });
+        self.settle_active(now, |other| other.label == label);
+        self.apply_control(context);
+    }
+
+    /// Cancels every instance that took effect so far.
+    pub fn reset(&mut self, context: &mut Context<'_, MarketEvent>) {
+        self.control.records.push(TimelineRecord {
+            time: context.now(),
+            kind: RecordKind::Reset,
+        });
+        for planned in &mut self.control.instances {
+            planned.instance.cancelled = true;
         }
         self.apply_control(context);
     }
 
-    /// Starts settling, now, every activated instance that is active and matches `which`.
-    fn settle_activated(&mut self, now: VirtualTimeMs, which: impl Fn(&PlannedInstance) -> bool) {
-        for planned in self.control.activated_instances_mut() {
+    /// Starts settling, now, every instance that is active and matches `which`.
+    fn settle_active(&mut self, now: VirtualTimeMs, which: impl Fn(&PlannedInstance) -> bool) {
+        for planned in &mut self.control.instances {
             if which(planned) && planned.instance.phase(now) == Phase::Active {
                 planned.instance.active_until = now;
             }
@@ -723,6 +697,13 @@ impl Marketplace {
             state.rate_valid_until = epoch.next_hour_start(now);
             rate
         };
+        // The invariant that keeps the queue bounded: a rate is finite and never negative (an
+        // infinite rate draws zero gaps, so arrivals pile up at one instant without end).
+        assert!(
+            rate.is_finite() && rate >= 0.0,
+            "source rate of stream {} at {now} ms is {rate}",
+            stream.index()
+        );
         let state = &mut self.streams[stream.index()];
         let (time, arrival) = Self::next_arrival(epoch, &mut state.arrivals, now, rate);
         state.pending = Some(context.schedule_at(time, MarketEvent::Source { stream, arrival }));
@@ -1644,9 +1625,6 @@ impl Model for Marketplace {
         context.schedule_at(payout, MarketEvent::PayoutRun);
         context.schedule_at(SUPPORT_SHIFT_MS, MarketEvent::SupportShift);
         self.support_shift_scheduled = true;
-        for (action, planned) in self.control.plan.actions.iter().enumerate() {
-            context.schedule_at(planned.time, MarketEvent::Control { action });
-        }
     }
 
     fn handle<S: Sink<StreamEvent>>(
@@ -1775,7 +1753,6 @@ impl Model for Marketplace {
                 }
                 context.schedule_after(MS_PER_DAY, MarketEvent::PayoutRun);
             }
-            MarketEvent::Control { action } => self.handle_control(action, context),
             MarketEvent::LeverTick => self.apply_control(context),
             MarketEvent::SupportShift => {
                 if !self.arrivals_open && self.ticket_queue.is_empty() {

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use super::collector::bucket_value_of;
+use crate::session::buckets::bucket_value_of;
 use crate::engine::Sink;
 use crate::market::catalog::Catalog;
 use crate::market::payload::{RenderContext, StreamEventView};

@@ -9,8 +9,6 @@
 //! Finished runs are read back by [`run_reader`] (format checked first, series checked
 //! against the summary), compared by [`diff`] and exported by [`export`].
 
-pub mod analyzed;
-pub mod collector;
 pub mod diff;
 pub mod events;
 pub mod export;
@@ -19,7 +17,6 @@ pub mod run_reader;
 pub mod series;
 pub mod truth;
 
-pub use collector::RunCollector;
 pub use run_dir::{OutputError, RunDirectory, Summary};
 
 /// Pretty JSON with a trailing newline, as every JSON file of a run directory is written.

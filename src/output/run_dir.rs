@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::collector::RunCollector;
 use super::series::write_series;
-use crate::run::RunPlan;
+use crate::scenario::RunPlan;
+use crate::session::RunCollector;
 use crate::stats::ScoreTable;
 
 /// The run-directory format this binary writes and reads.

@@ -10,9 +10,9 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::collector::RunCollector;
 use super::run_dir::OutputError;
-use crate::run::RunPlan;
+use crate::scenario::RunPlan;
+use crate::session::RunCollector;
 use crate::stats::{AnomalyFlag, ScoreTable};
 
 pub const SERIES_HEADER: &str = "timestamp,stream,value,expected,z,normalized,flag";
@@ -34,7 +34,7 @@ pub fn write_series<W: Write>(
 ) -> io::Result<()> {
     writeln!(out, "{SERIES_HEADER}")?;
     let epoch = plan.epoch();
-    for bucket in 0..collector.n_buckets() {
+    for bucket in 0..plan.bucket_count() {
         let start = epoch.absolute_ms(bucket as u64 * plan.script.bucket_ms);
         let timestamp = chrono::DateTime::from_timestamp_millis(start)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())

@@ -9,20 +9,12 @@
 
 use serde::Serialize;
 
-use super::collector::RunCollector;
 use crate::market::director::{InstanceKind, Phase, RecordKind, TimelineRecord};
 use crate::market::Epoch;
-use crate::run::RunPlan;
 use crate::scenario::definition::ExpectedImpact;
-use crate::scenario::timeline::PlanSubject;
-
-/// The twin branch of one plan item, over buckets `[first_bucket, end_bucket)`.
-pub struct TwinMeasurement {
-    pub item: usize,
-    pub first_bucket: usize,
-    pub end_bucket: usize,
-    pub twin: RunCollector,
-}
+use crate::scenario::timeline::{PlanItem, PlanSubject};
+use crate::scenario::RunPlan;
+use crate::session::{RunCollector, TwinMeasurement};
 
 fn round3(value: f64) -> f64 {
     (value * 1_000.0).round() / 1_000.0
@@ -86,6 +78,7 @@ pub struct Truth {
 /// Compares the actual run with each twin.
 pub fn build_truth(
     plan: &RunPlan,
+    plan_items: &[PlanItem],
     actual: &RunCollector,
     twins: &[TwinMeasurement],
     records: &[TimelineRecord],
@@ -93,9 +86,9 @@ pub fn build_truth(
     let epoch = plan.epoch();
     let bucket_ms = plan.script.bucket_ms;
     let mut items = Vec::new();
-    for (index, item) in plan.scenarios.items.iter().enumerate() {
+    for (index, item) in plan_items.iter().enumerate() {
         // The instance as the run changed it (a stop brings settling forward).
-        let planned = &plan.scenarios.control.instances[index].instance;
+        let planned = &item.instance;
         let mut active_until = planned.active_until;
         for record in records {
             if let RecordKind::Phase {
@@ -147,7 +140,7 @@ pub fn build_truth(
             red_herring: item.is_red_herring(),
             declared,
             window_start: epoch.format((item.start_ms / bucket_ms) * bucket_ms),
-            window_end: epoch.format(item.window_end_ms),
+            window_end: epoch.format(item.window_end_ms.min(plan.duration_ms)),
             measured,
         });
     }
@@ -271,9 +264,8 @@ pub struct Timeline {
     pub transitions: Vec<Transition>,
 }
 
-pub fn build_timeline(plan: &RunPlan, records: &[TimelineRecord]) -> Timeline {
+pub fn build_timeline(plan: &RunPlan, items: &[PlanItem], records: &[TimelineRecord]) -> Timeline {
     let epoch = plan.epoch();
-    let items = &plan.scenarios.items;
     let mut external_events = Vec::new();
     let mut transitions = Vec::new();
     for record in records {

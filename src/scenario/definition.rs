@@ -70,30 +70,42 @@ pub const EMBEDDED_SCENARIOS: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStreamChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
     multiplier: Option<f64>,
     #[serde(rename = "override")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     override_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLevers {
+    #[serde(skip_serializing_if = "Option::is_none")]
     demand: Option<BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     supply: Option<BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     payment_failure: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     api_errors: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     app_crashes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     support_staffing: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ad_spend: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     low_ratings: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tutor_accept: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModifiers {
     #[serde(default)]
@@ -102,16 +114,17 @@ pub struct RawModifiers {
     levers: RawLevers,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEventRef {
     #[serde(rename = "ref")]
     reference: String,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     offset: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScenario {
     pub id: String,
@@ -172,7 +185,7 @@ pub struct ExpectedImpact {
     pub duration: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEffect {
     duration: String,
@@ -183,7 +196,7 @@ pub struct RawEffect {
     streams: BTreeMap<String, RawStreamChange>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEventTemplate {
     pub id: String,
@@ -196,10 +209,12 @@ pub struct RawEventTemplate {
     pub expected_impact: ExpectedImpact,
     pub icon: String,
     #[serde(rename = "externalLink", default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_link: Option<String>,
     #[serde(default)]
     pub background: bool,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub effect: Option<RawEffect>,
 }
 

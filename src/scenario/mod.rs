@@ -1,12 +1,16 @@
-//! Scenarios: the scenario library, the external-events library, script timelines, and their
-//! resolution into a [`ControlPlan`](crate::market::director::ControlPlan) the model runs.
+//! Scenarios: run scripts, the scenario library, the external-events library, script
+//! timelines resolved into timed commands, and [`RunPlan`], everything a run needs.
 //!
 //! Parsing goes in two stages, as for catalogs and scripts: serde shapes, then validated types
 //! whose every stream, subject, scenario and event reference resolves. Errors name the file,
 //! line and column and suggest the nearest valid name.
 
 pub mod definition;
+pub mod plan;
+pub mod script;
 pub mod timeline;
 
 pub use definition::{EventTemplate, Library, ScenarioDefinition};
-pub use timeline::{PlanItem, ScenarioPlan};
+pub use plan::RunPlan;
+pub use script::Script;
+pub use timeline::{PlanItem, ScriptTimeline, TimedAction, TimelineAction};

@@ -1,20 +1,19 @@
 //! Script timelines: entries at absolute, relative, day-of-run or backdated times, resolved with
-//! the libraries into the model's [`ControlPlan`] plus the labels outputs need.
+//! the libraries into timed commands; what a command becomes when it takes effect (a
+//! [`PlanItem`] and the model's instance); the daily background of external events.
 
 use chrono::{DateTime, Timelike, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::definition::{
-    glob_matches, EventTemplate, Library, RawEventTemplate, ScenarioDefinition, SourceText,
+    glob_matches, EventTemplate, Library, RawEventTemplate, RawScenario, ScenarioDefinition,
+    SourceText,
 };
+use super::script::Script;
 use crate::diagnostics::{parse_duration_ms, suggestion, Diagnostic};
 use crate::engine::{RandomStream, VirtualTimeMs, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::market::catalog::Catalog;
-use crate::market::director::{
-    ActionKind, ControlPlan, Instance, InstanceKind, LeverChanges, Modifiers, PlannedAction,
-    PlannedInstance,
-};
-use crate::script::Script;
+use crate::market::director::{Instance, InstanceKind, LeverChanges, Modifiers, PlannedInstance};
 
 /// Most entries a timeline may hold, and most background events a day.
 pub const MAX_TIMELINE_ENTRIES: usize = 1_000;
@@ -23,39 +22,48 @@ pub const MAX_INTENSITY: f64 = 10.0;
 /// Red herrings are measured over this window (they have no effect duration of their own).
 pub const RED_HERRING_WINDOW_MS: u64 = 2 * MS_PER_HOUR;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RawEventEntry {
     Id(String),
     Inline(Box<RawEventTemplate>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEntry {
     pub at: String,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<RawEventEntry>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reset: Option<bool>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub intensity: Option<f64>,
     /// Only these streams (exact names or globs) keep the scenario's stream modifiers.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub streams: Option<Vec<String>>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub red_herring: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// Several scenarios may run at once; their modifiers compose.
@@ -73,17 +81,21 @@ pub enum PlanSubject {
     Event(EventTemplate),
 }
 
-/// What outputs need to know about each planned instance (parallel to the plan's instances).
+/// What outputs need to know about each instance that took effect, in the order they did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanItem {
     pub subject: PlanSubject,
     /// `script`, `scenario:<id>` (injected by a scenario) or `background`.
     pub origin: String,
-    /// For events: `evt_001`, … in start order; for scenarios: `mod_001`, ….
+    /// For events: `evt_001`, … in the order they took effect; for scenarios: `mod_001`, ….
     pub instance_id: String,
     pub start_ms: VirtualTimeMs,
-    /// End of the window over which ground truth measures the effect.
+    /// End of the window over which ground truth measures the effect (not cut at the run's
+    /// end: a live session does not know its end; readers clamp it).
     pub window_end_ms: VirtualTimeMs,
+    /// The instance as planned when it took effect (a later stop or reset shows in the
+    /// timeline records, not here).
+    pub instance: Instance,
 }
 
 impl PlanItem {
@@ -106,13 +118,215 @@ impl PlanItem {
     pub fn is_red_herring(&self) -> bool {
         matches!(&self.subject, PlanSubject::Event(event) if event.effect.is_none())
     }
+
+    /// The instance the model runs for this item.
+    pub fn planned_instance(&self) -> PlannedInstance {
+        PlannedInstance {
+            label: self.label().to_string(),
+            kind: self.kind(),
+            instance: self.instance.clone(),
+        }
+    }
 }
 
-/// The resolved timeline of a run.
+/// Where a command came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOrigin {
+    /// A script's timeline entry or a live command: what a recording holds.
+    Script,
+    /// An event a scenario injects at an offset after its start.
+    Scenario(String),
+    /// The daily background of ordinary external events.
+    Background,
+}
+
+impl CommandOrigin {
+    /// As `truth.json` and `timeline.json` write it.
+    pub fn label(&self) -> String {
+        match self {
+            CommandOrigin::Script => "script".to_string(),
+            CommandOrigin::Scenario(id) => format!("scenario:{id}"),
+            CommandOrigin::Background => "background".to_string(),
+        }
+    }
+}
+
+/// A validated command: every reference resolved against the catalog and libraries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimelineAction {
+    /// Start a scenario (its duration, settlement and streams already overridden).
+    Activate {
+        definition: Box<ScenarioDefinition>,
+        intensity: f64,
+    },
+    /// Announce an external event (its effect, if any, starts with it).
+    Inject { template: Box<EventTemplate> },
+    /// Start settling every active scenario with this id.
+    Stop { scenario: String },
+    /// Cancel everything that took effect so far.
+    Reset,
+}
+
+/// A resolved timeline entry at its virtual time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedAction {
+    pub at_ms: VirtualTimeMs,
+    pub action: TimelineAction,
+    pub origin: CommandOrigin,
+    /// The entry as the script wrote it (a recording writes it back with an absolute time).
+    pub raw: Option<RawEntry>,
+}
+
+/// A script's timeline, resolved: the commands in script order, and the policy.
 #[derive(Debug, Clone, Default)]
-pub struct ScenarioPlan {
-    pub control: ControlPlan,
-    pub items: Vec<PlanItem>,
+pub struct ScriptTimeline {
+    pub actions: Vec<TimedAction>,
+    pub one_at_a_time: bool,
+    /// The script's inline scenarios, as written and resolved.
+    pub inline_scenarios: Vec<(RawScenario, ScenarioDefinition)>,
+}
+
+/// The item and instance an activation becomes at `start`, with the events the scenario injects
+/// (template, time).
+pub fn plan_scenario(
+    definition: &ScenarioDefinition,
+    intensity: f64,
+    start: VirtualTimeMs,
+    origin: &CommandOrigin,
+    library: &Library,
+) -> (PlanItem, Vec<(EventTemplate, VirtualTimeMs)>) {
+    let active_until = start.saturating_add(definition.duration_ms);
+    let instance = Instance {
+        start,
+        active_until,
+        settlement_ms: definition.settlement_ms,
+        intensity,
+        modifiers: definition.modifiers.clone(),
+        cancelled: false,
+    };
+    let item = PlanItem {
+        subject: PlanSubject::Scenario(definition.clone()),
+        origin: origin.label(),
+        instance_id: String::new(),
+        start_ms: start,
+        window_end_ms: active_until.saturating_add(definition.settlement_ms),
+        instance,
+    };
+    let injected = definition
+        .events
+        .iter()
+        .filter_map(|(event_id, offset)| {
+            let template = library.event(event_id)?;
+            Some((template.clone(), start.saturating_add(*offset)))
+        })
+        .collect();
+    (item, injected)
+}
+
+/// The item and instance an external event becomes at `start`.
+pub fn plan_event(
+    template: &EventTemplate,
+    start: VirtualTimeMs,
+    origin: &CommandOrigin,
+    n_subjects: usize,
+) -> PlanItem {
+    let (duration, settlement, modifiers) = match &template.effect {
+        Some(effect) => (
+            effect.duration_ms,
+            effect.settlement_ms,
+            effect.modifiers.clone(),
+        ),
+        None => (
+            0,
+            0,
+            Modifiers {
+                streams: Vec::new(),
+                levers: LeverChanges::neutral(n_subjects),
+            },
+        ),
+    };
+    let window = if template.effect.is_some() {
+        duration + settlement
+    } else {
+        RED_HERRING_WINDOW_MS
+    };
+    PlanItem {
+        subject: PlanSubject::Event(template.clone()),
+        origin: origin.label(),
+        instance_id: String::new(),
+        start_ms: start,
+        window_end_ms: start.saturating_add(window.max(RED_HERRING_WINDOW_MS)),
+        instance: Instance {
+            start,
+            active_until: start.saturating_add(duration),
+            settlement_ms: settlement,
+            intensity: 1.0,
+            modifiers,
+            cancelled: false,
+        },
+    }
+}
+
+/// The daily background of ordinary external events: two to five a day from the templates
+/// marked `background`, between 07:00 and 22:00, drawn from their own random stream one day at
+/// a time, so a session that does not know its end draws exactly what a run of any length does.
+#[derive(Debug, Clone)]
+pub struct BackgroundEvents {
+    random: RandomStream,
+    /// Indices of the background templates in the library's event list.
+    templates: Vec<usize>,
+    /// How far into its first calendar day the run starts (hours and minutes).
+    into_day_ms: u64,
+    next_day: u64,
+}
+
+impl BackgroundEvents {
+    /// `None` when the library has no background templates.
+    pub fn new(library: &Library, epoch: DateTime<Utc>, seed: u64) -> Option<Self> {
+        let templates: Vec<usize> = library
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| event.background)
+            .map(|(index, _)| index)
+            .collect();
+        if templates.is_empty() {
+            return None;
+        }
+        Some(BackgroundEvents {
+            random: RandomStream::for_name(seed, "background-events"),
+            templates,
+            into_day_ms: (epoch.hour() as u64 * 60 + epoch.minute() as u64) * MS_PER_MINUTE,
+            next_day: 0,
+        })
+    }
+
+    /// The virtual time at which the next undrawn day starts (0 for the run's first day).
+    pub fn next_day_start_ms(&self) -> VirtualTimeMs {
+        (self.next_day * MS_PER_DAY).saturating_sub(self.into_day_ms)
+    }
+
+    /// Draws the next day's events: (virtual time, index into the library's events), in time
+    /// order; times before the run's start are dropped.
+    pub fn draw_next_day(&mut self) -> Vec<(VirtualTimeMs, usize)> {
+        let random = &mut self.random;
+        let count = random.between(2, 5);
+        let mut times: Vec<u64> = (0..count)
+            .map(|_| 7 * MS_PER_HOUR + random.below(15 * 60) * MS_PER_MINUTE)
+            .collect();
+        times.sort_unstable();
+        let day = self.next_day;
+        self.next_day += 1;
+        let mut drawn = Vec::with_capacity(times.len());
+        for offset in times {
+            let template = self.templates[random.below(self.templates.len() as u64) as usize];
+            let absolute = day * MS_PER_DAY + offset;
+            if absolute >= self.into_day_ms {
+                drawn.push((absolute - self.into_day_ms, template));
+            }
+        }
+        drawn
+    }
 }
 
 /// Parses a timeline time: RFC 3339, `+2h` (after the previous entry), `day 3 09:00` (day 1 is
@@ -166,17 +380,16 @@ pub fn parse_at(
 pub struct TimelineInput<'a> {
     pub script: &'a Script,
     pub duration_ms: u64,
-    pub seed: u64,
 }
 
-impl ScenarioPlan {
-    /// Resolves a script's timeline, its inline scenarios, and the background of external
-    /// events against the catalog and libraries.
+impl ScriptTimeline {
+    /// Resolves a script's timeline and its inline scenarios against the catalog and
+    /// libraries. (The background of external events is drawn as a session runs, day by day.)
     pub fn build(
         input: &TimelineInput,
         catalog: &Catalog,
         library: &Library,
-    ) -> Result<ScenarioPlan, Diagnostic> {
+    ) -> Result<ScriptTimeline, Diagnostic> {
         let script = input.script;
         let source = SourceText {
             path: &script.path,
@@ -225,19 +438,8 @@ impl ScenarioPlan {
                 &library.events,
             )?);
         }
-        let find_scenario = |id: &str| {
-            definitions
-                .iter()
-                .find(|d| d.id == id)
-                .or_else(|| library.scenario(id))
-        };
 
-        let mut builder = Builder {
-            n_subjects: catalog.subjects.len(),
-            items: Vec::new(),
-            instances: Vec::new(),
-            actions: Vec::new(),
-        };
+        let mut actions = Vec::new();
         let mut previous_ms = 0u64;
         let mut started: Vec<String> = Vec::new();
         for (index, entry) in script.timeline.iter().enumerate() {
@@ -257,296 +459,146 @@ impl ScenarioPlan {
             }
             let at = at as u64;
             previous_ms = at;
-            let kinds = [
-                entry.scenario.is_some(),
-                entry.event.is_some(),
-                entry.stop.is_some(),
-                entry.reset.is_some(),
-            ];
-            if kinds.iter().filter(|k| **k).count() != 1 {
-                return Err(entry_error(
-                    "needs exactly one of `scenario`, `event`, `stop` or `reset`".to_string(),
-                ));
-            }
-            let overrides = entry.duration.is_some()
-                || entry.settlement.is_some()
-                || entry.intensity.is_some()
-                || entry.streams.is_some();
-            if overrides && entry.scenario.is_none() {
-                return Err(entry_error(
-                    "duration, settlement, intensity and streams apply to `scenario` entries only"
-                        .to_string(),
-                ));
-            }
-            if entry.red_herring.is_some() && entry.event.is_none() {
-                return Err(entry_error(
-                    "red_herring applies to `event` entries only".to_string(),
-                ));
-            }
-            if let Some(id) = &entry.scenario {
-                let Some(definition) = find_scenario(id) else {
-                    let names = definitions
-                        .iter()
-                        .map(|d| d.id.as_str())
-                        .chain(library.scenarios.iter().map(|s| s.id.as_str()));
-                    return Err(entry_error(format!("unknown scenario `{id}`"))
-                        .with_help(suggestion(id, names)));
-                };
-                let mut definition = definition.clone();
-                if let Some(text) = &entry.duration {
-                    definition.duration_ms = parse_duration_ms(text).map_err(&entry_error)?;
-                    if definition.duration_ms == 0
-                        || definition.duration_ms > super::definition::MAX_SCENARIO_DURATION_MS
-                    {
-                        return Err(entry_error(format!(
-                            "duration `{text}` is outside 1ms to 14d"
-                        )));
-                    }
-                }
-                if let Some(text) = &entry.settlement {
-                    definition.settlement_ms = parse_duration_ms(text).map_err(&entry_error)?;
-                    if definition.settlement_ms > super::definition::MAX_SETTLEMENT_MS {
-                        return Err(entry_error(format!(
-                            "settlement `{text}` is longer than 7d"
-                        )));
-                    }
-                }
-                let intensity = entry.intensity.unwrap_or(1.0);
-                if !intensity.is_finite() || !(0.0..=MAX_INTENSITY).contains(&intensity) {
-                    return Err(entry_error(format!("intensity {intensity} is outside the limit; allowed: 0.0 to {MAX_INTENSITY}")));
-                }
-                if let Some(patterns) = &entry.streams {
-                    for pattern in patterns {
-                        if super::definition::matching_streams(catalog, pattern).is_empty() {
-                            return Err(entry_error(format!("`{pattern}` matches no stream"))
-                                .with_help(suggestion(pattern, catalog.stream_names())));
-                        }
-                    }
-                    definition.modifiers.streams.retain(|(stream, _)| {
-                        let name = &catalog.streams[stream.index()].name;
-                        patterns.iter().any(|p| glob_matches(p, name))
-                    });
-                }
-                builder.add_scenario(&definition, at, intensity, "script", library, duration_ms);
-                started.push(id.clone());
-            } else if let Some(event) = &entry.event {
-                let mut template = match event {
-                    RawEventEntry::Id(id) => library.event(id).cloned().ok_or_else(|| {
-                        entry_error(format!("unknown event `{id}`"))
-                            .with_help(suggestion(id, library.events.iter().map(|e| e.id.as_str())))
-                    })?,
-                    RawEventEntry::Inline(raw) => EventTemplate::resolve(&source, raw, catalog)?,
-                };
-                if entry.red_herring == Some(true) {
-                    template.effect = None;
-                }
-                builder.add_event(&template, at, "script", duration_ms);
-            } else if let Some(id) = &entry.stop {
+            if let Some(id) = &entry.stop {
                 if !started.contains(id) {
                     return Err(entry_error(format!(
                         "`stop: {id}` names a scenario that no earlier entry starts"
                     ))
                     .with_help(suggestion(id, started.iter().map(String::as_str))));
                 }
-                builder.actions.push(PlannedAction {
-                    time: at,
-                    kind: ActionKind::Stop(id.clone()),
-                });
-            } else if entry.reset == Some(true) {
-                builder.actions.push(PlannedAction {
-                    time: at,
-                    kind: ActionKind::Reset,
-                });
-            } else {
-                return Err(entry_error("`reset` takes `true`".to_string()));
+            }
+            let action =
+                resolve_entry(entry, &source, catalog, library, &definitions, &entry_error)?;
+            if let TimelineAction::Activate { definition, .. } = &action {
+                started.push(definition.id.clone());
+            }
+            actions.push(TimedAction {
+                at_ms: at,
+                action,
+                origin: CommandOrigin::Script,
+                raw: Some(entry.clone()),
+            });
+        }
+        Ok(ScriptTimeline {
+            actions,
+            one_at_a_time: script.policy == Policy::OneAtATime,
+            inline_scenarios: script.scenarios.iter().cloned().zip(definitions).collect(),
+        })
+    }
+}
+
+/// Resolves one timeline entry (its time already checked) against the catalog, the libraries
+/// and the script's inline scenarios: the one place script entries and live commands are
+/// validated. `entry_error` puts a message in its place.
+pub fn resolve_entry(
+    entry: &RawEntry,
+    source: &SourceText,
+    catalog: &Catalog,
+    library: &Library,
+    inline: &[ScenarioDefinition],
+    entry_error: &dyn Fn(String) -> Diagnostic,
+) -> Result<TimelineAction, Diagnostic> {
+    let kinds = [
+        entry.scenario.is_some(),
+        entry.event.is_some(),
+        entry.stop.is_some(),
+        entry.reset.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err(entry_error(
+            "needs exactly one of `scenario`, `event`, `stop` or `reset`".to_string(),
+        ));
+    }
+    let overrides = entry.duration.is_some()
+        || entry.settlement.is_some()
+        || entry.intensity.is_some()
+        || entry.streams.is_some();
+    if overrides && entry.scenario.is_none() {
+        return Err(entry_error(
+            "duration, settlement, intensity and streams apply to `scenario` entries only"
+                .to_string(),
+        ));
+    }
+    if entry.red_herring.is_some() && entry.event.is_none() {
+        return Err(entry_error(
+            "red_herring applies to `event` entries only".to_string(),
+        ));
+    }
+    if let Some(id) = &entry.scenario {
+        let found = inline
+            .iter()
+            .find(|d| &d.id == id)
+            .or_else(|| library.scenario(id));
+        let Some(definition) = found else {
+            let names = inline
+                .iter()
+                .map(|d| d.id.as_str())
+                .chain(library.scenarios.iter().map(|s| s.id.as_str()));
+            return Err(
+                entry_error(format!("unknown scenario `{id}`")).with_help(suggestion(id, names))
+            );
+        };
+        let mut definition = definition.clone();
+        if let Some(text) = &entry.duration {
+            definition.duration_ms = parse_duration_ms(text).map_err(|e| entry_error(e.to_string()))?;
+            if definition.duration_ms == 0
+                || definition.duration_ms > super::definition::MAX_SCENARIO_DURATION_MS
+            {
+                return Err(entry_error(format!(
+                    "duration `{text}` is outside 1ms to 14d"
+                )));
             }
         }
-        if script.background_events {
-            builder.add_background(library, script.start, input.seed, duration_ms);
+        if let Some(text) = &entry.settlement {
+            definition.settlement_ms = parse_duration_ms(text).map_err(|e| entry_error(e.to_string()))?;
+            if definition.settlement_ms > super::definition::MAX_SETTLEMENT_MS {
+                return Err(entry_error(format!(
+                    "settlement `{text}` is longer than 7d"
+                )));
+            }
         }
-        Ok(builder.finish(script.policy == Policy::OneAtATime))
-    }
-}
-
-struct Builder {
-    n_subjects: usize,
-    items: Vec<PlanItem>,
-    instances: Vec<PlannedInstance>,
-    actions: Vec<PlannedAction>,
-}
-
-impl Builder {
-    fn push(&mut self, item: PlanItem, instance: PlannedInstance) {
-        self.actions.push(PlannedAction {
-            time: item.start_ms,
-            kind: ActionKind::Activate(self.instances.len()),
-        });
-        self.items.push(item);
-        self.instances.push(instance);
-    }
-
-    fn add_scenario(
-        &mut self,
-        definition: &ScenarioDefinition,
-        start: u64,
-        intensity: f64,
-        origin: &str,
-        library: &Library,
-        run_ms: u64,
-    ) {
-        let active_until = start + definition.duration_ms;
-        let instance = Instance {
-            start,
-            active_until,
-            settlement_ms: definition.settlement_ms,
+        let intensity = entry.intensity.unwrap_or(1.0);
+        if !intensity.is_finite() || !(0.0..=MAX_INTENSITY).contains(&intensity) {
+            return Err(entry_error(format!(
+                "intensity {intensity} is outside the limit; allowed: 0.0 to {MAX_INTENSITY}"
+            )));
+        }
+        if let Some(patterns) = &entry.streams {
+            for pattern in patterns {
+                if super::definition::matching_streams(catalog, pattern).is_empty() {
+                    return Err(entry_error(format!("`{pattern}` matches no stream"))
+                        .with_help(suggestion(pattern, catalog.stream_names())));
+                }
+            }
+            definition.modifiers.streams.retain(|(stream, _)| {
+                let name = &catalog.streams[stream.index()].name;
+                patterns.iter().any(|p| glob_matches(p, name))
+            });
+        }
+        return Ok(TimelineAction::Activate {
+            definition: Box::new(definition),
             intensity,
-            modifiers: definition.modifiers.clone(),
-            cancelled: false,
+        });
+    } else if let Some(event) = &entry.event {
+        let mut template = match event {
+            RawEventEntry::Id(id) => library.event(id).cloned().ok_or_else(|| {
+                entry_error(format!("unknown event `{id}`"))
+                    .with_help(suggestion(id, library.events.iter().map(|e| e.id.as_str())))
+            })?,
+            RawEventEntry::Inline(raw) => EventTemplate::resolve(source, raw, catalog)?,
         };
-        self.push(
-            PlanItem {
-                subject: PlanSubject::Scenario(definition.clone()),
-                origin: origin.to_string(),
-                instance_id: String::new(),
-                start_ms: start,
-                window_end_ms: (active_until + definition.settlement_ms).min(run_ms),
-            },
-            PlannedInstance {
-                label: definition.id.clone(),
-                kind: InstanceKind::Scenario,
-                instance,
-                suppressed: false,
-            },
-        );
-        for (event_id, offset) in &definition.events {
-            if let Some(template) = library.event(event_id) {
-                if start + offset <= run_ms {
-                    self.add_event(
-                        template,
-                        start + offset,
-                        &format!("scenario:{}", definition.id),
-                        run_ms,
-                    );
-                }
-            }
+        if entry.red_herring == Some(true) {
+            template.effect = None;
         }
+        return Ok(TimelineAction::Inject {
+            template: Box::new(template),
+        });
+    } else if let Some(id) = &entry.stop {
+        return Ok(TimelineAction::Stop {
+            scenario: id.clone(),
+        });
+    } else if entry.reset == Some(true) {
+        return Ok(TimelineAction::Reset);
     }
-
-    fn add_event(&mut self, template: &EventTemplate, start: u64, origin: &str, run_ms: u64) {
-        let (duration, settlement, modifiers) = match &template.effect {
-            Some(effect) => (
-                effect.duration_ms,
-                effect.settlement_ms,
-                effect.modifiers.clone(),
-            ),
-            None => (
-                0,
-                0,
-                Modifiers {
-                    streams: Vec::new(),
-                    levers: LeverChanges::neutral(self.n_subjects),
-                },
-            ),
-        };
-        let window = if template.effect.is_some() {
-            duration + settlement
-        } else {
-            RED_HERRING_WINDOW_MS
-        };
-        let instance = Instance {
-            start,
-            active_until: start + duration,
-            settlement_ms: settlement,
-            intensity: 1.0,
-            modifiers,
-            cancelled: false,
-        };
-        self.push(
-            PlanItem {
-                subject: PlanSubject::Event(template.clone()),
-                origin: origin.to_string(),
-                instance_id: String::new(),
-                start_ms: start,
-                window_end_ms: (start + window.max(RED_HERRING_WINDOW_MS)).min(run_ms),
-            },
-            PlannedInstance {
-                label: template.id.clone(),
-                kind: InstanceKind::Event,
-                instance,
-                suppressed: false,
-            },
-        );
-    }
-
-    /// Two to five background events a day from the templates marked `background`, at times
-    /// between 07:00 and 22:00, drawn from their own random stream.
-    fn add_background(&mut self, library: &Library, epoch: DateTime<Utc>, seed: u64, run_ms: u64) {
-        let templates: Vec<&EventTemplate> =
-            library.events.iter().filter(|e| e.background).collect();
-        if templates.is_empty() {
-            return;
-        }
-        let mut random = RandomStream::for_name(seed, "background-events");
-        let into_day = (epoch.hour() as u64 * 60 + epoch.minute() as u64) * MS_PER_MINUTE;
-        let days = (run_ms + into_day).div_ceil(MS_PER_DAY);
-        for day in 0..days {
-            let count = random.between(2, 5);
-            let mut times: Vec<u64> = (0..count)
-                .map(|_| 7 * MS_PER_HOUR + random.below(15 * 60) * MS_PER_MINUTE)
-                .collect();
-            times.sort_unstable();
-            for offset in times {
-                let template = templates[random.below(templates.len() as u64) as usize];
-                let absolute = day * MS_PER_DAY + offset;
-                if absolute >= into_day && absolute - into_day < run_ms {
-                    self.add_event(template, absolute - into_day, "background", run_ms);
-                }
-            }
-        }
-    }
-
-    fn finish(mut self, one_at_a_time: bool) -> ScenarioPlan {
-        // Order instances by start (stable), renumber, and sort actions by time (stable, so
-        // entries at the same time keep their script order).
-        let mut order: Vec<usize> = (0..self.items.len()).collect();
-        order.sort_by_key(|&i| self.items[i].start_ms);
-        let mut new_index = vec![0; order.len()];
-        for (new, &old) in order.iter().enumerate() {
-            new_index[old] = new;
-        }
-        let items: Vec<PlanItem> = order.iter().map(|&i| self.items[i].clone()).collect();
-        let instances: Vec<PlannedInstance> =
-            order.iter().map(|&i| self.instances[i].clone()).collect();
-        for action in &mut self.actions {
-            if let ActionKind::Activate(index) = &mut action.kind {
-                *index = new_index[*index];
-            }
-        }
-        self.actions.sort_by_key(|a| a.time);
-        let (mut n_events, mut n_scenarios) = (0, 0);
-        let items = items
-            .into_iter()
-            .map(|mut item| {
-                item.instance_id = match item.kind() {
-                    InstanceKind::Event => {
-                        n_events += 1;
-                        format!("evt_{n_events:03}")
-                    }
-                    InstanceKind::Scenario => {
-                        n_scenarios += 1;
-                        format!("mod_{n_scenarios:03}")
-                    }
-                };
-                item
-            })
-            .collect();
-        ScenarioPlan {
-            control: ControlPlan {
-                instances,
-                actions: self.actions,
-                one_at_a_time,
-            },
-            items,
-        }
-    }
+    Err(entry_error("`reset` takes `true`".to_string()))
 }

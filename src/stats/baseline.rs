@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::MS_PER_DAY;
 use crate::market::catalog::Catalog;
-use crate::output::RunCollector;
 
 pub const BASELINE_FORMAT: &str = "marketsim-baseline/1";
 pub const MS_PER_WEEK: u64 = 7 * MS_PER_DAY;
@@ -48,17 +47,6 @@ impl BucketMatrix {
             n_streams,
             values: vec![None; n_streams * n_buckets],
         }
-    }
-
-    pub fn from_collector(collector: &RunCollector, start_unix_ms: i64, bucket_ms: u64) -> Self {
-        let n_streams = collector.counts.len();
-        let mut matrix = BucketMatrix::new(start_unix_ms, bucket_ms, n_streams, 0);
-        for bucket in 0..collector.n_buckets() {
-            for stream in 0..n_streams {
-                matrix.values.push(collector.bucket_value(bucket, stream));
-            }
-        }
-        matrix
     }
 
     pub fn n_buckets(&self) -> usize {

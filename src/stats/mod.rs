@@ -15,7 +15,6 @@
 
 pub mod baseline;
 pub mod correlation;
-pub mod history;
 pub mod score;
 
 pub use baseline::{Baseline, BucketMatrix, SlotStats, StreamBaseline};

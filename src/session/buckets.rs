@@ -1,4 +1,6 @@
-//! The collecting sink: per-stream counts and fingerprints, and per-bucket values.
+//! The bucket accumulator: per-stream counts and fingerprints, and per-bucket values. One
+//! accumulator serves every consumer (summary, series, scores, twins, the live hub); it grows
+//! with the run, so a session that does not know its end never drops an event.
 //!
 //! A fingerprint folds, in emission order, the XXH3-64 hash of each event's virtual time and
 //! payload bytes into a running 64-bit state per stream. Two runs agree on a stream's
@@ -12,6 +14,7 @@ use crate::market::payload::MAX_ENCODED_BYTES;
 use crate::engine::Sink;
 use crate::market::catalog::Catalog;
 use crate::market::StreamEvent;
+use crate::stats::baseline::BucketMatrix;
 
 /// The fold's starting state and multiplier (an odd 64-bit constant, the golden ratio's).
 const FINGERPRINT_SEED: u64 = 0x6d61_726b_6574_7369;
@@ -27,10 +30,12 @@ pub fn bucket_value_of(count: u32, gauge_sum: f64, is_gauge: bool) -> Option<f64
     }
 }
 
-/// Accumulates what `summary.json` and `series.csv` need while a run goes on.
+/// Accumulates what `summary.json`, `series.csv` and the scores need while a run goes on.
+#[derive(Debug, Clone)]
 pub struct RunCollector {
     n_streams: usize,
     bucket_ms: u64,
+    /// Buckets that have storage (at least those that have seen an event).
     n_buckets: usize,
     is_gauge: Vec<bool>,
     pub counts: Vec<u64>,
@@ -42,6 +47,7 @@ pub struct RunCollector {
 }
 
 impl RunCollector {
+    /// An accumulator with room for `n_buckets` (a hint: it grows past them as events come).
     pub fn new(catalog: &Catalog, bucket_ms: u64, n_buckets: usize) -> Self {
         let n_streams = catalog.streams.len();
         RunCollector {
@@ -73,14 +79,57 @@ impl RunCollector {
         self.n_buckets
     }
 
+    pub fn bucket_ms(&self) -> u64 {
+        self.bucket_ms
+    }
+
+    pub fn n_streams(&self) -> usize {
+        self.n_streams
+    }
+
+    /// Makes room for buckets `0..n_buckets` (empty ones read as no events).
+    pub fn ensure_buckets(&mut self, n_buckets: usize) {
+        if n_buckets > self.n_buckets {
+            self.n_buckets = n_buckets;
+            self.bucket_values.resize(n_buckets * self.n_streams, 0.0);
+            self.bucket_counts.resize(n_buckets * self.n_streams, 0);
+        }
+    }
+
+    /// Forgets buckets from `n_buckets` on (a session that re-simulates them).
+    pub fn truncate_buckets(&mut self, n_buckets: usize) {
+        if n_buckets < self.n_buckets {
+            self.n_buckets = n_buckets;
+            self.bucket_values.truncate(n_buckets * self.n_streams);
+            self.bucket_counts.truncate(n_buckets * self.n_streams);
+        }
+    }
+
     /// The bucket value of a stream: event count, or mean gauge reading (`None` if no reading).
+    /// A bucket past the storage has seen no events.
     pub fn bucket_value(&self, bucket: usize, stream: usize) -> Option<f64> {
         let index = bucket * self.n_streams + stream;
         bucket_value_of(
-            self.bucket_counts[index],
-            self.bucket_values[index],
+            self.bucket_counts.get(index).copied().unwrap_or(0),
+            self.bucket_values.get(index).copied().unwrap_or(0.0),
             self.is_gauge[stream],
         )
+    }
+
+    /// Buckets `0..n_buckets` as a matrix whose bucket 0 starts at `start_unix_ms`.
+    pub fn to_matrix(&self, start_unix_ms: i64, n_buckets: usize) -> BucketMatrix {
+        let mut matrix = BucketMatrix::new(start_unix_ms, self.bucket_ms, self.n_streams, 0);
+        for bucket in 0..n_buckets {
+            matrix.push_bucket(&self.bucket_values(bucket));
+        }
+        matrix
+    }
+
+    /// The values of every stream in `bucket`, in catalog order.
+    pub fn bucket_values(&self, bucket: usize) -> Vec<Option<f64>> {
+        (0..self.n_streams)
+            .map(|stream| self.bucket_value(bucket, stream))
+            .collect()
     }
 
     pub fn is_gauge(&self, stream: usize) -> bool {
@@ -104,12 +153,14 @@ impl Sink<StreamEvent> for RunCollector {
             .wrapping_mul(FINGERPRINT_MULTIPLIER)
             .rotate_left(29);
         let bucket = (event.time / self.bucket_ms) as usize;
-        if bucket < self.n_buckets {
-            let index = bucket * self.n_streams + stream;
-            self.bucket_counts[index] += 1;
-            if let Some(value) = event.payload.gauge_value() {
-                self.bucket_values[index] += value;
-            }
+        if bucket >= self.n_buckets {
+            // Grow by at least a day of hourly buckets at a time, so growth is rare.
+            self.ensure_buckets((bucket + 1).max(self.n_buckets + 24));
+        }
+        let index = bucket * self.n_streams + stream;
+        self.bucket_counts[index] += 1;
+        if let Some(value) = event.payload.gauge_value() {
+            self.bucket_values[index] += value;
         }
     }
 }

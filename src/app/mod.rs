@@ -1,0 +1,40 @@
+//! Orchestration: what the command line's verbs do, from inputs to files. A headless run
+//! (session, history on the other core, sinks, analyst, run directory), the baseline's
+//! history, re-analysis and evaluation of run directories.
+//!
+//! This layer may do IO and read the environment; the layers below it are pure. `main.rs`
+//! only parses arguments, calls into here and prints.
+
+pub mod analyst_choice;
+pub mod analyzed;
+pub mod history;
+pub mod run;
+
+use crate::analyst::llm::LlmError;
+use crate::diagnostics::Diagnostic;
+use crate::output::OutputError;
+
+/// Why an application task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Bad input, located in its file.
+    #[error("{0}")]
+    Input(#[from] Diagnostic),
+    /// A run directory could not be written or read.
+    #[error("{0}")]
+    Output(#[from] OutputError),
+    /// The analyst's settings are wrong.
+    #[error("{0}")]
+    Analyst(#[from] LlmError),
+    /// The model refused its catalog (a catalog that validated but lacks what flows need).
+    #[error("{0}")]
+    Model(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} panicked")]
+    Panicked { what: String },
+}

@@ -1,0 +1,469 @@
+//! The stepping core that headless runs and live sessions both drive.
+//!
+//! A [`Session`] owns the simulation, the commands waiting for their time, the bucket
+//! accumulator, the counterfactual twins of ground truth and the recording. It has two
+//! operations:
+//!
+//! - [`Session::advance_to`] moves virtual time forward and says what happened (buckets closed,
+//!   lifecycle records, items that took effect);
+//! - [`Session::apply`] applies a [`Command`] now (or backdated) and says what it did, or why
+//!   not ([`CommandError`]).
+//!
+//! A headless run feeds its script's timeline into the session and advances it to the end as
+//! fast as it can; a live runner advances it frame by frame to the wall clock's virtual time and
+//! applies commands as clients send them. The model sees no difference: every command, scripted
+//! or live, enters through the same queue at the start of its millisecond (see [`core`] for the
+//! order), and every applied command is recorded, so [`Session::recording`] is a run script that
+//! replays the session byte-identically.
+
+pub mod buckets;
+pub mod command;
+pub(crate) mod core;
+pub mod recording;
+pub mod twins;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use self::core::{Core, FeedEntry};
+pub use buckets::RunCollector;
+pub use command::{Applied, Command, CommandError};
+use recording::RecordedCommand;
+pub use twins::TwinMeasurement;
+
+use crate::engine::{NoSink, Simulation, Sink, Tee, VirtualTimeMs, MS_PER_DAY};
+use crate::market::director::TimelineRecord;
+use crate::market::{Catalog, Epoch, Marketplace, StreamEvent};
+use crate::scenario::definition::{Library, RawScenario, ScenarioDefinition};
+use crate::scenario::timeline::{BackgroundEvents, PlanItem, TimelineAction};
+use crate::scenario::script::CatalogSource;
+use crate::scenario::RunPlan;
+
+/// What a session is made of: the world, its epoch and seed, and how it is measured.
+#[derive(Debug, Clone)]
+pub struct SessionSetup {
+    pub catalog: Arc<Catalog>,
+    pub library: Arc<Library>,
+    pub seed: u64,
+    pub start: DateTime<Utc>,
+    pub bucket_ms: u64,
+    /// The seed's policy: a scenario that starts stops the one running.
+    pub one_at_a_time: bool,
+    pub background_events: bool,
+    /// No academic calendar and no growth (the history a baseline is fitted on).
+    pub neutral_season: bool,
+    /// Measure ground truth with counterfactual twins of the items scheduled ahead, up to this
+    /// time (a headless run's end). `None`: no twins (a live session's truth comes from
+    /// replaying its recording).
+    pub truth_until_ms: Option<VirtualTimeMs>,
+    /// How many buckets to make room for at once (the run's length, when known).
+    pub expected_buckets: usize,
+    /// Inline scenario definitions the session may activate by id (a script's `scenarios:`).
+    pub inline_scenarios: Vec<(RawScenario, ScenarioDefinition)>,
+    /// The catalog file, when not the embedded one (absolute, for recordings).
+    pub catalog_file: Option<PathBuf>,
+    /// The library folder, when not the embedded one (absolute, for recordings).
+    pub library_folder: Option<PathBuf>,
+}
+
+impl SessionSetup {
+    /// The setup of a headless run of `plan`.
+    pub fn for_run(plan: &RunPlan, measure_truth: bool) -> SessionSetup {
+        SessionSetup {
+            catalog: Arc::clone(&plan.catalog),
+            library: Arc::clone(&plan.library),
+            seed: plan.seed,
+            start: plan.script.start,
+            bucket_ms: plan.script.bucket_ms,
+            one_at_a_time: plan.timeline.one_at_a_time,
+            background_events: plan.script.background_events,
+            neutral_season: false,
+            truth_until_ms: measure_truth.then_some(plan.duration_ms),
+            expected_buckets: plan.bucket_count(),
+            inline_scenarios: plan.timeline.inline_scenarios.clone(),
+            catalog_file: match &plan.script.catalog {
+                CatalogSource::Embedded => None,
+                CatalogSource::File(path) => Some(absolute(path)),
+            },
+            library_folder: plan.script.library_folder().map(|path| absolute(&path)),
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        Epoch::from_datetime(self.start)
+    }
+}
+
+/// `path` made absolute against the current directory (as given when that fails).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What one call of [`Session::advance_to`] (or [`Session::apply`]) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advance {
+    /// Buckets whose values are now final.
+    pub closed_buckets: Range<usize>,
+    /// New entries of [`Session::records`].
+    pub new_records: Range<usize>,
+    /// New entries of [`Session::items`].
+    pub new_items: Range<usize>,
+}
+
+/// The twin fork of the current bucket: the core as it was at the bucket's start.
+struct TwinFork {
+    bucket_start: VirtualTimeMs,
+    core: Core,
+}
+
+/// A copy of the session at a bucket boundary, to re-simulate from when a command is backdated.
+struct Checkpoint {
+    core: Core,
+    collector: RunCollector,
+}
+
+/// How often a live session keeps a checkpoint, and how many it keeps.
+const CHECKPOINT_EVERY_MS: VirtualTimeMs = MS_PER_DAY;
+const CHECKPOINTS_KEPT: usize = 8;
+
+/// The stepping core of a run or a live session.
+pub struct Session {
+    setup: SessionSetup,
+    core: Core,
+    collector: RunCollector,
+    closed_buckets: usize,
+    recording: Vec<RecordedCommand>,
+    /// Twins measured so far, and the fork of the current bucket when one is needed.
+    twins: Vec<TwinMeasurement>,
+    fork: Option<TwinFork>,
+    /// The session at its start and at the last few day boundaries (live sessions only).
+    initial: Option<Box<Checkpoint>>,
+    checkpoints: Vec<Checkpoint>,
+    keeps_checkpoints: bool,
+}
+
+impl Session {
+    /// A session at virtual time 0 with nothing scheduled but the background.
+    pub fn new(setup: SessionSetup) -> Result<Session, String> {
+        let epoch = setup.epoch();
+        let mut model = Marketplace::new(Arc::clone(&setup.catalog), setup.seed, epoch)?
+            .with_policy(setup.one_at_a_time);
+        if setup.neutral_season {
+            model = model.with_neutral_season();
+        }
+        let background = if setup.background_events {
+            BackgroundEvents::new(&setup.library, setup.start, setup.seed)
+        } else {
+            None
+        };
+        let core = Core::new(
+            Simulation::new(model),
+            Arc::clone(&setup.library),
+            setup.catalog.subjects.len(),
+            background,
+        );
+        let collector = RunCollector::new(&setup.catalog, setup.bucket_ms, setup.expected_buckets);
+        Ok(Session {
+            core,
+            collector,
+            closed_buckets: 0,
+            recording: Vec::new(),
+            twins: Vec::new(),
+            fork: None,
+            initial: None,
+            checkpoints: Vec::new(),
+            keeps_checkpoints: false,
+            setup,
+        })
+    }
+
+    /// A session of a headless run: the script's timeline is fed in (each entry takes effect
+    /// when its time comes) and recorded.
+    pub fn for_run(plan: &RunPlan, measure_truth: bool) -> Result<Session, String> {
+        let mut session = Session::new(SessionSetup::for_run(plan, measure_truth))?;
+        for action in &plan.timeline.actions {
+            session.core.feed(action.at_ms, action.action.clone());
+            if let Some(raw) = &action.raw {
+                session.recording.push(RecordedCommand {
+                    at_ms: action.at_ms,
+                    entry: raw.clone(),
+                });
+            }
+        }
+        session.recording.sort_by_key(|recorded| recorded.at_ms);
+        Ok(session)
+    }
+
+    /// Keeps checkpoints so commands can be backdated (a live session).
+    pub fn keep_checkpoints(&mut self) {
+        self.keeps_checkpoints = true;
+        if self.initial.is_none() && self.now() == 0 {
+            self.initial = Some(Box::new(Checkpoint {
+                core: self.core.clone(),
+                collector: self.collector.clone(),
+            }));
+        }
+    }
+
+    pub fn setup(&self) -> &SessionSetup {
+        &self.setup
+    }
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.setup.catalog
+    }
+    pub fn epoch(&self) -> Epoch {
+        self.setup.epoch()
+    }
+    pub fn bucket_ms(&self) -> u64 {
+        self.setup.bucket_ms
+    }
+    /// Virtual time: every event before it has been handled.
+    pub fn now(&self) -> VirtualTimeMs {
+        self.core.now()
+    }
+    /// Buckets whose values are final.
+    pub fn closed_buckets(&self) -> usize {
+        self.closed_buckets
+    }
+    pub fn collector(&self) -> &RunCollector {
+        &self.collector
+    }
+    /// Everything that took effect, in order (ids `evt_NNN`, `mod_NNN` in that order).
+    pub fn items(&self) -> &[PlanItem] {
+        &self.core.items
+    }
+    /// Lifecycle transitions, injected events, stops and resets, in order.
+    pub fn records(&self) -> &[TimelineRecord] {
+        self.core.records()
+    }
+    pub fn twins(&self) -> &[TwinMeasurement] {
+        &self.twins
+    }
+    pub fn model(&self) -> &Marketplace {
+        self.core.simulation.model()
+    }
+    /// Queue events handled so far, and events still scheduled.
+    pub fn engine_counts(&self) -> (u64, usize) {
+        (
+            self.core.simulation.handled_count(),
+            self.core.simulation.pending_count(),
+        )
+    }
+
+    /// Stops every arrival process and lets the flows under way run to their end (for tests
+    /// that check conservation on complete flows); returns the events still pending after.
+    pub fn drain_flows<S: Sink<StreamEvent>>(&mut self, sink: &mut S) -> usize {
+        self.core.simulation.model_mut().close_arrivals();
+        self.core.simulation.run_until(VirtualTimeMs::MAX, sink);
+        self.core.simulation.pending_count()
+    }
+
+    /// Advances virtual time to `target`, feeding every stream event to `sink` as well as to
+    /// the session's own accumulator. Commands and events due at `target` wait for the next
+    /// step (or command).
+    pub fn advance_to<S: Sink<StreamEvent>>(
+        &mut self,
+        target: VirtualTimeMs,
+        sink: &mut S,
+    ) -> Advance {
+        let before = self.marks();
+        let bucket_ms = self.setup.bucket_ms;
+        while self.now() < target {
+            let now = self.now();
+            if now % bucket_ms == 0 {
+                self.at_bucket_boundary(now);
+            }
+            let next_boundary = (now / bucket_ms + 1) * bucket_ms;
+            let stop = target.min(next_boundary);
+            let mut activated = Vec::new();
+            self.core.advance_to(
+                stop,
+                &mut Tee(&mut self.collector, &mut *sink),
+                &mut activated,
+            );
+            self.measure_twins(&activated);
+            self.closed_buckets = self.closed_buckets.max((self.now() / bucket_ms) as usize);
+        }
+        self.since(before)
+    }
+
+    /// Applies `command` now, or at `at_ms` when it is backdated (the history from there on
+    /// is re-simulated with it). Stream events it causes go to `sink`.
+    pub fn apply<S: Sink<StreamEvent>>(
+        &mut self,
+        command: Command,
+        at_ms: Option<VirtualTimeMs>,
+        sink: &mut S,
+    ) -> Result<Applied, CommandError> {
+        let now = self.now();
+        let at_ms = at_ms.unwrap_or(now);
+        if at_ms > now {
+            return Err(CommandError::InTheFuture { at_ms, now });
+        }
+        let (entry, action) = command::resolve(&command, self, at_ms)?;
+        let recorded = RecordedCommand { at_ms, entry };
+        if at_ms < now {
+            // Validated above; re-resolved from the recording with everything after it.
+            return self.backdate(recorded);
+        }
+        let before = self.marks();
+        if now % self.setup.bucket_ms == 0 {
+            self.at_bucket_boundary(now);
+        }
+        self.core.feed(now, action);
+        let mut activated = Vec::new();
+        self.core
+            .apply_due(&mut Tee(&mut self.collector, &mut *sink), &mut activated);
+        self.measure_twins(&activated);
+        self.record(recorded);
+        Ok(Applied {
+            at_ms,
+            advance: self.since(before),
+            rewritten_buckets: None,
+        })
+    }
+
+    /// The session as a run script: header, inline scenarios it used, and every command at its
+    /// absolute time; `marketsim run` of it gives the same run directory.
+    pub fn recording(&self, name: &str) -> recording::RecordingScript {
+        recording::RecordingScript::new(self, name, &self.recording)
+    }
+
+    fn record(&mut self, recorded: RecordedCommand) {
+        let position = self
+            .recording
+            .partition_point(|entry| entry.at_ms <= recorded.at_ms);
+        self.recording.insert(position, recorded);
+    }
+
+    fn marks(&self) -> (usize, usize, usize) {
+        (self.closed_buckets, self.records().len(), self.items().len())
+    }
+
+    fn since(&self, (buckets, records, items): (usize, usize, usize)) -> Advance {
+        Advance {
+            closed_buckets: buckets..self.closed_buckets,
+            new_records: records..self.records().len(),
+            new_items: items..self.items().len(),
+        }
+    }
+
+    /// At a bucket boundary: fork the twins' starting point when something will start in this
+    /// bucket, and keep a checkpoint on day boundaries.
+    fn at_bucket_boundary(&mut self, now: VirtualTimeMs) {
+        self.core.draw_background(now);
+        if let Some(until) = self.setup.truth_until_ms {
+            let already = self.fork.as_ref().is_some_and(|f| f.bucket_start == now);
+            if !already && now < until {
+                let bucket_end = now + self.setup.bucket_ms;
+                self.fork = self
+                    .core
+                    .activation_due_in(now, bucket_end)
+                    .then(|| TwinFork {
+                        bucket_start: now,
+                        core: self.core.clone(),
+                    });
+            }
+        }
+        if self.keeps_checkpoints && now > 0 && now % CHECKPOINT_EVERY_MS == 0 {
+            let last = self.checkpoints.last().map(|c| c.core.now());
+            if last != Some(now) {
+                self.checkpoints.push(Checkpoint {
+                    core: self.core.clone(),
+                    collector: self.collector.clone(),
+                });
+                if self.checkpoints.len() > CHECKPOINTS_KEPT {
+                    self.checkpoints.remove(0);
+                }
+            }
+        }
+    }
+
+    /// Runs the twin of each item that just took effect, from the fork of its bucket.
+    fn measure_twins(&mut self, activated: &[usize]) {
+        let (Some(until), Some(fork)) = (self.setup.truth_until_ms, &self.fork) else {
+            return;
+        };
+        for &index in activated {
+            let item = &self.core.items[index];
+            if item.start_ms < fork.bucket_start
+                || item.start_ms >= fork.bucket_start + self.setup.bucket_ms
+            {
+                continue;
+            }
+            let command = self.core.item_commands[index];
+            let twin = fork.core.twin_without(command);
+            self.twins.push(twins::run_twin(
+                twin,
+                index,
+                item,
+                until,
+                &self.setup.catalog,
+                self.setup.bucket_ms,
+            ));
+        }
+    }
+
+    /// Re-simulates from the last checkpoint before `at_ms` with `action` fed in at its time,
+    /// back to where the session was; says which buckets changed.
+    fn backdate(&mut self, recorded: RecordedCommand) -> Result<Applied, CommandError> {
+        let now = self.now();
+        let at_ms = recorded.at_ms;
+        let earliest = self
+            .initial
+            .as_ref()
+            .map(|c| c.core.now())
+            .or_else(|| self.checkpoints.first().map(|c| c.core.now()));
+        let checkpoint = self
+            .checkpoints
+            .iter()
+            .rev()
+            .find(|c| c.core.now() <= at_ms)
+            .or(self.initial.as_deref().filter(|c| c.core.now() <= at_ms));
+        let Some(checkpoint) = checkpoint else {
+            return Err(CommandError::TooFarBack {
+                at_ms,
+                earliest_ms: earliest,
+            });
+        };
+        let from = checkpoint.core.now();
+        let mut core = checkpoint.core.clone();
+        let collector = checkpoint.collector.clone();
+        // Every script or live command from the checkpoint on, the new one in its place.
+        self.record(recorded);
+        let replayed: Vec<FeedEntry> = self
+            .recording
+            .iter()
+            .filter(|entry| entry.at_ms >= from)
+            .map(|entry| command::resolve_recorded(entry, self))
+            .collect::<Result<_, _>>()?;
+        core.replace_feed(replayed);
+        let old = std::mem::replace(&mut self.collector, collector);
+        self.core = core;
+        self.checkpoints.retain(|c| c.core.now() <= from);
+        let first_bucket = (from / self.setup.bucket_ms) as usize;
+        self.closed_buckets = first_bucket;
+        // Live clients get the re-simulated history as buckets, not event by event again.
+        self.advance_to(now, &mut NoSink);
+        let rewritten: Vec<usize> = (first_bucket..self.closed_buckets)
+            .filter(|&bucket| {
+                (0..self.collector.n_streams()).any(|stream| {
+                    old.bucket_value(bucket, stream) != self.collector.bucket_value(bucket, stream)
+                })
+            })
+            .collect();
+        let advance = Advance {
+            closed_buckets: first_bucket..self.closed_buckets,
+            new_records: 0..self.records().len(),
+            new_items: 0..self.items().len(),
+        };
+        Ok(Applied {
+            at_ms,
+            advance,
+            rewritten_buckets: Some(rewritten),
+        })
+    }
+}
