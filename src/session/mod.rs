@@ -38,7 +38,7 @@ use crate::engine::{NoSink, Simulation, Sink, Tee, VirtualTimeMs, MS_PER_DAY};
 use crate::market::director::TimelineRecord;
 use crate::market::{Catalog, Epoch, Marketplace, StreamEvent};
 use crate::scenario::definition::{Library, RawScenario, ScenarioDefinition};
-use crate::scenario::timeline::{BackgroundEvents, PlanItem, TimelineAction};
+use crate::scenario::timeline::{BackgroundEvents, PlanItem};
 use crate::scenario::script::CatalogSource;
 use crate::scenario::RunPlan;
 
