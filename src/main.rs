@@ -256,10 +256,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             });
             progress.finish();
             let outcome = outcome?;
+            for note in &outcome.notes {
+                eprintln!("note: {note}");
+            }
             if !quiet {
-                for note in &outcome.notes {
-                    eprintln!("note: {note}");
-                }
                 let summary = &outcome.summary;
                 eprintln!(
                     "wrote {} ({} events over {}, seed {}, {:.2} s, {:.1} M events/s)",

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use marketsim::engine::MS_PER_DAY;
-use marketsim::market::catalog::{Catalog, EMBEDDED_CATALOG};
 use marketsim::app::run::run_session;
 use marketsim::engine::NoSink;
+use marketsim::engine::MS_PER_DAY;
+use marketsim::market::catalog::{Catalog, EMBEDDED_CATALOG};
 use marketsim::scenario::{RunPlan, Script};
 
 use crate::support::{directory_contents, run_script, stderr, temp_dir};

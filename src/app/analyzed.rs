@@ -4,14 +4,14 @@
 
 use std::path::Path;
 
-use crate::output::read_json_file as parse;
-use crate::output::run_dir::{OutputError, RunDirectory, TIMELINE_FILE, TRUTH_FILE};
-use crate::output::run_reader::RunSeries;
 use crate::analyst::context::ContextEvent;
 use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthFile};
 use crate::analyst::{recommend_over_run, Analyst, RecommendationsFile, ScoredRun};
 use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
 use crate::market::Epoch;
+use crate::output::read_json_file as parse;
+use crate::output::run_dir::{OutputError, RunDirectory, TIMELINE_FILE, TRUTH_FILE};
+use crate::output::run_reader::RunSeries;
 use crate::scenario::plan::load_catalog;
 use crate::scenario::RunPlan;
 use crate::stats::{Baseline, BucketMatrix};

@@ -18,13 +18,13 @@ use crate::output::OutputError;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Bad input, located in its file.
-    #[error("{0}")]
+    #[error(transparent)]
     Input(#[from] Diagnostic),
     /// A run directory could not be written or read.
-    #[error("{0}")]
+    #[error(transparent)]
     Output(#[from] OutputError),
     /// The analyst's settings are wrong.
-    #[error("{0}")]
+    #[error(transparent)]
     Analyst(#[from] LlmError),
     /// The model refused its catalog (a catalog that validated but lacks what flows need).
     #[error("{0}")]

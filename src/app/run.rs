@@ -71,6 +71,7 @@ pub fn run_session<S: Sink<StreamEvent>>(
         session.advance_to(horizon, sink);
         progress(horizon, plan.duration_ms);
     }
+    session.finish(sink);
     Ok(session)
 }
 

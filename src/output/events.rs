@@ -7,11 +7,11 @@
 
 use std::io::Write;
 
-use crate::session::buckets::bucket_value_of;
 use crate::engine::Sink;
 use crate::market::catalog::Catalog;
 use crate::market::payload::{RenderContext, StreamEventView};
 use crate::market::{Epoch, StreamEvent};
+use crate::session::buckets::bucket_value_of;
 use crate::stats::{BucketScore, Scorer};
 
 /// Scoring state of a scored sink: the bucket being filled and its events.

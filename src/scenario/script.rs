@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 
+use super::definition::RawScenario;
+use super::timeline::{Policy, RawEntry};
 use crate::diagnostics::{locate, parse_duration_ms, Diagnostic};
 use crate::engine::{MS_PER_DAY, MS_PER_MINUTE};
 use crate::market::catalog::hex_sha256;
-use super::definition::RawScenario;
-use super::timeline::{Policy, RawEntry};
 
 pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
 /// The longest run a script may ask for.

@@ -459,18 +459,19 @@ impl ScriptTimeline {
             }
             let at = at as u64;
             previous_ms = at;
-            if let Some(id) = &entry.stop {
-                if !started.contains(id) {
-                    return Err(entry_error(format!(
-                        "`stop: {id}` names a scenario that no earlier entry starts"
-                    ))
-                    .with_help(suggestion(id, started.iter().map(String::as_str))));
-                }
-            }
             let action =
                 resolve_entry(entry, &source, catalog, library, &definitions, &entry_error)?;
-            if let TimelineAction::Activate { definition, .. } = &action {
-                started.push(definition.id.clone());
+            match &action {
+                TimelineAction::Activate { definition, .. } => {
+                    started.push(definition.id.clone());
+                }
+                TimelineAction::Stop { scenario } if !started.contains(scenario) => {
+                    return Err(entry_error(format!(
+                        "`stop: {scenario}` names a scenario that no earlier entry starts"
+                    ))
+                    .with_help(suggestion(scenario, started.iter().map(String::as_str))));
+                }
+                _ => {}
             }
             actions.push(TimedAction {
                 at_ms: at,
@@ -540,7 +541,8 @@ pub fn resolve_entry(
         };
         let mut definition = definition.clone();
         if let Some(text) = &entry.duration {
-            definition.duration_ms = parse_duration_ms(text).map_err(|e| entry_error(e.to_string()))?;
+            definition.duration_ms =
+                parse_duration_ms(text).map_err(|e| entry_error(e.to_string()))?;
             if definition.duration_ms == 0
                 || definition.duration_ms > super::definition::MAX_SCENARIO_DURATION_MS
             {
@@ -550,7 +552,8 @@ pub fn resolve_entry(
             }
         }
         if let Some(text) = &entry.settlement {
-            definition.settlement_ms = parse_duration_ms(text).map_err(|e| entry_error(e.to_string()))?;
+            definition.settlement_ms =
+                parse_duration_ms(text).map_err(|e| entry_error(e.to_string()))?;
             if definition.settlement_ms > super::definition::MAX_SETTLEMENT_MS {
                 return Err(entry_error(format!(
                     "settlement `{text}` is longer than 7d"

@@ -73,7 +73,10 @@ pub enum CommandError {
     #[error("an inline scenario `{id}` was already defined differently in this session")]
     Redefined { id: String },
     #[error("a command cannot be dated in the future (at {at_ms} ms; now is {now} ms)")]
-    InTheFuture { at_ms: VirtualTimeMs, now: VirtualTimeMs },
+    InTheFuture {
+        at_ms: VirtualTimeMs,
+        now: VirtualTimeMs,
+    },
     #[error("{}", match earliest_ms { Some(ms) => format!("a command can be backdated to {ms} ms of virtual time at the earliest (asked: {at_ms} ms)"), None => "this session keeps no history to backdate into".to_string() })]
     TooFarBack {
         at_ms: VirtualTimeMs,
@@ -134,6 +137,16 @@ pub(super) fn resolve(
             entry.streams = streams.clone();
         }
         Command::Stop { scenario } => {
+            // As in a script, a stop needs an earlier start (a recording must replay).
+            let started_before = session.recording.iter().any(|recorded| {
+                recorded.at_ms <= at_ms && recorded.entry.scenario.as_deref() == Some(scenario)
+            });
+            if !started_before {
+                return Err(CommandError::NotActive {
+                    id: scenario.clone(),
+                    active: active_scenarios(session),
+                });
+            }
             if at_ms == session.now() {
                 let active = active_scenarios(session);
                 if !active.contains(scenario) {
@@ -192,7 +205,8 @@ fn resolve_raw(entry: &RawEntry, session: &Session) -> Result<TimelineAction, Co
         .iter()
         .map(|(_, definition)| definition.clone())
         .collect();
-    let invalid = |message: String| crate::diagnostics::Diagnostic::new(Path::new("command"), message);
+    let invalid =
+        |message: String| crate::diagnostics::Diagnostic::new(Path::new("command"), message);
     resolve_entry(
         entry,
         &source,
@@ -235,9 +249,9 @@ fn add_inline_scenario(
     })?;
     let inline = &mut session.setup.inline_scenarios;
     match inline.iter().find(|(_, d)| d.id == id) {
-        Some((_, existing)) if *existing != definition => Err(CommandError::Redefined {
-            id: id.to_string(),
-        }),
+        Some((_, existing)) if *existing != definition => {
+            Err(CommandError::Redefined { id: id.to_string() })
+        }
         Some(_) => Ok(()),
         None => {
             inline.push((raw.clone(), definition));

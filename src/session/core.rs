@@ -243,12 +243,9 @@ impl Core {
                 }
                 Some(item)
             }
-            TimelineAction::Inject { template } => Some(plan_event(
-                &template,
-                now,
-                &command.origin,
-                self.n_subjects,
-            )),
+            TimelineAction::Inject { template } => {
+                Some(plan_event(&template, now, &command.origin, self.n_subjects))
+            }
             TimelineAction::Stop { scenario } => {
                 self.simulation
                     .act_at(now, sink, |model, context| model.stop(&scenario, context));

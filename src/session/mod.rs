@@ -38,8 +38,8 @@ use crate::engine::{NoSink, Simulation, Sink, Tee, VirtualTimeMs, MS_PER_DAY};
 use crate::market::director::TimelineRecord;
 use crate::market::{Catalog, Epoch, Marketplace, StreamEvent};
 use crate::scenario::definition::{Library, RawScenario, ScenarioDefinition};
-use crate::scenario::timeline::{BackgroundEvents, PlanItem};
 use crate::scenario::script::CatalogSource;
+use crate::scenario::timeline::{BackgroundEvents, PlanItem};
 use crate::scenario::RunPlan;
 
 /// What a session is made of: the world, its epoch and seed, and how it is measured.
@@ -253,6 +253,21 @@ impl Session {
         )
     }
 
+    /// Applies the commands due now (those at the very end of a run, which no further step
+    /// reaches): a run and a live session end the same way, so a recording replays exactly.
+    pub fn finish<S: Sink<StreamEvent>>(&mut self, sink: &mut S) -> Advance {
+        let before = self.marks();
+        let now = self.now();
+        if now % self.setup.bucket_ms == 0 {
+            self.at_bucket_boundary(now);
+        }
+        let mut activated = Vec::new();
+        self.core
+            .apply_due(&mut Tee(&mut self.collector, &mut *sink), &mut activated);
+        self.measure_twins(&activated);
+        self.since(before)
+    }
+
     /// Stops every arrival process and lets the flows under way run to their end (for tests
     /// that check conservation on complete flows); returns the events still pending after.
     pub fn drain_flows<S: Sink<StreamEvent>>(&mut self, sink: &mut S) -> usize {
@@ -340,7 +355,11 @@ impl Session {
     }
 
     fn marks(&self) -> (usize, usize, usize) {
-        (self.closed_buckets, self.records().len(), self.items().len())
+        (
+            self.closed_buckets,
+            self.records().len(),
+            self.items().len(),
+        )
     }
 
     fn since(&self, (buckets, records, items): (usize, usize, usize)) -> Advance {

@@ -81,6 +81,9 @@ impl RecordingScript {
     /// The script's text.
     pub fn to_yaml(&self) -> String {
         let body = serde_yaml::to_string(self).unwrap_or_default();
-        format!("# Written by marketsim {}: replay with `marketsim run`.\n{body}", env!("CARGO_PKG_VERSION"))
+        format!(
+            "# Written by marketsim {}: replay with `marketsim run`.\n{body}",
+            env!("CARGO_PKG_VERSION")
+        )
     }
 }

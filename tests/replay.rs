@@ -1,0 +1,251 @@
+//! Replay: a session stepped in random increments (as a paced live runner steps it) and given
+//! random commands at random virtual times — activations, inline scenarios, stops, resets,
+//! injections, backdated commands — records itself as a run script; `marketsim run` of that
+//! script gives a byte-identical run directory.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use marketsim::app::run::{run_session, write_run_directory};
+use marketsim::engine::{NoSink, MS_PER_HOUR, MS_PER_MINUTE};
+use marketsim::output::run_dir::PendingRunDirectory;
+use marketsim::scenario::timeline::RawEventEntry;
+use marketsim::scenario::{RunPlan, Script};
+use marketsim::session::{Command, Session};
+
+use crate::support::{directory_contents, temp_dir};
+
+/// What a test session is driven by: steps forward and commands.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Advance by this many milliseconds (a frame of a paced runner, or a long jump).
+    Advance(u64),
+    Activate {
+        scenario: usize,
+        intensity_tenths: u8,
+    },
+    ActivateInline {
+        multiplier_tenths: u8,
+    },
+    Stop(usize),
+    Reset,
+    Inject {
+        event: usize,
+        red_herring: bool,
+    },
+    /// The command `inner`, dated this many milliseconds before now.
+    Backdated {
+        inner: Box<Step>,
+        back_ms: u64,
+    },
+}
+
+const SCENARIOS: &[&str] = &[
+    "supply-crisis",
+    "exam-season-surge",
+    "payment-outage",
+    "viral-blog-post",
+];
+const EVENTS: &[&str] = &[
+    "ib-exam-season",
+    "blog-post-goes-viral",
+    "payment-gateway-outage",
+];
+
+fn command_strategy() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..SCENARIOS.len(), 1u8..20).prop_map(|(scenario, intensity_tenths)| Step::Activate {
+            scenario,
+            intensity_tenths
+        }),
+        (5u8..30).prop_map(|multiplier_tenths| Step::ActivateInline { multiplier_tenths }),
+        (0..SCENARIOS.len()).prop_map(Step::Stop),
+        Just(Step::Reset),
+        (0..EVENTS.len(), any::<bool>())
+            .prop_map(|(event, red_herring)| Step::Inject { event, red_herring }),
+    ]
+}
+
+fn step_strategy() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => prop_oneof![
+            (1u64..2_000).prop_map(Step::Advance),
+            (1u64..4 * 60).prop_map(|minutes| Step::Advance(minutes * MS_PER_MINUTE)),
+        ],
+        3 => command_strategy(),
+        1 => (command_strategy(), 1u64..30 * 60).prop_map(|(inner, minutes)| Step::Backdated {
+            inner: Box::new(inner),
+            back_ms: minutes * MS_PER_MINUTE,
+        }),
+    ]
+}
+
+fn command_of(step: &Step) -> Option<Command> {
+    Some(match step {
+        Step::Activate {
+            scenario,
+            intensity_tenths,
+        } => Command::Activate {
+            scenario: SCENARIOS[*scenario].to_string(),
+            definition: None,
+            intensity: Some(f64::from(*intensity_tenths) / 10.0),
+            duration: None,
+            settlement: None,
+            streams: None,
+        },
+        Step::ActivateInline { multiplier_tenths } => {
+            let text = format!(
+                "id: inline-surge\nname: Inline surge\ndescription: Searches move.\n\
+                 duration: 2h\nsettlement: 30m\nmodifiers:\n  streams:\n    \
+                 customer.tutor.search:\n      multiplier: {}\n",
+                f64::from(*multiplier_tenths) / 10.0
+            );
+            Command::Activate {
+                scenario: "inline-surge".to_string(),
+                definition: Some(Box::new(
+                    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}")),
+                )),
+                intensity: None,
+                duration: None,
+                settlement: None,
+                streams: None,
+            }
+        }
+        Step::Stop(scenario) => Command::Stop {
+            scenario: SCENARIOS[*scenario].to_string(),
+        },
+        Step::Reset => Command::Reset,
+        Step::Inject { event, red_herring } => Command::Inject {
+            event: RawEventEntry::Id(EVENTS[*event].to_string()),
+            red_herring: red_herring.then_some(true),
+        },
+        Step::Advance(_) | Step::Backdated { .. } => return None,
+    })
+}
+
+/// Drives a session from `fixtures/scripts/replay-base.yaml` through `steps` up to `end_ms`,
+/// writes its run directory from its recording, runs the recording headless, and compares.
+fn check_replay(steps: &[Step], end_ms: u64) -> Result<(), TestCaseError> {
+    let base = Script::load(Path::new("fixtures/scripts/replay-base.yaml"))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let base_plan =
+        RunPlan::from_script(base, None, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut live = Session::for_run(&base_plan, false).map_err(TestCaseError::fail)?;
+    live.keep_checkpoints();
+    for step in steps {
+        let now = live.now();
+        match step {
+            Step::Advance(ms) => {
+                live.advance_to((now + ms).min(end_ms), &mut NoSink);
+            }
+            Step::Backdated { inner, back_ms } => {
+                if let Some(command) = command_of(inner) {
+                    let at = now.saturating_sub(*back_ms);
+                    // Refusals (too far back, a stop with no start) change nothing.
+                    let _ = live.apply(command, Some(at), &mut NoSink);
+                }
+            }
+            other => {
+                if let Some(command) = command_of(other) {
+                    let _ = live.apply(command, None, &mut NoSink);
+                }
+            }
+        }
+    }
+    live.advance_to(end_ms, &mut NoSink);
+    live.finish(&mut NoSink);
+
+    let dir = temp_dir();
+    let script_path = dir.path().join("recording.yaml");
+    let text = live.recording("replay").to_yaml();
+    std::fs::write(&script_path, &text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let script = Script::load(&script_path)
+        .map_err(|e| TestCaseError::fail(format!("the recording does not load: {e}\n{text}")))?;
+    let plan = RunPlan::from_script(script, None, None)
+        .map_err(|e| TestCaseError::fail(format!("the recording does not plan: {e}\n{text}")))?;
+
+    let live_dir = dir.path().join("live");
+    let pending = PendingRunDirectory::create(&live_dir, false)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    write_run_directory(pending, &plan, &live, false, None)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+    let replayed = run_session(&plan, false, &mut NoSink, &mut |_, _| {})
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let replay_dir = dir.path().join("replay");
+    let pending = PendingRunDirectory::create(&replay_dir, false)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    write_run_directory(pending, &plan, &replayed, false, None)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+    let live_files = directory_contents(&live_dir);
+    let replay_files = directory_contents(&replay_dir);
+    prop_assert_eq!(live_files.len(), replay_files.len());
+    for ((name_a, bytes_a), (name_b, bytes_b)) in live_files.iter().zip(&replay_files) {
+        prop_assert_eq!(name_a, name_b);
+        prop_assert!(
+            bytes_a == bytes_b,
+            "{} differs between the live session and its replay\n{}",
+            name_a.display(),
+            text
+        );
+    }
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("MARKETSIM_REPLAY_CASES")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(12)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_recorded_session_replays_byte_identically(
+        steps in prop::collection::vec(step_strategy(), 1..40),
+        hours in 2u64..20,
+    ) {
+        check_replay(&steps, hours * MS_PER_HOUR)?;
+    }
+}
+
+/// A fixed case with every kind of command, including a backdated activation and a reset.
+#[test]
+fn a_session_with_every_kind_of_command_replays_byte_identically() {
+    let steps = vec![
+        Step::Advance(90 * MS_PER_MINUTE),
+        Step::Activate {
+            scenario: 0,
+            intensity_tenths: 10,
+        },
+        Step::Advance(1_234),
+        Step::Inject {
+            event: 1,
+            red_herring: false,
+        },
+        Step::Advance(2 * MS_PER_HOUR),
+        Step::Stop(0),
+        Step::Advance(7),
+        Step::ActivateInline {
+            multiplier_tenths: 25,
+        },
+        Step::Advance(45 * MS_PER_MINUTE),
+        Step::Backdated {
+            inner: Box::new(Step::Activate {
+                scenario: 2,
+                intensity_tenths: 15,
+            }),
+            back_ms: 3 * MS_PER_HOUR,
+        },
+        Step::Advance(MS_PER_HOUR),
+        Step::Reset,
+        Step::Advance(MS_PER_HOUR),
+    ];
+    if let Err(error) = check_replay(&steps, 8 * MS_PER_HOUR) {
+        panic!("{error}");
+    }
+}
