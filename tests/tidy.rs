@@ -46,3 +46,64 @@ fn every_rust_file_is_tidy() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The library's layers, lowest first: a module may use its own layer and those before it,
+/// never a later one (ARCHITECTURE.md explains each).
+const LAYERS: &[&str] = &[
+    "diagnostics",
+    "engine",
+    "market",
+    "scenario",
+    "stats",
+    "analyst",
+    "session",
+    "output",
+    "report",
+    "inspect",
+    "app",
+];
+
+/// The top-level module a source file under `src/` belongs to.
+fn layer_of(file: &Path) -> Option<&'static str> {
+    let relative = file.strip_prefix("src").ok()?;
+    let first = relative.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    LAYERS.iter().copied().find(|layer| *layer == name)
+}
+
+#[test]
+fn no_layer_imports_a_higher_one() {
+    let mut files = Vec::new();
+    rust_files(Path::new("src"), &mut files);
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for file in files {
+        let Some(layer) = layer_of(&file) else {
+            continue;
+        };
+        checked += 1;
+        let rank = LAYERS.iter().position(|l| *l == layer).unwrap_or(0);
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for (index, line) in text.lines().enumerate() {
+            let mut rest = line;
+            while let Some(position) = rest.find("crate::") {
+                rest = &rest[position + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if let Some(used) = LAYERS.iter().position(|l| *l == name) {
+                    if used > rank {
+                        problems.push(format!(
+                            "{}:{}: `{layer}` uses `{name}`, a higher layer",
+                            file.display(),
+                            index + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} files were checked");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

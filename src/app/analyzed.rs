@@ -1,6 +1,5 @@
-//! The analysis files of a run directory — `baseline.json`, `anomalies.json`,
-//! `recommendations.json` — how they are written and read back, and evaluation of a run
-//! directory against its `truth.json` (re-analyzing it from its files when asked).
+//! Re-analysis of a run directory from its files, and its evaluation against its
+//! `truth.json` (with its own recommendations, or a fresh analyst's).
 
 use std::path::Path;
 
@@ -11,43 +10,10 @@ use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
 use crate::market::Epoch;
 use crate::output::read_json_file as parse;
 use crate::output::run_dir::{OutputError, RunDirectory, TIMELINE_FILE, TRUTH_FILE};
+use crate::output::analysis::{BASELINE_FILE, RECOMMENDATIONS_FILE};
 use crate::output::run_reader::RunSeries;
 use crate::scenario::plan::load_catalog;
-use crate::scenario::RunPlan;
 use crate::stats::{Baseline, BucketMatrix};
-
-pub const BASELINE_FILE: &str = "baseline.json";
-pub const ANOMALIES_FILE: &str = "anomalies.json";
-pub const RECOMMENDATIONS_FILE: &str = "recommendations.json";
-
-/// `baseline.json` with one line per stream, so it stays readable and diffable.
-pub fn baseline_json(baseline: &Baseline) -> String {
-    let header = Baseline {
-        streams: Vec::new(),
-        ..baseline.clone()
-    };
-    let lines: Vec<String> = baseline
-        .streams
-        .iter()
-        .map(|s| format!("    {}", serde_json::to_string(s).unwrap_or_default()))
-        .collect();
-    let head = serde_json::to_string_pretty(&header).unwrap_or_default();
-    let body = format!("[\n{}\n  ]", lines.join(",\n"));
-    head.replacen("\"streams\": []", &format!("\"streams\": {body}"), 1) + "\n"
-}
-
-/// Reads a `baseline.json` and checks it fits the run.
-pub fn load_baseline(path: &Path, plan: &RunPlan) -> Result<Baseline, OutputError> {
-    let baseline: Baseline = parse(path)?;
-    baseline
-        .check_compatible(&plan.catalog, plan.script.bucket_ms)
-        .map_err(|message| OutputError::Malformed {
-            path: path.to_path_buf(),
-            line: None,
-            message,
-        })?;
-    Ok(baseline)
-}
 
 /// The catalog a run was made with, checked against the summary's hash.
 fn run_catalog(run: &RunDirectory) -> Result<Catalog, OutputError> {

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use super::analyst_choice::{make_analyst, AnalystChoice};
-use super::analyzed::{self, ANOMALIES_FILE, BASELINE_FILE, RECOMMENDATIONS_FILE};
+use crate::output::analysis::{
+    self as analysis_files, ANOMALIES_FILE, BASELINE_FILE, RECOMMENDATIONS_FILE,
+};
 use super::history::simulate_baseline;
 use super::AppError;
 use crate::analyst::{analyze_run, context_events, RunAnalysis};
@@ -92,7 +94,7 @@ pub fn run_to_directory(
         .as_ref()
         .and_then(|a| a.baseline_file.as_deref())
     {
-        Some(path) => Some(analyzed::load_baseline(path, &plan)?),
+        Some(path) => Some(analysis_files::load_baseline(path, &plan)?),
         None => None,
     };
     let needs_history = options.analysis.is_some() && loaded_baseline.is_none();
@@ -205,7 +207,7 @@ pub fn write_run_directory(
         (TIMELINE_FILE, to_pretty_json(&timeline)),
     ];
     if let Some((analysis, baseline)) = analysis {
-        extra.push((BASELINE_FILE, analyzed::baseline_json(baseline)));
+        extra.push((BASELINE_FILE, analysis_files::baseline_json(baseline)));
         extra.push((ANOMALIES_FILE, to_pretty_json(&analysis.anomalies)));
         extra.push((
             RECOMMENDATIONS_FILE,

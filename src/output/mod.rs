@@ -9,6 +9,7 @@
 //! Finished runs are read back by [`run_reader`] (format checked first, series checked
 //! against the summary), compared by [`diff`] and exported by [`export`].
 
+pub mod analysis;
 pub mod diff;
 pub mod events;
 pub mod export;

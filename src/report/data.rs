@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthEntry, TruthFile, TruthMeasured};
 use crate::analyst::recommendation::Recommendation;
 use crate::analyst::RecommendationsFile;
-use crate::app::analyzed::{ANOMALIES_FILE, RECOMMENDATIONS_FILE};
+use crate::output::analysis::{ANOMALIES_FILE, RECOMMENDATIONS_FILE};
 use crate::output::read_json_file as parse_file;
 use crate::output::run_dir::{OutputError, TIMELINE_FILE, TRUTH_FILE};
 use crate::output::run_reader::{open_run, RunSeries};
