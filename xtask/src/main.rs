@@ -22,8 +22,9 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
-                 \x20 demo     the main job: npm ci (web), release build, the 30-day baseline with --analyze\n\
-                 \x20          into out/base and its report, reports/baseline.html\n\
+                 \x20 demo     the main job: release build (it runs npm ci for ECharts if web/node_modules\n\
+                 \x20          lacks it), the 30-day baseline with --analyze into out/base and its report,\n\
+                 \x20          reports/baseline.html\n\
                  \x20 ci       fmt check, clippy -D warnings, tests with snapshots checked, then e2e (the whole gate)\n\
                  \x20 e2e      render a report and a diff report of two short runs and test them in Debian's\n\
                  \x20          Chromium (node --test web/tests/); screenshots in target/e2e/\n\
@@ -159,7 +160,8 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 }
 
 /// Installs `web/node_modules` with `npm ci` when it is missing or older than
-/// `web/package-lock.json` (npm keeps its own copy of the lock in `node_modules`).
+/// `web/package-lock.json` (npm keeps its own copy of the lock in `node_modules`): the browser
+/// tests need playwright-core. (Builds install ECharts themselves, see build.rs.)
 fn ensure_web_modules(root: &Path) -> Result<(), String> {
     let lock = root.join("web/package-lock.json");
     let installed = root.join("web/node_modules/.package-lock.json");
@@ -174,7 +176,7 @@ fn ensure_web_modules(root: &Path) -> Result<(), String> {
     npm.current_dir(root)
         .args(["ci", "--prefix", "web", "--no-audit", "--no-fund"]);
     run(npm).map_err(|e| {
-        format!("{e}\n  (the browser tests and reports need Node.js and npm: `apt-get install nodejs npm`)")
+        format!("{e}\n  (the browser tests need Node.js and npm: `apt-get install nodejs npm`)")
     })
 }
 
@@ -186,8 +188,8 @@ fn release_binary(root: &Path) -> Result<PathBuf, String> {
     Ok(root.join("target/release/marketsim"))
 }
 
-/// A `marketsim` command run from the project root, where it finds
-/// `web/node_modules/echarts/dist/echarts.min.js` for the HTML reports.
+/// A `marketsim` command run from the project root, so the paths the tasks give it (and it
+/// prints) are short; the binary carries ECharts, so its reports depend on no folder.
 fn marketsim(binary: &Path) -> Command {
     let mut command = Command::new(binary);
     command.current_dir(project_root());
@@ -307,13 +309,12 @@ fn scenario_scripts(root: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Runs every bundled scenario script with `--analyze` into `target/reports-runs/NAME` and
-/// renders `reports/NAME.html`.
-/// The main job on a fresh clone: the web dependencies, a release build, the bundled 30-day
+/// The main job on a fresh clone: a release build (which embeds ECharts), the bundled 30-day
 /// baseline run with analysis, and its report.
 fn demo() -> Result<(), String> {
     let root = project_root();
-    ensure_web_modules(&root)?;
+    // The build embeds ECharts in the binary (build.rs runs `npm ci` when web/node_modules
+    // lacks it), so the report needs nothing else.
     let binary = release_binary(&root)?;
     let mut simulate = marketsim(&binary);
     simulate.args([
@@ -335,9 +336,10 @@ fn demo() -> Result<(), String> {
     Ok(())
 }
 
+/// Runs every bundled scenario script with `--analyze` into `target/reports-runs/NAME` and
+/// renders `reports/NAME.html`.
 fn reports() -> Result<(), String> {
     let root = project_root();
-    ensure_web_modules(&root)?;
     let binary = release_binary(&root)?;
     let runs = Path::new("target/reports-runs");
     let reports = Path::new("reports");
