@@ -27,7 +27,8 @@ fn main() -> ExitCode {
                  \x20          reports/baseline.html\n\
                  \x20 ci       fmt check, clippy -D warnings, tests with snapshots checked, then e2e (the whole gate)\n\
                  \x20 e2e      render a report and a diff report of two short runs and test them in Debian's\n\
-                 \x20          Chromium (node --test web/tests/); screenshots in target/e2e/\n\
+                 \x20          Chromium (node --test web/tests/); screenshots in target/e2e/. Installs\n\
+                 \x20          chromium with apt-get (as root) and web/node_modules with npm ci when missing\n\
                  \x20 reports  run every bundled scenario script with --analyze (release build) and render\n\
                  \x20          reports/NAME.html\n\
                  \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
@@ -137,22 +138,58 @@ fn chromium_path() -> PathBuf {
 
 /// On a fresh Debian machine, as root, installs Debian's Chromium so the README's test command
 /// sets itself up; anywhere else it does nothing and the caller explains what is missing.
+/// apt's and dpkg's several hundred lines go to `target/xtask-apt.log`, shown only on failure.
 fn install_debian_chromium() {
     let is_root = unsafe { libc::geteuid() } == 0;
     if !is_root || !Path::new("/usr/bin/apt-get").exists() {
         return;
     }
-    eprintln!("xtask: installing Debian's chromium for the browser tests");
+    eprintln!(
+        "xtask: installing Debian's chromium and fonts-liberation with apt-get, for the browser \
+         tests (output in target/xtask-apt.log)"
+    );
+    let _ = std::fs::remove_file(project_root().join("target/xtask-apt.log"));
     for args in [
         vec!["update", "-qq"],
         vec!["install", "-y", "-qq", "chromium", "fonts-liberation"],
     ] {
         let mut apt = Command::new("/usr/bin/apt-get");
         apt.args(&args).env("DEBIAN_FRONTEND", "noninteractive");
-        if run(apt).is_err() {
+        if let Err(message) = run_logged(apt, "xtask-apt.log") {
+            eprintln!("{message}");
             return;
         }
     }
+}
+
+/// Runs a command with its output appended to `target/{log_name}` instead of the terminal,
+/// for installers whose output matters only when they fail; then the error carries the log's
+/// last lines.
+fn run_logged(mut command: Command, log_name: &str) -> Result<(), String> {
+    let log = project_root().join("target").join(log_name);
+    let _ = std::fs::create_dir_all(project_root().join("target"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let file_for_stderr = file
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    command.stdout(file).stderr(file_for_stderr);
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    Err(format!(
+        "{command:?} failed with {status}; the end of {}:\n{tail}",
+        log.display()
+    ))
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {
@@ -172,9 +209,18 @@ fn ensure_web_modules(root: &Path) -> Result<(), String> {
     if !stale {
         return Ok(());
     }
+    eprintln!(
+        "xtask: installing web/node_modules (ECharts, playwright-core) with `npm ci --prefix web`"
+    );
     let mut npm = Command::new("npm");
-    npm.current_dir(root)
-        .args(["ci", "--prefix", "web", "--no-audit", "--no-fund"]);
+    npm.current_dir(root).args([
+        "ci",
+        "--prefix",
+        "web",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]);
     run(npm).map_err(|e| {
         format!("{e}\n  (the browser tests need Node.js and npm: `apt-get install nodejs npm`)")
     })
