@@ -7,7 +7,7 @@
 //! [`report`] renders them; [`app`] orchestrates all of it for the command line.
 //!
 //! Layers, lowest first (a module never imports a later one; a tidy test checks it):
-//! `diagnostics`, `engine`, `market`, `scenario`, `stats`, `analyst`, `session`, `output`,
+//! `diagnostics`, `assets`, `engine`, `market`, `scenario`, `stats`, `analyst`, `session`, `output`,
 //! `report`, `inspect`, `app`.
 //!
 //! Determinism contract: the same seed, script, catalog and binary give byte-identical outputs.
@@ -17,6 +17,7 @@
 
 pub mod analyst;
 pub mod app;
+pub mod assets;
 pub mod diagnostics;
 pub mod engine;
 pub mod inspect;

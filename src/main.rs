@@ -27,6 +27,12 @@ use marketsim::scenario::{Library, RunPlan, Script};
 #[command(
     name = "marketsim",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (Apache ECharts ",
+        env!("MARKETSIM_ECHARTS_VERSION"),
+        " embedded)"
+    ),
     about = "Deterministic simulator of a tutoring marketplace"
 )]
 struct Cli {
@@ -143,8 +149,8 @@ enum Command {
         /// Also write a self-contained HTML diff report with both runs overlaid.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
-        /// The ECharts build to inline in the HTML report (default:
-        /// web/node_modules/echarts/dist/echarts.min.js, or MARKETSIM_ECHARTS).
+        /// Inline this ECharts build in the HTML report instead of the one embedded in the
+        /// binary.
         #[arg(long, requires = "html")]
         echarts: Option<PathBuf>,
     },
@@ -156,8 +162,7 @@ enum Command {
         /// The HTML file to write.
         #[arg(short, long)]
         output: PathBuf,
-        /// The ECharts build to inline (default: web/node_modules/echarts/dist/echarts.min.js,
-        /// or MARKETSIM_ECHARTS).
+        /// Inline this ECharts build instead of the one embedded in the binary.
         #[arg(long)]
         echarts: Option<PathBuf>,
     },
@@ -351,9 +356,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             html,
             echarts,
         } => {
-            // Find ECharts before the work, so a missing install fails fast.
-            let echarts_path = match &html {
-                Some(_) => Some(report::locate_echarts(echarts.as_deref())?),
+            // Read an --echarts file before the work, so a bad path fails fast.
+            let echarts_script = match &html {
+                Some(_) => Some(report::echarts_script(echarts.as_deref())?),
                 None => None,
             };
             let options = diff::DiffOptions {
@@ -361,8 +366,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 include_series: series || html.is_some(),
             };
             let report = diff::diff_runs(&a, &b, &options)?;
-            if let (Some(path), Some(echarts_path)) = (&html, &echarts_path) {
-                let page = report::render_diff_report(&report, echarts_path)?;
+            if let (Some(path), Some(echarts_script)) = (&html, &echarts_script) {
+                let page = report::render_diff_report(&report, echarts_script)?;
                 report::write_atomically(path, &page)?;
                 eprintln!("wrote {} ({} KB)", path.display(), page.len() / 1024);
             }
@@ -381,9 +386,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             output,
             echarts,
         } => {
-            let echarts_path = report::locate_echarts(echarts.as_deref())?;
+            let echarts_script = report::echarts_script(echarts.as_deref())?;
             let data = report::build_report_data(&run)?;
-            let page = report::render_run_report(&data, &echarts_path)?;
+            let page = report::render_run_report(&data, &echarts_script)?;
             report::write_atomically(&output, &page)?;
             eprintln!("wrote {} ({} KB)", output.display(), page.len() / 1024);
         }

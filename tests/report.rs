@@ -1,11 +1,16 @@
 //! `marketsim report` and `diff --html`: the data block of a fixture run's report is
-//! snapshotted; the page is self-contained; bad input exits 2. (The pages are opened in headless
-//! Chromium by `cargo xtask e2e`, see web/tests.)
+//! snapshotted; the page is self-contained and inlines the ECharts embedded in the binary from
+//! any working directory; bad input exits 2. (The pages are opened in headless Chromium by
+//! `cargo xtask e2e`, see web/tests.)
 
 use std::path::Path;
 
-use crate::support::{marketsim, run_script, stderr, temp_dir};
+use marketsim::{assets, report};
 
+use crate::support::{marketsim, marketsim_in, run_script, stderr, stdout, temp_dir};
+
+/// A few bytes of script in place of ECharts (`--echarts`), for the tests that check the
+/// page's HTML and data block, not its drawing.
 const STAND_IN: &str = "fixtures/report/echarts-stand-in.js";
 
 fn analyzed_run(out: &Path, extra: &[&str]) {
@@ -106,9 +111,56 @@ fn report_errors_exit_2_and_write_nothing() {
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("npm ci --prefix web"),
+        stderr(&output).contains("--echarts, nowhere/echarts.min.js"),
         "{}",
         stderr(&output)
     );
     assert!(!html_path.exists());
+}
+
+#[test]
+fn a_report_inlines_the_embedded_echarts_with_no_web_folder_in_sight() {
+    let dir = temp_dir();
+    let run = dir.path().join("run");
+    analyzed_run(&run, &[]);
+    // An empty working directory: no web/node_modules beside it, and the binary must not
+    // need one.
+    let elsewhere = temp_dir();
+    let output = marketsim_in(
+        elsewhere.path(),
+        &["report", &run.to_string_lossy(), "-o", "report.html"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let html = std::fs::read_to_string(elsewhere.path().join("report.html")).unwrap_or_default();
+    assert!(html.contains(&report::script_safe(assets::echarts_script())));
+    assert!(!html.contains("A stand-in for the ECharts build"));
+    // (ECharts itself holds URLs, of its licence and the SVG namespace, so only script tags
+    // are checked here; the browser tests check that nothing is fetched.)
+    assert!(!html.contains("<script src"));
+
+    // The run against itself: the diff page is written whatever the verdict.
+    let output = marketsim_in(
+        elsewhere.path(),
+        &[
+            "diff",
+            &run.to_string_lossy(),
+            &run.to_string_lossy(),
+            "--html",
+            "diff.html",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let html = std::fs::read_to_string(elsewhere.path().join("diff.html")).unwrap_or_default();
+    assert!(html.contains(&report::script_safe(assets::echarts_script())));
+}
+
+#[test]
+fn the_long_version_names_the_embedded_echarts() {
+    let output = marketsim(&["--version"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(&format!("ECharts {} embedded", assets::ECHARTS_VERSION)),
+        "{}",
+        stdout(&output)
+    );
 }

@@ -10,9 +10,14 @@ pub fn root() -> &'static Path {
 
 /// Runs the `marketsim` binary with `args` from the crate root.
 pub fn marketsim(args: &[&str]) -> Output {
+    marketsim_in(root(), args)
+}
+
+/// Runs the `marketsim` binary with `args` from `working_dir`.
+pub fn marketsim_in(working_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_marketsim"))
         .args(args)
-        .current_dir(root())
+        .current_dir(working_dir)
         .env("NO_COLOR", "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot start marketsim: {e}"))

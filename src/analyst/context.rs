@@ -35,7 +35,7 @@ pub const CORRELATION_BUCKETS: usize = 48;
 /// Pairs correlated less than this are left out.
 pub const MIN_STREAM_CORRELATION: f64 = 0.6;
 
-/// An external event as the dashboard sees it (the seed's `ExternalEvent`).
+/// An external event as the analyst sees it (the seed's `ExternalEvent`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContextEvent {

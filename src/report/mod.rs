@@ -1,6 +1,7 @@
 //! HTML reports: one self-contained file per run (`marketsim report`) or per diff
 //! (`marketsim diff --html`), rendered with minijinja from the templates in `templates/`
-//! (compiled into the binary), with Apache ECharts inlined from the npm package at render time.
+//! (compiled into the binary), with Apache ECharts inlined from the copy embedded at build time
+//! ([`crate::assets`]) or from a file given with `--echarts`.
 //!
 //! A report's numbers live in one JSON data block (`<script type="application/json"
 //! id="report-data">`); the tables are rendered from the same data, and the charts are drawn
@@ -8,6 +9,7 @@
 
 pub mod data;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use minijinja::{context, Environment};
@@ -15,24 +17,24 @@ use thiserror::Error;
 
 pub use data::{build_report_data, ReportData};
 
+use crate::assets;
+
 const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html");
 const DIFF_TEMPLATE: &str = include_str!("../../templates/diff.html");
 const STYLE: &str = include_str!("../../templates/report.css");
 const REPORT_SCRIPT: &str = include_str!("../../templates/report.js");
 const DIFF_SCRIPT: &str = include_str!("../../templates/diff.js");
 
-/// Where the ECharts build is looked for, relative to the working directory, when neither
-/// `--echarts` nor `MARKETSIM_ECHARTS` names it.
-pub const ECHARTS_RELATIVE_PATH: &str = "web/node_modules/echarts/dist/echarts.min.js";
-
 #[derive(Debug, Error)]
 pub enum ReportError {
-    #[error(
-        "cannot find ECharts at {}: install the web dependencies with `npm ci --prefix web` \
-         (or pass --echarts PATH / set MARKETSIM_ECHARTS)",
-        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-    )]
-    EchartsMissing { tried: Vec<PathBuf> },
+    /// The ECharts build given with `--echarts` cannot be read as text.
+    #[error("cannot read the ECharts build given with --echarts, {path}")]
+    EchartsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The report file (or its folder) cannot be written.
     #[error("{path}")]
     Io {
         path: PathBuf,
@@ -45,41 +47,22 @@ pub enum ReportError {
     Output(#[from] crate::output::OutputError),
 }
 
-/// Finds the ECharts build: `explicit`, else `MARKETSIM_ECHARTS`, else
-/// [`ECHARTS_RELATIVE_PATH`] under the working directory, else under the source tree the
-/// binary was built from.
-pub fn locate_echarts(explicit: Option<&Path>) -> Result<PathBuf, ReportError> {
-    let mut tried = Vec::new();
-    let candidates: Vec<PathBuf> = match explicit {
-        Some(path) => vec![path.to_path_buf()],
-        None => std::env::var_os("MARKETSIM_ECHARTS")
-            .map(PathBuf::from)
-            .into_iter()
-            .chain([
-                PathBuf::from(ECHARTS_RELATIVE_PATH),
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(ECHARTS_RELATIVE_PATH),
-            ])
-            .collect(),
-    };
-    for candidate in candidates {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-        tried.push(candidate);
+/// The ECharts script a page inlines: the build embedded in the binary, or `explicit` (the
+/// `--echarts` option) when given. Read before any other work, so a bad path fails fast.
+pub fn echarts_script(explicit: Option<&Path>) -> Result<Cow<'static, str>, ReportError> {
+    match explicit {
+        None => Ok(Cow::Borrowed(assets::echarts_script())),
+        Some(path) => std::fs::read_to_string(path)
+            .map(Cow::Owned)
+            .map_err(|source| ReportError::EchartsFile {
+                path: path.to_path_buf(),
+                source,
+            }),
     }
-    Err(ReportError::EchartsMissing { tried })
-}
-
-fn read_echarts(path: &Path) -> Result<String, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(script_safe(&text))
 }
 
 /// Makes text safe inside a `<script>` element: a literal `</script` would end it early.
-fn script_safe(text: &str) -> String {
+pub fn script_safe(text: &str) -> String {
     text.replace("</script", "<\\/script")
         .replace("</SCRIPT", "<\\/SCRIPT")
         .replace("<!--", "<\\!--")
@@ -101,23 +84,24 @@ fn environment() -> Result<Environment<'static>, ReportError> {
     Ok(environment)
 }
 
-/// Renders the run report.
-pub fn render_run_report(data: &ReportData, echarts_path: &Path) -> Result<String, ReportError> {
+/// Renders the run report, inlining `echarts_script` (see [`echarts_script`]).
+pub fn render_run_report(data: &ReportData, echarts_script: &str) -> Result<String, ReportError> {
     let environment = environment()?;
     let template = environment.get_template("report.html")?;
     Ok(template.render(context! {
         data => data,
         data_json => data_block_json(data),
         style => STYLE,
-        echarts => read_echarts(echarts_path)?,
+        echarts => script_safe(echarts_script),
         script => script_safe(REPORT_SCRIPT),
     })?)
 }
 
-/// Renders the diff report from a [`crate::output::diff::DiffReport`] with aligned series.
+/// Renders the diff report from a [`crate::output::diff::DiffReport`] with aligned series,
+/// inlining `echarts_script` (see [`echarts_script`]).
 pub fn render_diff_report(
     diff: &crate::output::diff::DiffReport,
-    echarts_path: &Path,
+    echarts_script: &str,
 ) -> Result<String, ReportError> {
     let environment = environment()?;
     let template = environment.get_template("diff.html")?;
@@ -125,7 +109,7 @@ pub fn render_diff_report(
         diff => diff,
         data_json => data_block_json(diff),
         style => STYLE,
-        echarts => read_echarts(echarts_path)?,
+        echarts => script_safe(echarts_script),
         script => script_safe(DIFF_SCRIPT),
         version => env!("CARGO_PKG_VERSION"),
     })?)

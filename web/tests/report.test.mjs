@@ -9,7 +9,9 @@
 // - every chart is a `<div class="chart" data-chart="NAME">` holding an ECharts instance drawn
 //   with the canvas renderer, one of them `data-chart="heatmap"` with one y category per stream;
 // - `window.marketsimReportReady` is set to true after the last chart is initialised;
-// - the page is self-contained: it loads nothing but itself, and logs no error.
+// - the page is self-contained: it loads nothing but itself, and logs no error;
+// - the ECharts it inlines (embedded in the marketsim binary at build time) is the version
+//   web/package-lock.json pins.
 //
 // Screenshots go to target/e2e/ (or MARKETSIM_E2E_OUT). The render time, from navigation start
 // to `marketsimReportReady`, the median of three loads, is printed; the target (< 2 s) is
@@ -32,6 +34,11 @@ const readyTimeoutMs = 60_000;
 const paintTimeoutMs = 10_000;
 const extraTimedLoads = 2;
 const expectedStreams = Number(process.env.MARKETSIM_EXPECTED_STREAMS || 50);
+
+/** The ECharts version web/package-lock.json pins: the one the binary embeds. */
+const lockedEchartsVersion = JSON.parse(
+  fs.readFileSync(path.join(projectRoot, 'web', 'package-lock.json'), 'utf8'),
+).packages['node_modules/echarts'].version;
 
 let browser;
 
@@ -142,6 +149,16 @@ async function measureReadyMs(file) {
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
+}
+
+async function assertLockedEcharts(page, label) {
+  const version = await page.evaluate(() => window.echarts?.version);
+  assert.equal(
+    version,
+    lockedEchartsVersion,
+    `${label}: the inlined ECharts is not the version web/package-lock.json pins ` +
+      '(was the binary built before `npm ci --prefix web`, or rendered with --echarts?)',
+  );
 }
 
 function assertNoProblems(problems, label) {
@@ -334,6 +351,7 @@ test('report: self-contained, every chart painted, heatmap of all streams', {
     assert.ok(heatmap.seriesTypes.includes('heatmap'), `the heatmap chart has series ${heatmap.seriesTypes}`);
 
     assertNoProblems(problems, 'report');
+    await assertLockedEcharts(page, 'report');
     const shot = await screenshot(page, 'report.png');
 
     // The first load, above, is the cold one (a fresh browser compiling ECharts for the first
@@ -385,6 +403,7 @@ test('diff report: self-contained, every chart painted', {
     const states = await settledChartStates(page);
     if (states.length > 0) assertChartsPainted(states, 'diff report');
     assertNoProblems(problems, 'diff report');
+    await assertLockedEcharts(page, 'diff report');
     const shot = await screenshot(page, 'diff.png');
     const lines = [
       `diff report: ${shown(file)} (${(fs.statSync(file).size / 1024).toFixed(0)} KiB, ` +

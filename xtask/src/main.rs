@@ -22,11 +22,13 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
-                 \x20 demo     the main job: npm ci (web), release build, the 30-day baseline with --analyze\n\
-                 \x20          into out/base and its report, reports/baseline.html\n\
+                 \x20 demo     the main job: release build (it runs npm ci for ECharts if web/node_modules\n\
+                 \x20          lacks it), the 30-day baseline with --analyze into out/base and its report,\n\
+                 \x20          reports/baseline.html\n\
                  \x20 ci       fmt check, clippy -D warnings, tests with snapshots checked, then e2e (the whole gate)\n\
                  \x20 e2e      render a report and a diff report of two short runs and test them in Debian's\n\
-                 \x20          Chromium (node --test web/tests/); screenshots in target/e2e/\n\
+                 \x20          Chromium (node --test web/tests/); screenshots in target/e2e/. Installs\n\
+                 \x20          chromium with apt-get (as root) and web/node_modules with npm ci when missing\n\
                  \x20 reports  run every bundled scenario script with --analyze (release build) and render\n\
                  \x20          reports/NAME.html\n\
                  \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
@@ -136,22 +138,58 @@ fn chromium_path() -> PathBuf {
 
 /// On a fresh Debian machine, as root, installs Debian's Chromium so the README's test command
 /// sets itself up; anywhere else it does nothing and the caller explains what is missing.
+/// apt's and dpkg's several hundred lines go to `target/xtask-apt.log`, shown only on failure.
 fn install_debian_chromium() {
     let is_root = unsafe { libc::geteuid() } == 0;
     if !is_root || !Path::new("/usr/bin/apt-get").exists() {
         return;
     }
-    eprintln!("xtask: installing Debian's chromium for the browser tests");
+    eprintln!(
+        "xtask: installing Debian's chromium and fonts-liberation with apt-get, for the browser \
+         tests (output in target/xtask-apt.log)"
+    );
+    let _ = std::fs::remove_file(project_root().join("target/xtask-apt.log"));
     for args in [
         vec!["update", "-qq"],
         vec!["install", "-y", "-qq", "chromium", "fonts-liberation"],
     ] {
         let mut apt = Command::new("/usr/bin/apt-get");
         apt.args(&args).env("DEBIAN_FRONTEND", "noninteractive");
-        if run(apt).is_err() {
+        if let Err(message) = run_logged(apt, "xtask-apt.log") {
+            eprintln!("{message}");
             return;
         }
     }
+}
+
+/// Runs a command with its output appended to `target/{log_name}` instead of the terminal,
+/// for installers whose output matters only when they fail; then the error carries the log's
+/// last lines.
+fn run_logged(mut command: Command, log_name: &str) -> Result<(), String> {
+    let log = project_root().join("target").join(log_name);
+    let _ = std::fs::create_dir_all(project_root().join("target"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let file_for_stderr = file
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    command.stdout(file).stderr(file_for_stderr);
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    Err(format!(
+        "{command:?} failed with {status}; the end of {}:\n{tail}",
+        log.display()
+    ))
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {
@@ -159,7 +197,8 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 }
 
 /// Installs `web/node_modules` with `npm ci` when it is missing or older than
-/// `web/package-lock.json` (npm keeps its own copy of the lock in `node_modules`).
+/// `web/package-lock.json` (npm keeps its own copy of the lock in `node_modules`): the browser
+/// tests need playwright-core. (Builds install ECharts themselves, see build.rs.)
 fn ensure_web_modules(root: &Path) -> Result<(), String> {
     let lock = root.join("web/package-lock.json");
     let installed = root.join("web/node_modules/.package-lock.json");
@@ -170,11 +209,20 @@ fn ensure_web_modules(root: &Path) -> Result<(), String> {
     if !stale {
         return Ok(());
     }
+    eprintln!(
+        "xtask: installing web/node_modules (ECharts, playwright-core) with `npm ci --prefix web`"
+    );
     let mut npm = Command::new("npm");
-    npm.current_dir(root)
-        .args(["ci", "--prefix", "web", "--no-audit", "--no-fund"]);
+    npm.current_dir(root).args([
+        "ci",
+        "--prefix",
+        "web",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]);
     run(npm).map_err(|e| {
-        format!("{e}\n  (the browser tests and reports need Node.js and npm: `apt-get install nodejs npm`)")
+        format!("{e}\n  (the browser tests need Node.js and npm: `apt-get install nodejs npm`)")
     })
 }
 
@@ -186,8 +234,8 @@ fn release_binary(root: &Path) -> Result<PathBuf, String> {
     Ok(root.join("target/release/marketsim"))
 }
 
-/// A `marketsim` command run from the project root, where it finds
-/// `web/node_modules/echarts/dist/echarts.min.js` for the HTML reports.
+/// A `marketsim` command run from the project root, so the paths the tasks give it (and it
+/// prints) are short; the binary carries ECharts, so its reports depend on no folder.
 fn marketsim(binary: &Path) -> Command {
     let mut command = Command::new(binary);
     command.current_dir(project_root());
@@ -307,13 +355,12 @@ fn scenario_scripts(root: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Runs every bundled scenario script with `--analyze` into `target/reports-runs/NAME` and
-/// renders `reports/NAME.html`.
-/// The main job on a fresh clone: the web dependencies, a release build, the bundled 30-day
+/// The main job on a fresh clone: a release build (which embeds ECharts), the bundled 30-day
 /// baseline run with analysis, and its report.
 fn demo() -> Result<(), String> {
     let root = project_root();
-    ensure_web_modules(&root)?;
+    // The build embeds ECharts in the binary (build.rs runs `npm ci` when web/node_modules
+    // lacks it), so the report needs nothing else.
     let binary = release_binary(&root)?;
     let mut simulate = marketsim(&binary);
     simulate.args([
@@ -335,9 +382,10 @@ fn demo() -> Result<(), String> {
     Ok(())
 }
 
+/// Runs every bundled scenario script with `--analyze` into `target/reports-runs/NAME` and
+/// renders `reports/NAME.html`.
 fn reports() -> Result<(), String> {
     let root = project_root();
-    ensure_web_modules(&root)?;
     let binary = release_binary(&root)?;
     let runs = Path::new("target/reports-runs");
     let reports = Path::new("reports");
