@@ -277,11 +277,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 );
                 if let Some(analysis) = &outcome.analysis {
                     eprintln!(
-                        "analyzed: {} anomaly episodes, {} recommendations ({} analyst), {:.2} s",
-                        analysis.episodes,
-                        analysis.recommendations,
-                        analysis.analyst,
-                        analysis.seconds
+                        "analyzed: {} anomaly episodes, {} recommendations ({} analyst)",
+                        analysis.episodes, analysis.recommendations, analysis.analyst,
                     );
                 }
             }

@@ -1,20 +1,26 @@
-//! Replay: a session stepped in random increments (as a paced live runner steps it) and given
-//! random commands at random virtual times — activations, inline scenarios, stops, resets,
-//! injections, backdated commands — records itself as a run script; `marketsim run` of that
-//! script gives a byte-identical run directory.
+//! Replay: an analyzed session stepped in random increments (as a paced live runner steps it)
+//! and given random commands at random virtual times — activations, inline scenarios, stops,
+//! resets, injections, take-action on recommendations, backdated commands — records itself as
+//! a run script; `marketsim run` of that script (with the session's baseline) gives a
+//! byte-identical run directory.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 
-use marketsim::app::run::{run_session, write_run_directory};
+use marketsim::analyst::rules::RulesAnalyst;
+use marketsim::app::history::simulate_baseline;
+use marketsim::app::run::write_run_directory;
 use marketsim::engine::{NoSink, MS_PER_HOUR, MS_PER_MINUTE};
 use marketsim::output::run_dir::PendingRunDirectory;
 use marketsim::scenario::timeline::RawEventEntry;
 use marketsim::scenario::{RunPlan, Script};
+use marketsim::session::analysis::{AnalystRunner, SessionAnalysis};
 use marketsim::session::{Command, Session};
+use marketsim::stats::Baseline;
 
-use crate::support::{directory_contents, temp_dir};
+use crate::support::{directory_contents, marketsim, stderr, temp_dir};
 
 /// What a test session is driven by: steps forward and commands.
 #[derive(Debug, Clone)]
@@ -30,6 +36,8 @@ enum Step {
     },
     Stop(usize),
     Reset,
+    /// Take the first action of the `n`th active recommendation, if there is one.
+    Resolve(usize),
     Inject {
         event: usize,
         red_herring: bool,
@@ -62,6 +70,7 @@ fn command_strategy() -> impl Strategy<Value = Step> {
         (5u8..30).prop_map(|multiplier_tenths| Step::ActivateInline { multiplier_tenths }),
         (0..SCENARIOS.len()).prop_map(Step::Stop),
         Just(Step::Reset),
+        (0usize..3).prop_map(Step::Resolve),
         (0..EVENTS.len(), any::<bool>())
             .prop_map(|(event, red_herring)| Step::Inject { event, red_herring }),
     ]
@@ -81,8 +90,20 @@ fn step_strategy() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn command_of(step: &Step) -> Option<Command> {
+fn command_of(step: &Step, session: &Session) -> Option<Command> {
     Some(match step {
+        Step::Resolve(n) => {
+            let analysis = session.analysis()?;
+            let recommendation = analysis
+                .recommendations()
+                .iter()
+                .filter(|r| r.resolved_at.is_none())
+                .nth(*n)?;
+            Command::Resolve {
+                recommendation: recommendation.id.clone(),
+                action: recommendation.actions.first()?.id.clone(),
+            }
+        }
         Step::Activate {
             scenario,
             intensity_tenths,
@@ -124,15 +145,32 @@ fn command_of(step: &Step) -> Option<Command> {
     })
 }
 
-/// Drives a session from `fixtures/scripts/replay-base.yaml` through `steps` up to `end_ms`,
-/// writes its run directory from its recording, runs the recording headless, and compares.
+/// The base script's plan and baseline, computed once for every case.
+fn base() -> &'static (RunPlan, Arc<Baseline>) {
+    static BASE: OnceLock<(RunPlan, Arc<Baseline>)> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let script = Script::load(Path::new("fixtures/scripts/replay-base.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plan = RunPlan::from_script(script, None, None).unwrap_or_else(|e| panic!("{e}"));
+        let baseline = simulate_baseline(&plan).unwrap_or_else(|e| panic!("{e}"));
+        (plan, Arc::new(baseline))
+    })
+}
+
+/// Drives an analyzed session from `fixtures/scripts/replay-base.yaml` through `steps` up to
+/// `end_ms`, writes its run directory and recording, replays the recording with `marketsim run
+/// --analyze --baseline`, and compares every file.
 fn check_replay(steps: &[Step], end_ms: u64) -> Result<(), TestCaseError> {
-    let base = Script::load(Path::new("fixtures/scripts/replay-base.yaml"))
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let base_plan =
-        RunPlan::from_script(base, None, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let mut live = Session::for_run(&base_plan, false).map_err(TestCaseError::fail)?;
+    let (base_plan, baseline) = base();
+    let mut live = Session::for_run(base_plan, false).map_err(TestCaseError::fail)?;
     live.keep_checkpoints();
+    live.attach_analysis(SessionAnalysis::new(
+        &base_plan.catalog,
+        Arc::clone(baseline),
+        base_plan.epoch(),
+        base_plan.bucket_ms(),
+        AnalystRunner::InPlace(Box::new(RulesAnalyst)),
+    ));
     for step in steps {
         let now = live.now();
         match step {
@@ -140,14 +178,14 @@ fn check_replay(steps: &[Step], end_ms: u64) -> Result<(), TestCaseError> {
                 live.advance_to((now + ms).min(end_ms), &mut NoSink);
             }
             Step::Backdated { inner, back_ms } => {
-                if let Some(command) = command_of(inner) {
+                if let Some(command) = command_of(inner, &live) {
                     let at = now.saturating_sub(*back_ms);
                     // Refusals (too far back, a stop with no start) change nothing.
                     let _ = live.apply(command, Some(at), &mut NoSink);
                 }
             }
             other => {
-                if let Some(command) = command_of(other) {
+                if let Some(command) = command_of(other, &live) {
                     let _ = live.apply(command, None, &mut NoSink);
                 }
             }
@@ -168,26 +206,41 @@ fn check_replay(steps: &[Step], end_ms: u64) -> Result<(), TestCaseError> {
     let live_dir = dir.path().join("live");
     let pending = PendingRunDirectory::create(&live_dir, false)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    write_run_directory(pending, &plan, &live, false, None)
+    write_run_directory(pending, &plan, &live, false)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
 
-    let replayed = run_session(&plan, false, &mut NoSink, &mut |_, _| {})
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let replay_dir = dir.path().join("replay");
-    let pending = PendingRunDirectory::create(&replay_dir, false)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    write_run_directory(pending, &plan, &replayed, false, None)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let script_arg = script_path.to_string_lossy();
+    let out_arg = replay_dir.to_string_lossy();
+    let baseline_arg = live_dir.join("baseline.json");
+    let baseline_arg = baseline_arg.to_string_lossy();
+    let output = marketsim(&[
+        "run",
+        &script_arg,
+        "--out",
+        &out_arg,
+        "--quiet",
+        "--no-truth",
+        "--analyze",
+        "--baseline",
+        &baseline_arg,
+    ]);
+    prop_assert!(output.status.success(), "{}\n{}", stderr(&output), text);
 
     let live_files = directory_contents(&live_dir);
     let replay_files = directory_contents(&replay_dir);
-    prop_assert_eq!(live_files.len(), replay_files.len());
-    for ((name_a, bytes_a), (name_b, bytes_b)) in live_files.iter().zip(&replay_files) {
-        prop_assert_eq!(name_a, name_b);
+    let names = |files: &[(std::path::PathBuf, Vec<u8>)]| {
+        files
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect::<Vec<_>>()
+    };
+    prop_assert_eq!(names(&live_files), names(&replay_files));
+    for ((name, bytes_a), (_, bytes_b)) in live_files.iter().zip(&replay_files) {
         prop_assert!(
             bytes_a == bytes_b,
             "{} differs between the live session and its replay\n{}",
-            name_a.display(),
+            name.display(),
             text
         );
     }
@@ -241,6 +294,8 @@ fn a_session_with_every_kind_of_command_replays_byte_identically() {
             }),
             back_ms: 3 * MS_PER_HOUR,
         },
+        Step::Advance(MS_PER_HOUR),
+        Step::Resolve(0),
         Step::Advance(MS_PER_HOUR),
         Step::Reset,
         Step::Advance(MS_PER_HOUR),

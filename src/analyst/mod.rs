@@ -37,7 +37,8 @@ pub const RECOMMENDATIONS_FORMAT: &str = "marketsim-recommendations/1";
 pub const CLEAR_AFTER_BUCKETS: usize = 3;
 
 /// Something that turns a context into recommendations.
-pub trait Analyst {
+/// Analysts are `Send`: a live session runs a slow one on its own thread.
+pub trait Analyst: Send {
     /// `rules` or `llm`.
     fn name(&self) -> &'static str;
     fn analyze(&mut self, context: &context::AnalysisContext) -> Vec<Recommendation>;
@@ -159,7 +160,12 @@ pub struct ScoredRun {
 impl ScoredRun {
     /// Scores `values` (whose streams are the catalog's, in order) bucket by bucket.
     pub fn new(catalog: &Catalog, baseline: &Baseline, epoch: Epoch, values: BucketMatrix) -> Self {
-        let mut scorer = Scorer::new(catalog, baseline, epoch, values.bucket_ms);
+        let mut scorer = Scorer::new(
+            catalog,
+            std::sync::Arc::new(baseline.clone()),
+            epoch,
+            values.bucket_ms,
+        );
         let scores = scorer.score_matrix(&values);
         ScoredRun {
             names: catalog.streams.iter().map(|s| s.name.clone()).collect(),
@@ -199,8 +205,24 @@ pub fn analyze_run(
     baseline: &Baseline,
     analyst: &mut dyn Analyst,
 ) -> RunAnalysis {
-    let bucket_ms = values.bucket_ms;
     let run = ScoredRun::new(catalog, baseline, epoch, values);
+    let anomalies = anomalies_file(&run, epoch, events, baseline);
+    let recommendations = recommend_over_run(&run.view(epoch, baseline, events), analyst);
+    RunAnalysis {
+        scores: run.scores,
+        anomalies,
+        recommendations,
+    }
+}
+
+/// `anomalies.json` of a scored run: episodes, event correlations, and the scoring rules.
+pub fn anomalies_file(
+    run: &ScoredRun,
+    epoch: Epoch,
+    events: &[ContextEvent],
+    baseline: &Baseline,
+) -> AnomaliesFile {
+    let bucket_ms = run.values.bucket_ms;
     let (names, values, scores) = (&run.names, &run.values, &run.scores);
     let format_time = |bucket: usize| epoch.format(bucket as u64 * bucket_ms);
     let episodes = anomaly_episodes(scores, values, names, &format_time);
@@ -228,7 +250,7 @@ pub fn analyze_run(
         .filter(|(_, length)| **length > 1)
         .map(|(name, length)| (name.clone(), *length))
         .collect();
-    let anomalies = AnomaliesFile {
+    AnomaliesFile {
         format: ANOMALIES_FORMAT,
         baseline: baseline.source.clone(),
         scoring: ScoringRules {
@@ -241,13 +263,6 @@ pub fn analyze_run(
         },
         episodes,
         event_correlations,
-    };
-
-    let recommendations = recommend_over_run(&run.view(epoch, baseline, events), analyst);
-    RunAnalysis {
-        scores: run.scores,
-        anomalies,
-        recommendations,
     }
 }
 
@@ -269,31 +284,69 @@ pub fn recommend_over_run(view: &RunView, analyst: &mut dyn Analyst) -> Recommen
 /// whose streams have calmed down.
 pub fn walk_run(view: &RunView, analyst: &mut dyn Analyst) -> (RecommendationBook, usize) {
     let max_analyses = analyst.max_analyses();
-    let mut book = RecommendationBook::default();
-    let mut analyses = 0;
-    let n_streams = view.stream_names.len();
-    let mut previously_flagged = vec![false; n_streams];
-    let mut last_flagged: Vec<Option<usize>> = vec![None; n_streams];
+    let mut walk = Walk::new(view.stream_names.len());
     for bucket in 0..view.scores.n_buckets() {
+        if walk.observe(view, bucket) && walk.analyses < max_analyses {
+            let context = view.context_at(bucket);
+            walk.analyses += 1;
+            let fresh = analyst.analyze(&context);
+            walk.merge(view, bucket, fresh);
+        }
+        walk.clear(view, bucket);
+    }
+    (walk.book, walk.analyses)
+}
+
+/// Where a walk through a run's buckets is: the recommendations so far and which streams were
+/// flagged. A finished run walks every bucket at once; a live session one bucket as it closes;
+/// both make the same recommendations.
+#[derive(Debug, Clone, Default)]
+pub struct Walk {
+    pub book: RecommendationBook,
+    /// How many times the analyst was asked.
+    pub analyses: usize,
+    previously_flagged: Vec<bool>,
+    last_flagged: Vec<Option<usize>>,
+}
+
+impl Walk {
+    pub fn new(n_streams: usize) -> Self {
+        Walk {
+            book: RecommendationBook::default(),
+            analyses: 0,
+            previously_flagged: vec![false; n_streams],
+            last_flagged: vec![None; n_streams],
+        }
+    }
+
+    /// Takes in bucket `bucket`'s flags; true when a stream became flagged (an analysis is due).
+    pub fn observe(&mut self, view: &RunView, bucket: usize) -> bool {
         let mut new_onset = false;
-        for (stream, previous) in previously_flagged.iter_mut().enumerate() {
+        for (stream, previous) in self.previously_flagged.iter_mut().enumerate() {
             let flagged = view
                 .scores
                 .get(bucket, stream)
                 .is_some_and(|s| s.flag != AnomalyFlag::Normal);
             if flagged {
                 new_onset |= !*previous;
-                last_flagged[stream] = Some(bucket);
+                self.last_flagged[stream] = Some(bucket);
             }
             *previous = flagged;
         }
+        new_onset
+    }
+
+    /// Merges what an analyst said after bucket `bucket` into the book.
+    pub fn merge(&mut self, view: &RunView, bucket: usize, fresh: Vec<Recommendation>) {
         let now = view.epoch.format((bucket as u64 + 1) * view.bucket_ms);
-        if new_onset && analyses < max_analyses {
-            let context = view.context_at(bucket);
-            analyses += 1;
-            let fresh = analyst.analyze(&context);
-            book.merge(fresh, &now);
-        }
+        self.book.merge(fresh, &now);
+    }
+
+    /// Resolves recommendations none of whose streams was flagged in the last
+    /// [`CLEAR_AFTER_BUCKETS`] buckets up to `bucket`.
+    pub fn clear(&mut self, view: &RunView, bucket: usize) {
+        let now = view.epoch.format((bucket as u64 + 1) * view.bucket_ms);
+        let last_flagged = &self.last_flagged;
         let recently_flagged = |name: &str| {
             view.stream_names
                 .iter()
@@ -301,7 +354,6 @@ pub fn walk_run(view: &RunView, analyst: &mut dyn Analyst) -> (RecommendationBoo
                 .and_then(|stream| last_flagged[stream])
                 .is_some_and(|b| bucket - b < CLEAR_AFTER_BUCKETS)
         };
-        book.clear_resolved(recently_flagged, &now);
+        self.book.clear_resolved(recently_flagged, &now);
     }
-    (book, analyses)
 }

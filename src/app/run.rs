@@ -5,21 +5,25 @@
 use std::path::{Path, PathBuf};
 
 use super::analyst_choice::{make_analyst, AnalystChoice};
-use crate::output::analysis::{
-    self as analysis_files, ANOMALIES_FILE, BASELINE_FILE, RECOMMENDATIONS_FILE,
-};
 use super::history::simulate_baseline;
 use super::AppError;
-use crate::analyst::{analyze_run, context_events, RunAnalysis};
-use crate::engine::{Sink, VirtualTimeMs, MS_PER_HOUR};
+use crate::output::analysis::{
+    self as analysis_files, ANALYST_REPLIES_FILE, ANOMALIES_FILE, BASELINE_FILE,
+    RECOMMENDATIONS_FILE,
+};
+use std::sync::Arc;
+
+use crate::analyst::{anomalies_file, AnomaliesFile};
+use crate::engine::{NoSink, Sink, VirtualTimeMs, MS_PER_HOUR};
 use crate::market::StreamEvent;
 use crate::output::events::EventsJsonlSink;
 use crate::output::run_dir::{PendingRunDirectory, TIMELINE_FILE, TRUTH_FILE};
 use crate::output::truth::{build_timeline, build_truth};
 use crate::output::{to_pretty_json, Summary};
 use crate::scenario::{RunPlan, Script};
+use crate::session::analysis::{AnalystRunner, SessionAnalysis};
 use crate::session::Session;
-use crate::stats::{Baseline, Scorer};
+use crate::stats::Baseline;
 
 /// How to analyze a run.
 #[derive(Debug, Clone)]
@@ -55,7 +59,6 @@ pub struct AnalysisReport {
     pub episodes: usize,
     pub recommendations: usize,
     pub analyst: String,
-    pub seconds: f64,
 }
 
 /// Runs `plan` headless through a session: advances it hour by hour to the end, calling
@@ -66,15 +69,47 @@ pub fn run_session<S: Sink<StreamEvent>>(
     sink: &mut S,
     progress: &mut dyn FnMut(VirtualTimeMs, VirtualTimeMs),
 ) -> Result<Session, AppError> {
-    let mut session = Session::for_run(plan, measure_truth).map_err(AppError::Model)?;
-    let mut horizon = 0;
-    while horizon < plan.duration_ms {
-        horizon = (horizon + MS_PER_HOUR).min(plan.duration_ms);
+    let session = Session::for_run(plan, measure_truth).map_err(AppError::Model)?;
+    step_to_end(session, plan.duration_ms, sink, &mut |_, _| {}, progress)
+}
+
+/// Steps `session` to `end` an hour at a time and finishes it; `after_step` sees the session
+/// and the sink after each step (to write events whose buckets were scored).
+fn step_to_end<S: Sink<StreamEvent>>(
+    mut session: Session,
+    end: VirtualTimeMs,
+    sink: &mut S,
+    after_step: &mut dyn FnMut(&Session, &mut S),
+    progress: &mut dyn FnMut(VirtualTimeMs, VirtualTimeMs),
+) -> Result<Session, AppError> {
+    let mut horizon = session.now();
+    while horizon < end {
+        horizon = (horizon + MS_PER_HOUR).min(end);
         session.advance_to(horizon, sink);
-        progress(horizon, plan.duration_ms);
+        after_step(&session, sink);
+        progress(horizon, end);
     }
     session.finish(sink);
+    after_step(&session, sink);
     Ok(session)
+}
+
+/// The analysis a run asks for, attached to `session` once the baseline is known.
+fn analysis_for(
+    plan: &RunPlan,
+    baseline: Arc<Baseline>,
+    choice: AnalystChoice,
+    notes: &mut Vec<String>,
+) -> Result<SessionAnalysis, AppError> {
+    let (analyst, note) = make_analyst(choice)?;
+    notes.extend(note);
+    Ok(SessionAnalysis::new(
+        &plan.catalog,
+        baseline,
+        plan.epoch(),
+        plan.bucket_ms(),
+        AnalystRunner::InPlace(analyst),
+    ))
 }
 
 /// `marketsim run`: loads the script (a path, or a bundled script's name), runs it and writes
@@ -99,35 +134,54 @@ pub fn run_to_directory(
     };
     let needs_history = options.analysis.is_some() && loaded_baseline.is_none();
     let started = std::time::Instant::now();
+    let mut notes = Vec::new();
+    let mut session = Session::for_run(&plan, options.measure_truth).map_err(AppError::Model)?;
     // The baseline's history is simulated on the other core while the run goes on, except when
     // events.jsonl needs scores as it is written: then it comes first.
-    let (session, baseline) = std::thread::scope(|scope| -> Result<_, AppError> {
+    let session = std::thread::scope(|scope| -> Result<_, AppError> {
         let history_first = needs_history && options.write_events;
-        let mut baseline: Option<Baseline> = match loaded_baseline {
+        let baseline: Option<Baseline> = match loaded_baseline {
             Some(baseline) => Some(baseline),
             None if history_first => Some(simulate_baseline(&plan)?),
             None => None,
         };
         let history =
             (needs_history && !history_first).then(|| scope.spawn(|| simulate_baseline(&plan)));
-        let session = if options.write_events {
+        if let (Some(baseline), Some(analysis)) = (baseline, &options.analysis) {
+            let analysis = analysis_for(&plan, Arc::new(baseline), analysis.analyst, &mut notes)?;
+            session.attach_analysis(analysis);
+        }
+        let mut session = if options.write_events {
             let writer = pending.events_writer()?;
             let mut events = EventsJsonlSink::new(writer, &plan.catalog, plan.epoch());
-            if let Some(baseline) = &baseline {
-                let scorer = Scorer::new(&plan.catalog, baseline, plan.epoch(), plan.bucket_ms());
-                events = events.with_scores(scorer, plan.bucket_ms(), plan.bucket_count());
+            if session.analysis().is_some() {
+                events = events.with_scores(plan.bucket_ms());
             }
-            let session = run_session(&plan, options.measure_truth, &mut events, progress)?;
-            events.finish().map_err(|source| AppError::Io {
-                what: "writing events.jsonl".to_string(),
-                source,
-            })?;
+            let mut write_scored = |session: &Session, events: &mut EventsJsonlSink<_>| {
+                if let Some(analysis) = session.analysis() {
+                    events.write_closed(session.closed_buckets(), analysis.scores());
+                }
+            };
+            let session = step_to_end(
+                session,
+                plan.duration_ms,
+                &mut events,
+                &mut write_scored,
+                progress,
+            )?;
+            events
+                .finish(session.analysis().map(|a| a.scores()))
+                .map_err(|source| AppError::Io {
+                    what: "writing events.jsonl".to_string(),
+                    source,
+                })?;
             session
         } else {
-            run_session(
-                &plan,
-                options.measure_truth,
-                &mut crate::engine::NoSink,
+            step_to_end(
+                session,
+                plan.duration_ms,
+                &mut NoSink,
+                &mut |_, _| {},
                 progress,
             )?
         };
@@ -135,62 +189,46 @@ pub fn run_to_directory(
             let simulated = history.join().map_err(|_| AppError::Panicked {
                 what: "the history simulation".to_string(),
             })??;
-            baseline = Some(simulated);
+            if let Some(analysis) = &options.analysis {
+                let analysis =
+                    analysis_for(&plan, Arc::new(simulated), analysis.analyst, &mut notes)?;
+                session.attach_analysis(analysis);
+            }
         }
-        Ok((session, baseline))
+        Ok(session)
     })?;
     let run_seconds = started.elapsed().as_secs_f64();
-    let analysis_started = std::time::Instant::now();
-    let mut notes = Vec::new();
-    let analysis: Option<RunAnalysis> = match (&options.analysis, &baseline) {
-        (Some(choice), Some(baseline)) => {
-            let (mut analyst, note) = make_analyst(choice.analyst)?;
-            notes.extend(note);
-            let events = context_events(plan.epoch(), session.items(), session.records());
-            let values = session
-                .collector()
-                .to_matrix(plan.epoch().unix_ms(), plan.bucket_count());
-            Some(analyze_run(
-                &plan.catalog,
-                plan.epoch(),
-                values,
-                &events,
-                baseline,
-                analyst.as_mut(),
-            ))
-        }
-        _ => None,
-    };
-    let analysis_seconds = analysis_started.elapsed().as_secs_f64();
-    let summary = write_run_directory(
-        pending,
-        &plan,
-        &session,
-        options.write_events,
-        analysis.as_ref().zip(baseline.as_ref()),
-    )?;
+    let summary = write_run_directory(pending, &plan, &session, options.write_events)?;
     Ok(RunOutcome {
         path: out.to_path_buf(),
         run_seconds,
-        analysis: analysis.as_ref().map(|analysis| AnalysisReport {
-            episodes: analysis.anomalies.episodes.len(),
-            recommendations: analysis.recommendations.recommendations.len(),
-            analyst: analysis.recommendations.analyst.clone(),
-            seconds: analysis_seconds,
+        analysis: session.analysis().map(|analysis| AnalysisReport {
+            episodes: anomalies_of(&plan, analysis).episodes.len(),
+            recommendations: analysis.recommendations().len(),
+            analyst: analysis.recommendations_file().analyst,
         }),
         summary,
         notes,
     })
 }
 
+/// `anomalies.json` of an analyzed session.
+fn anomalies_of(plan: &RunPlan, analysis: &SessionAnalysis) -> AnomaliesFile {
+    anomalies_file(
+        analysis.scored_run(),
+        plan.epoch(),
+        analysis.events(),
+        analysis.baseline(),
+    )
+}
+
 /// Writes what `session` did under `plan` into `pending` and moves it into place: summary,
-/// series, truth and timeline, and the analysis files when there is an analysis.
+/// series, truth and timeline, and the analysis files when the session was analyzed.
 pub fn write_run_directory(
     pending: PendingRunDirectory,
     plan: &RunPlan,
     session: &Session,
     events_file: bool,
-    analysis: Option<(&RunAnalysis, &Baseline)>,
 ) -> Result<Summary, AppError> {
     let collector = session.collector();
     let summary = Summary::new(plan, collector, events_file);
@@ -206,19 +244,29 @@ pub fn write_run_directory(
         (TRUTH_FILE, to_pretty_json(&truth)),
         (TIMELINE_FILE, to_pretty_json(&timeline)),
     ];
-    if let Some((analysis, baseline)) = analysis {
-        extra.push((BASELINE_FILE, analysis_files::baseline_json(baseline)));
-        extra.push((ANOMALIES_FILE, to_pretty_json(&analysis.anomalies)));
+    if let Some(analysis) = session.analysis() {
+        let recommendations = analysis.recommendations_file();
         extra.push((
-            RECOMMENDATIONS_FILE,
-            to_pretty_json(&analysis.recommendations),
+            BASELINE_FILE,
+            analysis_files::baseline_json(analysis.baseline()),
         ));
+        extra.push((
+            ANOMALIES_FILE,
+            to_pretty_json(&anomalies_of(plan, analysis)),
+        ));
+        if recommendations.analyst != "rules" {
+            extra.push((
+                ANALYST_REPLIES_FILE,
+                to_pretty_json(&analysis.replies_file()),
+            ));
+        }
+        extra.push((RECOMMENDATIONS_FILE, to_pretty_json(&recommendations)));
     }
     pending.commit(
         plan,
         collector,
         &summary,
-        analysis.map(|(analysis, _)| &analysis.scores),
+        session.analysis().map(|analysis| analysis.scores()),
         &extra,
     )?;
     Ok(summary)

@@ -11,6 +11,8 @@ use crate::stats::Baseline;
 pub const BASELINE_FILE: &str = "baseline.json";
 pub const ANOMALIES_FILE: &str = "anomalies.json";
 pub const RECOMMENDATIONS_FILE: &str = "recommendations.json";
+/// What a language model answered, so a replay makes the same recommendations without it.
+pub const ANALYST_REPLIES_FILE: &str = "analyst-replies.json";
 
 /// `baseline.json` with one line per stream, so it stays readable and diffable.
 pub fn baseline_json(baseline: &Baseline) -> String {
@@ -40,4 +42,3 @@ pub fn load_baseline(path: &Path, plan: &RunPlan) -> Result<Baseline, OutputErro
         })?;
     Ok(baseline)
 }
-

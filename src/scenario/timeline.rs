@@ -61,6 +61,15 @@ pub struct RawEntry {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub red_herring: Option<bool>,
+    /// Take action on a recommendation (`rec_001`): the seed's "take action" workflow, as a
+    /// live session records it.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<String>,
+    /// With `resolve`: the action taken (`act_001_1`).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -165,6 +174,11 @@ pub enum TimelineAction {
     Stop { scenario: String },
     /// Cancel everything that took effect so far.
     Reset,
+    /// Take action on a recommendation (applied to a session's analysis, if it has one).
+    Resolve {
+        recommendation: String,
+        action: String,
+    },
 }
 
 /// A resolved timeline entry at its virtual time.
@@ -504,10 +518,16 @@ pub fn resolve_entry(
         entry.event.is_some(),
         entry.stop.is_some(),
         entry.reset.is_some(),
+        entry.resolve.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(entry_error(
-            "needs exactly one of `scenario`, `event`, `stop` or `reset`".to_string(),
+            "needs exactly one of `scenario`, `event`, `stop`, `reset` or `resolve`".to_string(),
+        ));
+    }
+    if entry.action.is_some() != entry.resolve.is_some() {
+        return Err(entry_error(
+            "`resolve: rec_NNN` goes with `action: act_NNN_N`, and only with it".to_string(),
         ));
     }
     let overrides = entry.duration.is_some()
@@ -602,6 +622,11 @@ pub fn resolve_entry(
         });
     } else if entry.reset == Some(true) {
         return Ok(TimelineAction::Reset);
+    } else if let (Some(recommendation), Some(action)) = (&entry.resolve, &entry.action) {
+        return Ok(TimelineAction::Resolve {
+            recommendation: recommendation.clone(),
+            action: action.clone(),
+        });
     }
     Err(entry_error("`reset` takes `true`".to_string()))
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::core::FeedEntry;
 use super::recording::RecordedCommand;
 use super::{Advance, Session};
+use crate::analyst::recommendation::{Recommendation, ResolveError, Status};
 use crate::engine::VirtualTimeMs;
 use crate::market::director::Phase;
 use crate::scenario::definition::{RawScenario, ScenarioDefinition, SourceText};
@@ -41,6 +42,11 @@ pub enum Command {
     Stop { scenario: String },
     /// Cancel everything that took effect.
     Reset,
+    /// Take action on a recommendation: the seed's "take action" workflow (fake execution).
+    Resolve {
+        recommendation: String,
+        action: String,
+    },
     /// Announce an external event: a library id, or an inline template.
     #[serde(rename_all = "camelCase")]
     Inject {
@@ -82,6 +88,10 @@ pub enum CommandError {
         at_ms: VirtualTimeMs,
         earliest_ms: Option<VirtualTimeMs>,
     },
+    #[error("this session is not analyzed, so it has no recommendations")]
+    NotAnalyzed,
+    #[error("{0}")]
+    Resolve(#[from] ResolveError),
     #[error("{message}")]
     Invalid { message: String },
 }
@@ -105,6 +115,8 @@ pub(super) fn resolve(
         intensity: None,
         streams: None,
         red_herring: None,
+        resolve: None,
+        action: None,
     };
     match command {
         Command::Activate {
@@ -159,6 +171,20 @@ pub(super) fn resolve(
             entry.stop = Some(scenario.clone());
         }
         Command::Reset => entry.reset = Some(true),
+        Command::Resolve {
+            recommendation,
+            action,
+        } => {
+            if at_ms != session.now() {
+                return Err(CommandError::Invalid {
+                    message: "taking action cannot be backdated".to_string(),
+                });
+            }
+            let analysis = session.analysis().ok_or(CommandError::NotAnalyzed)?;
+            check_resolvable(analysis.recommendations(), recommendation, action)?;
+            entry.resolve = Some(recommendation.clone());
+            entry.action = Some(action.clone());
+        }
         Command::Inject { event, red_herring } => {
             if let RawEventEntry::Id(id) = event {
                 if session.setup.library.event(id).is_none() {
@@ -285,4 +311,33 @@ pub fn active_scenarios(session: &Session) -> Vec<String> {
         .collect();
     active.dedup();
     active
+}
+
+/// The take-action checks of [`crate::analyst::recommendation::RecommendationBook::resolve`],
+/// made before the command is recorded.
+fn check_resolvable(
+    recommendations: &[Recommendation],
+    id: &str,
+    action: &str,
+) -> Result<(), ResolveError> {
+    let recommendation = recommendations
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ResolveError::UnknownRecommendation(id.to_string()))?;
+    if recommendation.status == Status::Resolved {
+        return Err(ResolveError::AlreadyResolved(id.to_string()));
+    }
+    if !recommendation.actions.iter().any(|a| a.id == action) {
+        return Err(ResolveError::UnknownAction {
+            recommendation: id.to_string(),
+            action: action.to_string(),
+            available: recommendation
+                .actions
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(())
 }

@@ -61,6 +61,8 @@ pub(crate) struct Core {
     n_scenario_ids: u32,
     /// In a counterfactual twin: the command that never takes effect.
     suppressed_command: Option<u64>,
+    /// Take-action commands applied, for the session's analysis: (time, recommendation, action).
+    pub resolutions: Vec<(VirtualTimeMs, String, String)>,
 }
 
 impl Core {
@@ -83,6 +85,7 @@ impl Core {
             n_event_ids: 0,
             n_scenario_ids: 0,
             suppressed_command: None,
+            resolutions: Vec::new(),
         }
     }
 
@@ -254,6 +257,13 @@ impl Core {
             TimelineAction::Reset => {
                 self.simulation
                     .act_at(now, sink, |model, context| model.reset(context));
+                None
+            }
+            TimelineAction::Resolve {
+                recommendation,
+                action,
+            } => {
+                self.resolutions.push((now, recommendation, action));
                 None
             }
         };

@@ -16,6 +16,7 @@
 //! order), and every applied command is recorded, so [`Session::recording`] is a run script that
 //! replays the session byte-identically.
 
+pub mod analysis;
 pub mod buckets;
 pub mod command;
 pub(crate) mod core;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use self::analysis::SessionAnalysis;
 use self::core::{Core, FeedEntry};
 pub use buckets::RunCollector;
 pub use command::{Applied, Command, CommandError};
@@ -111,6 +113,8 @@ pub struct Advance {
     pub new_records: Range<usize>,
     /// New entries of [`Session::items`].
     pub new_items: Range<usize>,
+    /// Recommendations opened, merged into or resolved (ids), when the session is analyzed.
+    pub recommendations: Vec<String>,
 }
 
 /// The twin fork of the current bucket: the core as it was at the bucket's start.
@@ -143,6 +147,15 @@ pub struct Session {
     initial: Option<Box<Checkpoint>>,
     checkpoints: Vec<Checkpoint>,
     keeps_checkpoints: bool,
+    analysis: Option<SessionAnalysis>,
+    /// Records already turned into the analysis's context events.
+    events_seen: usize,
+    /// Recommendations changed since the last report (see [`Advance::recommendations`]).
+    changed_recommendations: Vec<String>,
+    /// Take-action commands applied, in order: (time, recommendation, action); the analysis
+    /// has seen the first `resolutions_applied`.
+    resolutions: Vec<(VirtualTimeMs, String, String)>,
+    resolutions_applied: usize,
 }
 
 impl Session {
@@ -176,6 +189,11 @@ impl Session {
             initial: None,
             checkpoints: Vec::new(),
             keeps_checkpoints: false,
+            analysis: None,
+            events_seen: 0,
+            changed_recommendations: Vec::new(),
+            resolutions: Vec::new(),
+            resolutions_applied: 0,
             setup,
         })
     }
@@ -239,6 +257,86 @@ impl Session {
     pub fn records(&self) -> &[TimelineRecord] {
         self.core.records()
     }
+    /// Scores, walk and recommendations, once [`Session::attach_analysis`] was called.
+    pub fn analysis(&self) -> Option<&SessionAnalysis> {
+        self.analysis.as_ref()
+    }
+
+    /// Scores every bucket from now on (and those closed so far, at once) and walks them with
+    /// the analyst: the analysis a run or a live session starts when its baseline is ready.
+    pub fn attach_analysis(&mut self, analysis: SessionAnalysis) -> Advance {
+        let before = self.marks();
+        let closed = self.closed_buckets;
+        self.events_seen = 0;
+        self.resolutions_applied = 0;
+        self.closed_buckets = 0;
+        self.analysis = Some(analysis);
+        // Walk the buckets closed so far, with take-action commands where they fell.
+        self.close_buckets(closed);
+        self.apply_resolutions();
+        self.since(before)
+    }
+
+    /// Adds the external events fired before `until` to the analysis's context.
+    fn feed_events(&mut self, analysis: &mut SessionAnalysis, until: VirtualTimeMs) {
+        let records = self.core.records();
+        let mut end = self.events_seen;
+        while end < records.len() && records[end].time < until {
+            end += 1;
+        }
+        let events = crate::analyst::context_events(
+            self.setup.epoch(),
+            &self.core.items,
+            &records[self.events_seen..end],
+        );
+        analysis.add_events(events);
+        self.events_seen = end;
+    }
+
+    /// Scores and walks the buckets that closed since the last call. A take-action command at
+    /// `t` acts after every bucket that ended by `t` and before the bucket it fell in.
+    fn close_buckets(&mut self, closed: usize) {
+        let Some(mut analysis) = self.analysis.take() else {
+            self.closed_buckets = self.closed_buckets.max(closed);
+            return;
+        };
+        while self.closed_buckets < closed {
+            let bucket = self.closed_buckets;
+            let bucket_end = (bucket as u64 + 1) * self.setup.bucket_ms;
+            self.resolve_before(&mut analysis, bucket_end);
+            self.feed_events(&mut analysis, bucket_end);
+            let changes = analysis.close_bucket(&self.collector.bucket_values(bucket));
+            self.changed_recommendations.extend(changes.changed);
+            self.closed_buckets += 1;
+        }
+        self.analysis = Some(analysis);
+    }
+
+    /// Logs the take-action commands the core applied, and hands them to the analysis.
+    fn apply_resolutions(&mut self) {
+        self.resolutions.append(&mut self.core.resolutions);
+        if let Some(mut analysis) = self.analysis.take() {
+            self.resolve_before(&mut analysis, VirtualTimeMs::MAX);
+            self.analysis = Some(analysis);
+        }
+    }
+
+    /// Applies the logged take-action commands before `until` that the analysis has not seen.
+    fn resolve_before(&mut self, analysis: &mut SessionAnalysis, until: VirtualTimeMs) {
+        while let Some((at, recommendation, action)) =
+            self.resolutions.get(self.resolutions_applied)
+        {
+            if *at >= until {
+                break;
+            }
+            let timestamp = self.setup.epoch().format(*at);
+            if analysis.resolve(recommendation, action, &timestamp).is_ok() {
+                self.changed_recommendations.push(recommendation.clone());
+            }
+            self.resolutions_applied += 1;
+        }
+    }
+
     pub fn twins(&self) -> &[TwinMeasurement] {
         &self.twins
     }
@@ -265,6 +363,9 @@ impl Session {
         self.core
             .apply_due(&mut Tee(&mut self.collector, &mut *sink), &mut activated);
         self.measure_twins(&activated);
+        self.apply_resolutions();
+        // The last bucket is final even when the run ends inside it.
+        self.close_buckets(now.div_ceil(self.setup.bucket_ms) as usize);
         self.since(before)
     }
 
@@ -300,7 +401,8 @@ impl Session {
                 &mut activated,
             );
             self.measure_twins(&activated);
-            self.closed_buckets = self.closed_buckets.max((self.now() / bucket_ms) as usize);
+            self.apply_resolutions();
+            self.close_buckets((self.now() / bucket_ms) as usize);
         }
         self.since(before)
     }
@@ -333,6 +435,7 @@ impl Session {
         self.core
             .apply_due(&mut Tee(&mut self.collector, &mut *sink), &mut activated);
         self.measure_twins(&activated);
+        self.apply_resolutions();
         self.record(recorded);
         Ok(Applied {
             at_ms,
@@ -362,11 +465,15 @@ impl Session {
         )
     }
 
-    fn since(&self, (buckets, records, items): (usize, usize, usize)) -> Advance {
+    fn since(&mut self, (buckets, records, items): (usize, usize, usize)) -> Advance {
+        let mut recommendations = std::mem::take(&mut self.changed_recommendations);
+        recommendations.sort();
+        recommendations.dedup();
         Advance {
             closed_buckets: buckets..self.closed_buckets,
             new_records: records..self.records().len(),
             new_items: items..self.items().len(),
+            recommendations,
         }
     }
 
@@ -460,13 +567,20 @@ impl Session {
             .map(|entry| command::resolve_recorded(entry, self))
             .collect::<Result<_, _>>()?;
         core.replace_feed(replayed);
+        self.resolutions.retain(|(at, _, _)| *at < from);
         let old = std::mem::replace(&mut self.collector, collector);
         self.core = core;
         self.checkpoints.retain(|c| c.core.now() <= from);
         let first_bucket = (from / self.setup.bucket_ms) as usize;
         self.closed_buckets = first_bucket;
+        // The analysis walks the rewritten history again from its start.
+        let analysis = self.analysis.take();
         // Live clients get the re-simulated history as buckets, not event by event again.
         self.advance_to(now, &mut NoSink);
+        if let Some(mut analysis) = analysis {
+            analysis.restart();
+            self.attach_analysis(analysis);
+        }
         let rewritten: Vec<usize> = (first_bucket..self.closed_buckets)
             .filter(|&bucket| {
                 (0..self.collector.n_streams()).any(|stream| {
@@ -474,10 +588,14 @@ impl Session {
                 })
             })
             .collect();
+        let mut recommendations = std::mem::take(&mut self.changed_recommendations);
+        recommendations.sort();
+        recommendations.dedup();
         let advance = Advance {
             closed_buckets: first_bucket..self.closed_buckets,
             new_records: 0..self.records().len(),
             new_items: 0..self.items().len(),
+            recommendations,
         };
         Ok(Applied {
             at_ms,

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{slot_of_week, Baseline, BucketMatrix, SeasonalFactor};
+use std::sync::Arc;
+
 use crate::engine::VirtualTimeMs;
 use crate::market::calendar::{growth_factor, DayTable};
 use crate::market::catalog::Catalog;
@@ -89,6 +91,14 @@ pub struct ScoreTable {
 }
 
 impl ScoreTable {
+    /// An empty table for `n_streams` streams, to push buckets into.
+    pub fn empty(n_streams: usize) -> Self {
+        ScoreTable {
+            n_streams,
+            scores: Vec::new(),
+        }
+    }
+
     pub fn get(&self, bucket: usize, stream: usize) -> Option<BucketScore> {
         self.scores
             .get(bucket * self.n_streams + stream)
@@ -106,6 +116,7 @@ impl ScoreTable {
 }
 
 /// The academic calendar and growth, as the model applies them to demand-driven rates.
+#[derive(Clone)]
 pub struct SeasonalFactors {
     days: DayTable,
     growth_per_month: f64,
@@ -135,17 +146,19 @@ struct StreamWindow {
     previous: Option<(AnomalyFlag, f64)>,
 }
 
-/// Scores buckets one after the other against a baseline.
-pub struct Scorer<'a> {
-    baseline: &'a Baseline,
+/// Scores buckets one after the other against a baseline (shared, so a long-lived session owns
+/// its scorer).
+#[derive(Clone)]
+pub struct Scorer {
+    baseline: Arc<Baseline>,
     epoch: Epoch,
     bucket_ms: u64,
     seasons: SeasonalFactors,
     windows: Vec<StreamWindow>,
 }
 
-impl<'a> Scorer<'a> {
-    pub fn new(catalog: &Catalog, baseline: &'a Baseline, epoch: Epoch, bucket_ms: u64) -> Self {
+impl Scorer {
+    pub fn new(catalog: &Catalog, baseline: Arc<Baseline>, epoch: Epoch, bucket_ms: u64) -> Self {
         let windows = baseline
             .streams
             .iter()
@@ -171,6 +184,16 @@ impl<'a> Scorer<'a> {
             seasons: SeasonalFactors::new(catalog, epoch),
             windows,
         }
+    }
+
+    /// A scorer that starts again from the first bucket.
+    pub fn restarted(&self) -> Scorer {
+        let mut scorer = self.clone();
+        for window in &mut scorer.windows {
+            window.recent.clear();
+            window.previous = None;
+        }
+        scorer
     }
 
     /// The rolling-window length of each stream, in buckets.
