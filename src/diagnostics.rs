@@ -117,18 +117,92 @@ pub fn suggestion<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> 
     }
 }
 
-/// Parses a duration such as `90s`, `60m`, `2h`, `30d` or `1h 30m` into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    humantime::parse_duration(text.trim())
-        .map(|d| d.as_millis() as u64)
-        .map_err(|error| {
-            format!("`{text}` is not a duration ({error}); write e.g. 90s, 60m, 2h, 30d")
-        })
+/// Why a duration was refused. Every way text becomes a count of milliseconds goes through
+/// [`parse_duration_ms`], so these are the only ways it can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a number followed by a unit.
+    #[error("`{text}` is not a duration ({problem}); write e.g. 90s, 60m, 2h, 30d or 1h 30m")]
+    Malformed { text: String, problem: String },
+    /// A leading minus: durations count forward (a timeline's `-7d` is its own form).
+    #[error("`{text}` is negative; a duration is a whole number and a unit, e.g. 3d")]
+    Negative { text: String },
+    /// More milliseconds than a `u64` holds (about 584 million years), or finer than 1 ns.
+    #[error("`{text}` is too long to count in milliseconds; write e.g. 90s, 60m, 2h, 30d")]
+    TooLong { text: String },
+    /// Virtual time is whole milliseconds, so `1500us` would silently become `1ms`.
+    #[error("`{text}` is not a whole number of milliseconds; the smallest step is 1ms")]
+    SubMillisecond { text: String },
+}
+
+/// Messages are strings where a duration error joins others (a timeline entry's, clap's).
+impl From<DurationError> for String {
+    fn from(error: DurationError) -> String {
+        error.to_string()
+    }
+}
+
+/// Parses a duration such as `90s`, `60m`, `2h`, `30d`, `30days` or `1h 30m` into milliseconds.
+/// The sum is checked, never truncated: a value that does not fit a `u64` of milliseconds is an
+/// error, not a short run.
+pub fn parse_duration_ms(text: &str) -> Result<u64, DurationError> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(DurationError::Negative {
+            text: text.to_string(),
+        });
+    }
+    let malformed = |problem: String| DurationError::Malformed {
+        text: text.to_string(),
+        problem,
+    };
+    let duration = humantime::parse_duration(trimmed).map_err(|error| match error {
+        humantime::DurationError::NumberOverflow => DurationError::TooLong {
+            text: text.to_string(),
+        },
+        humantime::DurationError::Empty => malformed("it is empty".to_string()),
+        humantime::DurationError::NumberExpected(offset)
+        | humantime::DurationError::InvalidCharacter(offset) => {
+            let rest = trimmed.get(offset..).unwrap_or_default();
+            malformed(format!("expected a number where it says `{rest}`"))
+        }
+        humantime::DurationError::UnknownUnit { unit, value, .. } if unit.is_empty() => {
+            malformed(format!("`{value}` needs a unit: ms, s, m, h or d"))
+        }
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            malformed(format!("unknown unit `{unit}`; units: ms, s, m, h, d, w"))
+        }
+    })?;
+    if duration.subsec_nanos() % 1_000_000 != 0 {
+        return Err(DurationError::SubMillisecond {
+            text: text.to_string(),
+        });
+    }
+    u64::try_from(duration.as_millis()).map_err(|_| DurationError::TooLong {
+        text: text.to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A duration that parses is exactly the sum of its parts, whatever their size.
+        #[test]
+        fn a_parsed_duration_is_the_exact_sum_of_its_parts(
+            seconds in prop_oneof![0u64..1_000_000, any::<u64>()],
+            millis in 0u64..1_000,
+            days in prop_oneof![0u64..400, any::<u64>()],
+        ) {
+            let exact = u128::from(days) * 86_400_000 + u128::from(seconds) * 1_000 + u128::from(millis);
+            match parse_duration_ms(&format!("{days}d {seconds}s {millis}ms")) {
+                Ok(ms) => prop_assert_eq!(u128::from(ms), exact),
+                Err(_) => prop_assert!(exact > u128::from(u64::MAX)),
+            }
+        }
+    }
 
     #[test]
     fn locate_follows_anchors() {
@@ -152,6 +226,24 @@ mod tests {
     fn durations_parse() {
         assert_eq!(parse_duration_ms("60m"), Ok(3_600_000));
         assert_eq!(parse_duration_ms("1h 30m"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("30days"), Ok(30 * 86_400_000));
         assert!(parse_duration_ms("soon").is_err());
+    }
+
+    #[test]
+    fn durations_too_long_for_milliseconds_are_refused_not_truncated() {
+        // 18446744073795951 s 616 ms is 2^64 ms + 1 day: `as u64` used to make it one day.
+        assert!(matches!(
+            parse_duration_ms("18446744073795951s 616ms"),
+            Err(DurationError::TooLong { .. })
+        ));
+        assert!(matches!(
+            parse_duration_ms("-3d"),
+            Err(DurationError::Negative { .. })
+        ));
+        assert!(matches!(
+            parse_duration_ms("1500us"),
+            Err(DurationError::SubMillisecond { .. })
+        ));
     }
 }
