@@ -44,7 +44,8 @@ impl Diagnostic {
         self
     }
 
-    /// Wraps a serde_yaml error, keeping its location.
+    /// Wraps a serde_yaml error, keeping its location. Without the source text a duplicate
+    /// key is placed where its mapping starts; prefer [`Diagnostic::from_yaml_in`].
     pub fn from_yaml(path: &Path, error: &serde_yaml::Error) -> Self {
         let location = error.location().map(|l| (l.line(), l.column()));
         // serde_yaml appends " at line L column C" to the message; the location is shown by us.
@@ -53,6 +54,22 @@ impl Diagnostic {
             message.truncate(index);
         }
         Diagnostic::new(path, message).at(location)
+    }
+
+    /// Wraps a serde_yaml error on `source`, keeping its location, except that a duplicate key
+    /// is placed on its second occurrence: serde_yaml reports it where the mapping starts,
+    /// which for a top-level key is always 1:1.
+    pub fn from_yaml_in(path: &Path, source: &str, error: &serde_yaml::Error) -> Self {
+        let diagnostic = Diagnostic::from_yaml(path, error);
+        let (Some(line), Some(column)) = (diagnostic.line, diagnostic.column) else {
+            return diagnostic;
+        };
+        match duplicate_key(&diagnostic.message)
+            .and_then(|key| second_occurrence_of_key(source, key, line, column))
+        {
+            Some(location) => diagnostic.at(Some(location)),
+            None => diagnostic,
+        }
     }
 }
 
@@ -90,6 +107,51 @@ fn line_column(source: &str, byte_index: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
+}
+
+/// The key a serde_yaml duplicate error names: "duplicate field `seed`" for a struct,
+/// "duplicate entry with key \"x\"" for a map, after the path to it ("timeline[0]: …").
+fn duplicate_key(message: &str) -> Option<&str> {
+    if let Some((_, rest)) = message.split_once("duplicate field `") {
+        return rest.strip_suffix('`');
+    }
+    message
+        .split_once("duplicate entry with key \"")?
+        .1
+        .strip_suffix('"')
+}
+
+/// The 1-based line and column of the second `key:` of the block mapping that starts at
+/// `line`:`column`, or `None` (a flow mapping, a quoted key) so the caller keeps serde_yaml's.
+fn second_occurrence_of_key(
+    source: &str,
+    key: &str,
+    line: usize,
+    column: usize,
+) -> Option<(usize, usize)> {
+    let indent = column.checked_sub(1)?;
+    let mut occurrences = 0;
+    for (index, text) in source.lines().enumerate().skip(line.checked_sub(1)?) {
+        let first_line = index + 1 == line;
+        let content = text.trim_start();
+        let text_indent = text.len() - content.len();
+        if !first_line && !content.is_empty() && !content.starts_with('#') && text_indent < indent {
+            break; // The mapping has ended.
+        }
+        let (head, rest) = (text.get(..indent)?, text.get(indent..)?);
+        // Keys of the mapping sit at its column; only its first line may begin with `- `.
+        let head_is_indentation = head.chars().all(|c| c == ' ' || (first_line && c == '-'));
+        let is_key = rest
+            .strip_prefix(key)
+            .is_some_and(|after| after.trim_start().starts_with(':'));
+        if head_is_indentation && is_key {
+            occurrences += 1;
+            if occurrences == 2 {
+                return Some((index + 1, column));
+            }
+        }
+    }
+    None
 }
 
 /// The closest of `candidates` to `name`, if it is close enough to be a plausible typo.
@@ -183,6 +245,33 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, DurationError> {
     })
 }
 
+/// Parses a number of days from the command line: `30`, `30d`, `30days` or `30 days` (the
+/// form `summary.json` writes), from 1 to 366.
+pub fn parse_days(text: &str) -> Result<u64, String> {
+    let number = ["days", "day", "d"]
+        .iter()
+        .find_map(|unit| text.trim().strip_suffix(unit))
+        .unwrap_or(text.trim())
+        .trim();
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|days| (1..=366).contains(days))
+        .ok_or_else(|| {
+            format!("`{text}` is not a number of days; write a whole number from 1 to 366, e.g. 30 or 30d")
+        })
+}
+
+/// Parses a seed from the command line: a whole number from 0 to 2^64 − 1.
+pub fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().map_err(|_| {
+        format!(
+            "`{text}` is not a seed; seeds are whole numbers from 0 to 2^64 - 1 ({})",
+            u64::MAX
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +302,39 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_key_is_located_at_its_second_occurrence() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Entry {
+            at: String,
+            scenario: Option<String>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Document {
+            name: String,
+            seed: u64,
+            timeline: Vec<Entry>,
+        }
+        let locate_duplicate = |source: &str| {
+            let error = serde_yaml::from_str::<Document>(source)
+                .err()
+                .map(|e| Diagnostic::from_yaml_in(Path::new("s.yaml"), source, &e));
+            error.and_then(|d| d.line.zip(d.column))
+        };
+        assert_eq!(
+            locate_duplicate("name: a\nseed: 1\ntimeline: []\nseed: 2\n"),
+            Some((4, 1))
+        );
+        assert_eq!(
+            locate_duplicate(
+                "name: a\nseed: 1\ntimeline:\n  - at: x\n    scenario: a\n    scenario: b\n"
+            ),
+            Some((6, 5))
+        );
+    }
+
+    #[test]
     fn nearest_finds_typos_only() {
         let names = ["customer.tutor.search", "session.started"];
         assert_eq!(
@@ -228,6 +350,18 @@ mod tests {
         assert_eq!(parse_duration_ms("1h 30m"), Ok(5_400_000));
         assert_eq!(parse_duration_ms("30days"), Ok(30 * 86_400_000));
         assert!(parse_duration_ms("soon").is_err());
+    }
+
+    #[test]
+    fn days_take_an_optional_unit() {
+        for text in ["30", "30d", "30days", "30 days", " 30day "] {
+            assert_eq!(parse_days(text), Ok(30), "{text}");
+        }
+        for text in ["0", "367", "-1", "thirty", "30h", ""] {
+            assert!(parse_days(text).is_err(), "{text}");
+        }
+        assert_eq!(parse_seed("18446744073709551615"), Ok(u64::MAX));
+        assert!(parse_seed("-1").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use marketsim::analyst::eval;
 use marketsim::analyst::llm::{LlmAnalyst, LlmSettings};
 use marketsim::analyst::rules::RulesAnalyst;
 use marketsim::analyst::{analyze_run, Analyst};
-use marketsim::diagnostics::parse_duration_ms;
+use marketsim::diagnostics::{parse_days, parse_duration_ms, parse_seed};
 use marketsim::engine::{Tee, MS_PER_DAY};
 use marketsim::inspect;
 use marketsim::market::Catalog;
@@ -23,7 +23,7 @@ use marketsim::output::run_dir::PendingRunDirectory;
 use marketsim::output::run_dir::{TIMELINE_FILE, TRUTH_FILE};
 use marketsim::output::truth::{build_timeline, build_truth};
 use marketsim::output::{diff, export};
-use marketsim::output::{to_pretty_json, RunCollector, Summary};
+use marketsim::output::{to_pretty_json, PendingFile, RunCollector, Summary};
 use marketsim::report;
 use marketsim::run::{load_catalog, run_measured, RunPlan};
 use marketsim::scenario::Library;
@@ -51,14 +51,16 @@ enum Command {
         /// The run directory to write.
         #[arg(long)]
         out: PathBuf,
-        /// Override the script's seed.
-        #[arg(long)]
+        /// Override the script's seed (0 to 2^64 - 1).
+        // Negative numbers are let through to the parser, which says what a seed is; clap would
+        // take `-1` for a flag and suggest `-- -1`, which makes it the script.
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
-        /// Override the script's duration, in days.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=366))]
+        /// Override the script's duration, in days (1 to 366; 30, 30d and 30days all work).
+        #[arg(long, value_parser = parse_days)]
         days: Option<u64>,
         /// Override the script's duration, e.g. 6h or 3d.
-        #[arg(long, conflicts_with = "days")]
+        #[arg(long, conflicts_with = "days", allow_hyphen_values = true)]
         duration: Option<String>,
         /// Also write events.jsonl with every stream event.
         #[arg(long)]
@@ -253,6 +255,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             run_command(&script, &out, &options)?;
         }
         Command::Eval { runs, analyst, out } => {
+            // Everything that can fail is checked before anything is printed: first that
+            // eval.json can be written at all, then every run.
+            let eval_file = PendingFile::create(&out).with_context(|| {
+                format!(
+                    "cannot write {} (pass --out FILE to write it elsewhere)",
+                    std::path::absolute(&out).unwrap_or(out.clone()).display()
+                )
+            })?;
             let mut evaluations = Vec::new();
             for run in &runs {
                 let evaluation = match analyst {
@@ -265,9 +275,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 evaluations.push(evaluation);
             }
             let report = eval::report(evaluations);
+            eval_file
+                .commit(&to_pretty_json(&report))
+                .with_context(|| {
+                    format!(
+                        "cannot write {} (pass --out FILE to write it elsewhere)",
+                        out.display()
+                    )
+                })?;
             print!("{}", eval::render_table(&report));
-            std::fs::write(&out, to_pretty_json(&report))
-                .with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {}", out.display());
         }
         Command::Inspect {

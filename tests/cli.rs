@@ -30,6 +30,86 @@ fn invalid_scripts_are_refused_with_a_located_message() {
     });
 }
 
+/// Command lines that must be refused with exit code 2 and a message that says what is
+/// expected: one snapshot each. `{tmp}` is a fresh folder holding `afile`, a file.
+const REFUSED_COMMAND_LINES: &[(&str, &str)] = &[
+    // clap took `-1` for a flag and suggested `-- -1`, which would make it the script.
+    (
+        "seed-negative",
+        "run scenarios/baseline.yaml --out {tmp}/run --seed -1",
+    ),
+    // "invalid digit found in string".
+    (
+        "seed-negative-with-equals",
+        "run scenarios/baseline.yaml --out {tmp}/run --seed=-1",
+    ),
+    (
+        "seed-too-large",
+        "run scenarios/baseline.yaml --out {tmp}/run --seed 18446744073709551616",
+    ),
+    (
+        "days-out-of-range",
+        "run scenarios/baseline.yaml --out {tmp}/run --days 400days",
+    ),
+    // "expected number at 0".
+    (
+        "duration-negative",
+        "run scenarios/baseline.yaml --out {tmp}/run --duration -3d",
+    ),
+    (
+        "duration-past-year-9999",
+        "run fixtures/scripts/late-start.yaml --out {tmp}/run --days 30",
+    ),
+    // "File exists".
+    (
+        "out-inside-a-file",
+        "run scenarios/baseline.yaml --out {tmp}/afile/sub --duration 1h",
+    ),
+];
+
+#[test]
+fn refused_command_lines_say_what_is_expected() {
+    for (name, command_line) in REFUSED_COMMAND_LINES {
+        let folder = temp_dir();
+        std::fs::write(folder.path().join("afile"), "a file, not a folder")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tmp = folder.path().to_string_lossy().into_owned();
+        let command_line = command_line.replace("{tmp}", &tmp);
+        let args: Vec<&str> = command_line.split_whitespace().collect();
+        let output = marketsim(&args);
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", stderr(&output));
+        assert!(
+            !folder.path().join("run").exists(),
+            "{name}: a refused run wrote its output"
+        );
+        insta::assert_snapshot!(
+            format!("refused_{name}"),
+            stderr(&output).replace(&tmp, "{tmp}")
+        );
+    }
+}
+
+/// `--days` takes the form `summary.json` writes (`30days`) as well as a bare number.
+#[test]
+fn days_accept_a_unit() {
+    let out = temp_dir();
+    let target = out.path().join("run");
+    let output = marketsim(&[
+        "run",
+        "scenarios/baseline.yaml",
+        "--out",
+        &target.to_string_lossy(),
+        "--days",
+        "1days",
+        "--no-truth",
+        "--quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let summary = std::fs::read_to_string(target.join("summary.json"))
+        .unwrap_or_else(|e| panic!("summary.json: {e}"));
+    assert!(summary.contains("\"durationMs\": 86400000"), "{summary}");
+}
+
 #[test]
 fn a_bad_flag_exits_2() {
     let output = marketsim(&[

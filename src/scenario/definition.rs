@@ -662,7 +662,7 @@ impl Library {
             }
         };
         let raw_events: RawEventsFile = serde_yaml::from_str(&events_text)
-            .map_err(|e| Diagnostic::from_yaml(&events_path, &e))?;
+            .map_err(|e| Diagnostic::from_yaml_in(&events_path, &events_text, &e))?;
         let source = SourceText {
             path: &events_path,
             text: &events_text,
@@ -680,7 +680,7 @@ impl Library {
         let mut scenarios: Vec<ScenarioDefinition> = Vec::new();
         for (path, text) in &scenario_texts {
             let raw: RawScenario =
-                serde_yaml::from_str(text).map_err(|e| Diagnostic::from_yaml(path, &e))?;
+                serde_yaml::from_str(text).map_err(|e| Diagnostic::from_yaml_in(path, text, &e))?;
             let source = SourceText { path, text };
             let stem = path
                 .file_stem()

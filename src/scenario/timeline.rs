@@ -207,6 +207,13 @@ impl ScenarioPlan {
             text: &script.source_text,
         };
         let duration_ms = input.duration_ms;
+        // The script's own duration was checked when it was parsed; a command-line override
+        // is checked here, where the run's real length is first known.
+        crate::script::check_run_end(script.start, duration_ms).map_err(|message| {
+            source
+                .error(&["start:"], message)
+                .with_help("outputs write four-digit years: start earlier or shorten the run")
+        })?;
         let now_ms = match script.now {
             Some(now) => {
                 let within_run = u64::try_from((now - script.start).num_milliseconds())
