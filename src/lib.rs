@@ -10,6 +10,7 @@
 //! written with a fixed number of decimals.
 
 pub mod analyst;
+pub mod bundled;
 pub mod diagnostics;
 pub mod engine;
 pub mod inspect;

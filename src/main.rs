@@ -46,7 +46,8 @@ struct Cli {
 enum Command {
     /// Run a script headless and write a run directory.
     Run {
-        /// The run script (YAML), e.g. scenarios/baseline.yaml.
+        /// The run script (YAML), e.g. scenarios/baseline.yaml, or the name of a bundled script
+        /// (see `marketsim scenarios`), e.g. supply-crisis. A file at that path wins.
         script: PathBuf,
         /// The run directory to write.
         #[arg(long)]
@@ -114,7 +115,8 @@ enum Command {
         #[arg(long)]
         catalog: Option<PathBuf>,
     },
-    /// List the scenario library: id, name, duration, what each touches.
+    /// List the scenario library (id, name, duration, what each touches) and the bundled run
+    /// scripts that `run` and `validate` accept by name.
     Scenarios {
         /// A folder with events.yaml and library/ instead of the embedded library.
         #[arg(long)]
@@ -122,7 +124,8 @@ enum Command {
     },
     /// Check run scripts (and the libraries they use) without running them.
     Validate {
-        /// Script files; each is checked with its catalog and library.
+        /// Script files or names of bundled scripts; each is checked with its catalog and
+        /// library.
         #[arg(required = true)]
         scripts: Vec<PathBuf>,
     },
@@ -298,12 +301,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let catalog = Catalog::embedded()?;
             let library = Library::load(library.as_deref(), &catalog)?;
             print!("{}", inspect::list_scenarios(&library));
+            print!("{}", inspect::list_bundled_scripts()?);
         }
         Command::Validate { scripts } => {
             let mut failures = 0;
             for path in &scripts {
                 let checked =
-                    Script::load(path).and_then(|script| RunPlan::from_script(script, None, None));
+                    Script::open(path).and_then(|script| RunPlan::from_script(script, None, None));
                 match checked {
                     Ok(plan) => println!(
                         "{}: ok ({} timeline items, {} scenarios and {} events in the library)",
@@ -457,7 +461,7 @@ fn make_analyst(choice: AnalystChoice) -> Result<Box<dyn Analyst>> {
 }
 
 fn run_command(script_path: &Path, out: &Path, options: &RunOptions) -> Result<()> {
-    let script = Script::load(script_path)?;
+    let script = Script::open(script_path)?;
     let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?;
     let quiet = options.quiet;
     // Refuse a bad output directory before spending time on the run.

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Deserializer};
 
-use crate::diagnostics::{locate, parse_duration_ms, Diagnostic};
+use crate::bundled::{bundled_script, bundled_script_names, bundled_script_path};
+use crate::diagnostics::{locate, nearest, parse_duration_ms, Diagnostic};
 use crate::engine::{MS_PER_DAY, MS_PER_MINUTE};
 use crate::market::catalog::hex_sha256;
 use crate::scenario::definition::RawScenario;
@@ -165,6 +166,19 @@ impl Script {
         has_library.then(|| folder.to_path_buf())
     }
 
+    /// Reads the script a command line names: the file at `argument` when one exists (a path
+    /// always wins), else the bundled script of that name (`supply-crisis`).
+    pub fn open(argument: &Path) -> Result<Script, Diagnostic> {
+        if argument.exists() {
+            return Script::load(argument);
+        }
+        let name = argument.to_str().unwrap_or_default();
+        match bundled_script(name) {
+            Some(text) => Script::parse(&bundled_script_path(name), text),
+            None => Err(no_such_script(argument)),
+        }
+    }
+
     /// Reads and validates a script file.
     pub fn load(path: &Path) -> Result<Script, Diagnostic> {
         let source = std::fs::read_to_string(path)
@@ -252,6 +266,23 @@ impl Script {
             catalog,
         })
     }
+}
+
+/// "`x`: no such file" with the bundled names, the nearest first when there is one close.
+fn no_such_script(argument: &Path) -> Diagnostic {
+    let asked = argument
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let names: Vec<&str> = bundled_script_names().collect();
+    let close = nearest(&asked, names.iter().copied())
+        .map(|name| format!("did you mean `{name}`? "))
+        .unwrap_or_default();
+    Diagnostic::new(
+        argument,
+        "no such file, and no bundled script has this name",
+    )
+    .with_help(format!("{close}bundled scripts: {}", names.join(", ")))
 }
 
 /// The first instant a run may not reach: outputs write four-digit years (`+10000-…` is not

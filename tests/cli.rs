@@ -1,6 +1,7 @@
-//! The command line's exit codes and error messages.
+//! The command line's exit codes and error messages, and bundled scripts run by name from an
+//! empty folder.
 
-use crate::support::{marketsim, stderr, temp_dir};
+use crate::support::{marketsim, marketsim_in, stderr, stdout, temp_dir};
 
 /// Every script in `fixtures/invalid` fails with exit code 2, a message that names the file
 /// and place, and writes nothing.
@@ -65,6 +66,7 @@ const REFUSED_COMMAND_LINES: &[(&str, &str)] = &[
         "out-inside-a-file",
         "run scenarios/baseline.yaml --out {tmp}/afile/sub --duration 1h",
     ),
+    ("unknown-bundled-name", "run suply-crisis --out {tmp}/run"),
 ];
 
 #[test]
@@ -108,6 +110,62 @@ fn days_accept_a_unit() {
     let summary = std::fs::read_to_string(target.join("summary.json"))
         .unwrap_or_else(|e| panic!("summary.json: {e}"));
     assert!(summary.contains("\"durationMs\": 86400000"), "{summary}");
+}
+
+/// A newcomer outside a clone: bundled scripts run and validate by name from an empty folder,
+/// and `scenarios` lists the names.
+#[test]
+fn bundled_scripts_run_by_name_from_an_empty_folder() {
+    let folder = temp_dir();
+    let output = marketsim_in(
+        folder.path(),
+        &[
+            "run",
+            "supply-crisis",
+            "--out",
+            "r",
+            "--days",
+            "3",
+            "--no-truth",
+            "--quiet",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let summary = std::fs::read_to_string(folder.path().join("r/summary.json"))
+        .unwrap_or_else(|e| panic!("r/summary.json: {e}"));
+    assert!(
+        summary.contains("\"path\": \"<embedded>/supply-crisis.yaml\""),
+        "{summary}"
+    );
+
+    let output = marketsim_in(folder.path(), &["validate", "baseline", "viral-blog-post"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 2, "{}", stdout(&output));
+
+    let listing = stdout(&marketsim_in(folder.path(), &["scenarios"]));
+    for (name, _) in marketsim::bundled::BUNDLED_SCRIPTS {
+        assert!(
+            listing.contains(&format!("\n  {name} ")),
+            "{name} not listed"
+        );
+    }
+}
+
+/// A file at the path wins over a bundled script of the same name.
+#[test]
+fn a_file_shadows_a_bundled_name() {
+    let folder = temp_dir();
+    std::fs::write(
+        folder.path().join("baseline"),
+        "name: local\nseed: 1\nstart: 2025-01-01T00:00:00Z\nduration: 1h\nbackground_events: false\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let output = marketsim_in(folder.path(), &["validate", "baseline"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "baseline: ok (0 timeline items, 12 scenarios and 36 events in the library)\n"
+    );
 }
 
 #[test]

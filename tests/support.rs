@@ -10,9 +10,15 @@ pub fn root() -> &'static Path {
 
 /// Runs the `marketsim` binary with `args` from the crate root.
 pub fn marketsim(args: &[&str]) -> Output {
+    marketsim_in(root(), args)
+}
+
+/// Runs the `marketsim` binary with `args` from `folder`, e.g. an empty one, as a newcomer
+/// would outside a clone.
+pub fn marketsim_in(folder: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_marketsim"))
         .args(args)
-        .current_dir(root())
+        .current_dir(folder)
         .env("NO_COLOR", "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot start marketsim: {e}"))
