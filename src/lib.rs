@@ -21,3 +21,4 @@ pub mod run;
 pub mod scenario;
 pub mod script;
 pub mod stats;
+pub mod validate;

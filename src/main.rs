@@ -30,6 +30,7 @@ use marketsim::scenario::Library;
 use marketsim::script::Script;
 use marketsim::stats::history::simulate_baseline;
 use marketsim::stats::Scorer;
+use marketsim::validate::validate_input;
 
 #[derive(Parser)]
 #[command(
@@ -122,12 +123,13 @@ enum Command {
         #[arg(long)]
         library: Option<PathBuf>,
     },
-    /// Check run scripts (and the libraries they use) without running them.
+    /// Check input files without running anything. Each file's kind — run script, catalog,
+    /// event library or scenario definition — is told from its top-level keys; a run script is
+    /// checked with its catalog and library, library files against the embedded catalog.
     Validate {
-        /// Script files or names of bundled scripts; each is checked with its catalog and
-        /// library.
-        #[arg(required = true)]
-        scripts: Vec<PathBuf>,
+        /// Files of any of the four kinds, or names of bundled scripts.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// List the catalog's streams by domain.
     Streams {
@@ -303,19 +305,11 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             print!("{}", inspect::list_scenarios(&library));
             print!("{}", inspect::list_bundled_scripts()?);
         }
-        Command::Validate { scripts } => {
+        Command::Validate { files } => {
             let mut failures = 0;
-            for path in &scripts {
-                let checked =
-                    Script::open(path).and_then(|script| RunPlan::from_script(script, None, None));
-                match checked {
-                    Ok(plan) => println!(
-                        "{}: ok ({} timeline items, {} scenarios and {} events in the library)",
-                        path.display(),
-                        plan.scenarios.items.len(),
-                        plan.library.scenarios.len(),
-                        plan.library.events.len()
-                    ),
+            for path in &files {
+                match validate_input(path) {
+                    Ok(validated) => println!("{}: {validated}", path.display()),
                     Err(diagnostic) => {
                         failures += 1;
                         eprintln!("error: {diagnostic}");
@@ -323,7 +317,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if failures > 0 {
-                anyhow::bail!("{failures} of {} scripts failed validation", scripts.len());
+                anyhow::bail!("{failures} of {} files failed validation", files.len());
             }
         }
         Command::Streams { catalog } => {

@@ -1,5 +1,5 @@
-//! The command line's exit codes and error messages, and bundled scripts run by name from an
-//! empty folder.
+//! The command line's exit codes and error messages, `validate` on every kind of input file,
+//! and bundled scripts run by name from an empty folder.
 
 use crate::support::{marketsim, marketsim_in, stderr, stdout, temp_dir};
 
@@ -67,6 +67,10 @@ const REFUSED_COMMAND_LINES: &[(&str, &str)] = &[
         "run scenarios/baseline.yaml --out {tmp}/afile/sub --duration 1h",
     ),
     ("unknown-bundled-name", "run suply-crisis --out {tmp}/run"),
+    (
+        "validate-unknown-kind",
+        "validate fixtures/not-an-input.yaml",
+    ),
 ];
 
 #[test]
@@ -110,6 +114,30 @@ fn days_accept_a_unit() {
     let summary = std::fs::read_to_string(target.join("summary.json"))
         .unwrap_or_else(|e| panic!("summary.json: {e}"));
     assert!(summary.contains("\"durationMs\": 86400000"), "{summary}");
+}
+
+/// The README's `marketsim validate scenarios/*.yaml` takes in the catalog and the event
+/// library too: each file is checked as what its top-level keys say it is.
+#[test]
+fn validate_recognises_every_kind_of_bundled_file() {
+    let mut files: Vec<String> = ["scenarios", "scenarios/library"]
+        .iter()
+        .flat_map(|folder| {
+            std::fs::read_dir(folder)
+                .unwrap_or_else(|e| panic!("{folder}: {e}"))
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".yaml"))
+                .map(move |name| format!("{folder}/{name}"))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 27, "{files:?}");
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let output = marketsim(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    insta::assert_snapshot!(stdout(&output));
 }
 
 /// A newcomer outside a clone: bundled scripts run and validate by name from an empty folder,
@@ -164,7 +192,7 @@ fn a_file_shadows_a_bundled_name() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "baseline: ok (0 timeline items, 12 scenarios and 36 events in the library)\n"
+        "baseline: ok (run script, 0 timeline items, 12 scenarios and 36 events in the library)\n"
     );
 }
 
