@@ -225,7 +225,11 @@ fn an_existing_run_is_not_overwritten_without_force() {
         "2h",
     ]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    let summary_before = std::fs::read(out.path().join("run/summary.json")).unwrap_or_default();
+    let read_summary = || {
+        std::fs::read(out.path().join("run/summary.json"))
+            .unwrap_or_else(|e| panic!("run/summary.json: {e}"))
+    };
+    let summary_before = read_summary();
 
     let refused = marketsim(&[
         "run",
@@ -240,10 +244,7 @@ fn an_existing_run_is_not_overwritten_without_force() {
     ]);
     assert_eq!(refused.status.code(), Some(2));
     insta::assert_snapshot!(stderr(&refused).replace(&*target, "<out>/run"), @"error: <out>/run already holds a run; pass --force to replace it");
-    assert_eq!(
-        std::fs::read(out.path().join("run/summary.json")).unwrap_or_default(),
-        summary_before
-    );
+    assert_eq!(read_summary(), summary_before);
 
     let forced = marketsim(&[
         "run",
@@ -258,10 +259,7 @@ fn an_existing_run_is_not_overwritten_without_force() {
         "--force",
     ]);
     assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
-    assert_ne!(
-        std::fs::read(out.path().join("run/summary.json")).unwrap_or_default(),
-        summary_before
-    );
+    assert_ne!(read_summary(), summary_before);
     // No temporary or backup directories are left beside the output.
     let leftovers: Vec<_> = std::fs::read_dir(out.path())
         .into_iter()
@@ -275,7 +273,7 @@ fn an_existing_run_is_not_overwritten_without_force() {
 #[test]
 fn a_directory_that_is_not_a_run_is_never_replaced() {
     let out = temp_dir();
-    std::fs::write(out.path().join("precious.txt"), "keep me").unwrap_or_default();
+    std::fs::write(out.path().join("precious.txt"), "keep me").unwrap_or_else(|e| panic!("{e}"));
     let target = out.path().to_string_lossy();
     let output = marketsim(&[
         "run",
@@ -288,7 +286,8 @@ fn a_directory_that_is_not_a_run_is_never_replaced() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("is not a marketsim run directory"));
     assert_eq!(
-        std::fs::read_to_string(out.path().join("precious.txt")).unwrap_or_default(),
+        std::fs::read_to_string(out.path().join("precious.txt"))
+            .unwrap_or_else(|e| panic!("precious.txt: {e}")),
         "keep me"
     );
 }

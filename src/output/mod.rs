@@ -10,13 +10,13 @@
 //! against the summary), compared by [`diff`] and exported by [`export`].
 
 pub mod analyzed;
-pub mod collector;
+pub(crate) mod collector;
 pub mod diff;
 pub mod events;
 pub mod export;
 pub mod run_dir;
-pub mod run_reader;
-pub mod series;
+pub(crate) mod run_reader;
+pub(crate) mod series;
 pub mod truth;
 
 use std::path::{Path, PathBuf};

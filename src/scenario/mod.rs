@@ -8,5 +8,5 @@
 pub mod definition;
 pub mod timeline;
 
-pub use definition::{EventTemplate, Library, ScenarioDefinition};
-pub use timeline::{PlanItem, ScenarioPlan};
+pub use definition::Library;
+pub use timeline::ScenarioPlan;

@@ -78,11 +78,6 @@ impl BucketMatrix {
         }
     }
 
-    /// Appends one bucket's values (one per stream).
-    pub fn push_bucket(&mut self, values: &[Option<f64>]) {
-        self.values.extend_from_slice(values);
-    }
-
     pub fn bucket_start_unix_ms(&self, bucket: usize) -> i64 {
         self.start_unix_ms + (bucket as u64 * self.bucket_ms) as i64
     }
@@ -217,13 +212,6 @@ impl StreamBaseline {
 pub struct SeasonalFactor {
     pub academic: f64,
     pub growth: f64,
-}
-
-impl SeasonalFactor {
-    pub const NEUTRAL: SeasonalFactor = SeasonalFactor {
-        academic: 1.0,
-        growth: 1.0,
-    };
 }
 
 /// Streams the model grows: every count stream but tutor supply, tutor sign-ups and deploys.
