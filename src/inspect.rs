@@ -8,10 +8,13 @@ use std::path::Path;
 
 use thiserror::Error;
 
+use crate::bundled::{bundled_script_path, BUNDLED_SCRIPTS};
+use crate::diagnostics::Diagnostic;
 use crate::market::catalog::{Catalog, Origin, DOMAINS};
 use crate::market::roles::FLOW_EDGES;
 use crate::output::series::read_series;
 use crate::output::{OutputError, RunDirectory};
+use crate::scenario::script::Script;
 use crate::scenario::Library;
 
 #[derive(Debug, Error)]
@@ -83,6 +86,20 @@ pub fn list_scenarios(library: &Library) -> String {
         library.events.iter().filter(|e| e.background).count()
     );
     text
+}
+
+/// The bundled run scripts, runnable by name: name, duration and description.
+pub fn list_bundled_scripts() -> Result<String, Diagnostic> {
+    let mut text = String::from("\nbundled run scripts (marketsim run NAME --out DIR):\n");
+    for (name, source) in BUNDLED_SCRIPTS {
+        let script = Script::parse(&bundled_script_path(name), source)?;
+        // Padding needs a `String`: humantime's `Display` ignores the width.
+        let duration =
+            humantime::format_duration(std::time::Duration::from_millis(script.duration_ms))
+                .to_string();
+        let _ = writeln!(text, "  {name:<24} {duration:<7} {}", script.description);
+    }
+    Ok(text)
 }
 
 /// The inspector's report for one stream.

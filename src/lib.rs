@@ -7,8 +7,8 @@
 //! [`report`] renders them; [`app`] orchestrates all of it for the command line.
 //!
 //! Layers, lowest first (a module never imports a later one; a tidy test checks it):
-//! `diagnostics`, `assets`, `engine`, `market`, `scenario`, `stats`, `analyst`, `session`, `output`,
-//! `report`, `inspect`, `app`.
+//! `diagnostics`, `assets`, `bundled`, `engine`, `market`, `scenario`, `stats`, `analyst`, `session`, `output`,
+//! `report`, `inspect`, `validate`, `app`.
 //!
 //! Determinism contract: the same seed, script, catalog and binary give byte-identical outputs.
 //! Virtual time is an integer, ties in the queue break by scheduling order, every stream draws
@@ -18,6 +18,7 @@
 pub mod analyst;
 pub mod app;
 pub mod assets;
+pub mod bundled;
 pub mod diagnostics;
 pub mod engine;
 pub mod inspect;
@@ -27,3 +28,4 @@ pub mod report;
 pub mod scenario;
 pub mod session;
 pub mod stats;
+pub mod validate;

@@ -13,15 +13,16 @@ use marketsim::analyst::eval;
 use marketsim::app::analyst_choice::{make_analyst, AnalystChoice as Choice};
 use marketsim::app::analyzed;
 use marketsim::app::run::{run_to_directory, AnalysisOptions, RunOptions};
-use marketsim::diagnostics::parse_duration_ms;
+use marketsim::diagnostics::{parse_days, parse_duration_ms, parse_seed};
 use marketsim::engine::MS_PER_DAY;
 use marketsim::inspect;
 use marketsim::market::Catalog;
-use marketsim::output::to_pretty_json;
-use marketsim::output::{diff, export};
+use marketsim::output::PendingFile;
+use marketsim::output::{diff, export, to_pretty_json};
 use marketsim::report;
 use marketsim::scenario::plan::load_catalog;
-use marketsim::scenario::{Library, RunPlan, Script};
+use marketsim::scenario::Library;
+use marketsim::validate::validate_input;
 
 #[derive(Parser)]
 #[command(
@@ -44,19 +45,22 @@ struct Cli {
 enum Command {
     /// Run a script headless and write a run directory.
     Run {
-        /// The run script (YAML), e.g. scenarios/baseline.yaml.
+        /// The run script (YAML), e.g. scenarios/baseline.yaml, or the name of a bundled script
+        /// (see `marketsim scenarios`), e.g. supply-crisis. A file at that path wins.
         script: PathBuf,
         /// The run directory to write.
         #[arg(long)]
         out: PathBuf,
-        /// Override the script's seed.
-        #[arg(long)]
+        /// Override the script's seed (0 to 2^64 - 1).
+        // Negative numbers are let through to the parser, which says what a seed is; clap would
+        // take `-1` for a flag and suggest `-- -1`, which makes it the script.
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
-        /// Override the script's duration, in days.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=366))]
+        /// Override the script's duration, in days (1 to 366; 30, 30d and 30days all work).
+        #[arg(long, value_parser = parse_days)]
         days: Option<u64>,
         /// Override the script's duration, e.g. 6h or 3d.
-        #[arg(long, conflicts_with = "days")]
+        #[arg(long, conflicts_with = "days", allow_hyphen_values = true)]
         duration: Option<String>,
         /// Also write events.jsonl with every stream event.
         #[arg(long)]
@@ -110,17 +114,20 @@ enum Command {
         #[arg(long)]
         catalog: Option<PathBuf>,
     },
-    /// List the scenario library: id, name, duration, what each touches.
+    /// List the scenario library (id, name, duration, what each touches) and the bundled run
+    /// scripts that `run` and `validate` accept by name.
     Scenarios {
         /// A folder with events.yaml and library/ instead of the embedded library.
         #[arg(long)]
         library: Option<PathBuf>,
     },
-    /// Check run scripts (and the libraries they use) without running them.
+    /// Check input files without running anything. Each file's kind — run script, catalog,
+    /// event library or scenario definition — is told from its top-level keys; a run script is
+    /// checked with its catalog and library, library files against the embedded catalog.
     Validate {
-        /// Script files; each is checked with its catalog and library.
-        #[arg(required = true)]
-        scripts: Vec<PathBuf>,
+        /// Files of any of the four kinds, or names of bundled scripts.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// List the catalog's streams by domain.
     Streams {
@@ -284,6 +291,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Eval { runs, analyst, out } => {
+            // Everything that can fail is checked before anything is printed: first that
+            // eval.json can be written at all, then every run.
+            let eval_file = PendingFile::create(&out).with_context(|| {
+                format!(
+                    "cannot write {} (pass --out FILE to write it elsewhere)",
+                    std::path::absolute(&out).unwrap_or(out.clone()).display()
+                )
+            })?;
             let mut evaluations = Vec::new();
             for run in &runs {
                 let evaluation = match analyst {
@@ -299,9 +314,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 evaluations.push(evaluation);
             }
             let report = eval::report(evaluations);
+            eval_file
+                .commit(&to_pretty_json(&report))
+                .with_context(|| {
+                    format!(
+                        "cannot write {} (pass --out FILE to write it elsewhere)",
+                        out.display()
+                    )
+                })?;
             print!("{}", eval::render_table(&report));
-            std::fs::write(&out, to_pretty_json(&report))
-                .with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {}", out.display());
         }
         Command::Inspect {
@@ -316,20 +337,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             let catalog = Catalog::embedded()?;
             let library = Library::load(library.as_deref(), &catalog)?;
             print!("{}", inspect::list_scenarios(&library));
+            print!("{}", inspect::list_bundled_scripts()?);
         }
-        Command::Validate { scripts } => {
+        Command::Validate { files } => {
             let mut failures = 0;
-            for path in &scripts {
-                let checked =
-                    Script::load(path).and_then(|script| RunPlan::from_script(script, None, None));
-                match checked {
-                    Ok(plan) => println!(
-                        "{}: ok ({} timeline items, {} scenarios and {} events in the library)",
-                        path.display(),
-                        plan.timeline.actions.len(),
-                        plan.library.scenarios.len(),
-                        plan.library.events.len()
-                    ),
+            for path in &files {
+                match validate_input(path) {
+                    Ok(validated) => println!("{}: {validated}", path.display()),
                     Err(diagnostic) => {
                         failures += 1;
                         eprintln!("error: {diagnostic}");
@@ -337,7 +351,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if failures > 0 {
-                anyhow::bail!("{failures} of {} scripts failed validation", scripts.len());
+                anyhow::bail!("{failures} of {} files failed validation", files.len());
             }
         }
         Command::Streams { catalog } => {

@@ -48,6 +48,43 @@ fn eval_reads_recommendations_or_reanalyzes_the_files_to_the_same_scores() {
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(read(&from_file), read(&reanalyzed));
+
+    // Every input and the output place are checked before anything is printed: a stray file
+    // among the runs, or an eval.json that cannot be written, leaves stdout empty and no file.
+    let stray = dir.path().join("stray.txt");
+    std::fs::write(&stray, "not a run").unwrap_or_else(|e| panic!("{e}"));
+    let refused_out = dir.path().join("refused.json");
+    let output = marketsim(&[
+        "eval",
+        &target,
+        &stray.to_string_lossy(),
+        "--out",
+        &refused_out.to_string_lossy(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "");
+    assert!(
+        stderr(&output).contains("stray.txt: not a run directory"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!refused_out.exists());
+    let inside_a_file = stray.join("eval.json");
+    let output = marketsim(&["eval", &target, "--out", &inside_a_file.to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "");
+    let folder = dir.path().to_string_lossy().into_owned();
+    insta::assert_snapshot!(stderr(&output).replace(&folder, "<tmp>"), @"error: cannot write <tmp>/stray.txt/eval.json (pass --out FILE to write it elsewhere): <tmp>/stray.txt is not a folder, so <tmp>/stray.txt/eval.json cannot be written inside it");
+    // A folder where the file should be: found when eval.json is moved into place, still
+    // before the table is printed.
+    let output = marketsim(&["eval", &target, "--out", &folder]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "");
+    assert!(
+        stderr(&output).contains("--out FILE"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

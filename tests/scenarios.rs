@@ -26,8 +26,12 @@ fn run_script_with(script: &str, out: &Path, extra: &[&str]) -> serde_json::Valu
 }
 
 fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_slice(&read_bytes(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A file's bytes; a missing file fails the test instead of comparing as empty.
+fn read_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The anomaly episodes of a run, one line each, for a readable snapshot.
@@ -75,6 +79,7 @@ fn every_bundled_script_runs_analyzes_and_matches_its_snapshots() {
     // baseline.json (which must give the same baseline).
     let mut shared_baseline: Option<std::path::PathBuf> = None;
     let mut run_dirs = Vec::new();
+    let mut red_herrings_checked = 0;
     insta::glob!("../scenarios", "*.yaml", |path| {
         let name = path
             .file_name()
@@ -101,6 +106,7 @@ fn every_bundled_script_runs_analyzes_and_matches_its_snapshots() {
         // Red herrings change nothing, so their counterfactual twin is identical.
         for item in truth["items"].as_array().into_iter().flatten() {
             if item["redHerring"] == true {
+                red_herrings_checked += 1;
                 assert_eq!(
                     item["measured"],
                     serde_json::json!([]),
@@ -135,13 +141,18 @@ fn every_bundled_script_runs_analyzes_and_matches_its_snapshots() {
         12,
         "expected twelve bundled scenario scripts"
     );
+    // normal-operations alone injects several: a loop that never ran would prove nothing.
+    assert!(
+        red_herrings_checked >= 3,
+        "only {red_herrings_checked} red herrings in truth.json"
+    );
 
     // A run that simulates its own history gets the baseline the shared one holds.
     let own = runs.path().join("own-history");
     run_script_with("scenarios/viral-blog-post.yaml", &own, &["--analyze"]);
-    let shared = shared_baseline.unwrap_or_default();
+    let shared = shared_baseline.unwrap_or_else(|| panic!("no run wrote the shared baseline"));
     assert!(
-        std::fs::read(own.join("baseline.json")).ok() == std::fs::read(&shared).ok(),
+        read_bytes(&own.join("baseline.json")) == read_bytes(&shared),
         "a simulated history differs from the shared baseline"
     );
 
@@ -194,7 +205,8 @@ fn a_backdated_scenario_leaves_the_earlier_past_byte_identical() {
     let (with, without) = (dir.path().join("with"), dir.path().join("without"));
     run_script("fixtures/scripts/backdated.yaml", &with);
     run_script("fixtures/scripts/backdated-without.yaml", &without);
-    let series = |dir: &Path| std::fs::read_to_string(dir.join("series.csv")).unwrap_or_default();
+    let series =
+        |dir: &Path| String::from_utf8_lossy(&read_bytes(&dir.join("series.csv"))).into_owned();
     let (a, b) = (series(&with), series(&without));
     // The scenario starts at -1d from the end of a 3-day run: 2025-03-05T00:00:00Z.
     let before = |text: &str| {

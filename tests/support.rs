@@ -13,11 +13,12 @@ pub fn marketsim(args: &[&str]) -> Output {
     marketsim_in(root(), args)
 }
 
-/// Runs the `marketsim` binary with `args` from `working_dir`.
-pub fn marketsim_in(working_dir: &Path, args: &[&str]) -> Output {
+/// Runs the `marketsim` binary with `args` from `folder`, e.g. an empty one, as a newcomer
+/// would outside a clone.
+pub fn marketsim_in(folder: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_marketsim"))
         .args(args)
-        .current_dir(working_dir)
+        .current_dir(folder)
         .env("NO_COLOR", "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot start marketsim: {e}"))

@@ -7,7 +7,8 @@ mod support;
 mod analysis;
 /// The bundled 30-day baseline: summary snapshot, flow conservation, realism.
 mod baseline;
-/// Catalog validation over `fixtures/invalid-catalog`, and arbitrary YAML never panics.
+/// Catalog validation over `fixtures/invalid-catalog`; arbitrary YAML, huge numbers and long
+/// inputs never panic the loaders, and what they accept stays within the limits.
 mod catalog;
 /// Exit codes and messages of the command line, including every `fixtures/invalid` script.
 mod cli;

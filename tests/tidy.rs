@@ -53,6 +53,7 @@ fn every_rust_file_is_tidy() {
 const LAYERS: &[&str] = &[
     "diagnostics",
     "assets",
+    "bundled",
     "engine",
     "market",
     "scenario",
@@ -62,6 +63,7 @@ const LAYERS: &[&str] = &[
     "output",
     "report",
     "inspect",
+    "validate",
     "app",
 ];
 

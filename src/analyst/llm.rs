@@ -121,18 +121,13 @@ impl std::fmt::Debug for LlmSettings {
 
 impl LlmSettings {
     /// Settings from the process environment: `None` when `OPENAI_API_KEY` is unset or empty
-    /// (the caller then uses the rules analyst and makes no network call), and also when a
-    /// setting is malformed — use [`LlmSettings::try_from_env`] to report that instead.
-    pub fn from_env() -> Option<LlmSettings> {
-        Self::try_from_env().ok().flatten()
-    }
-
-    /// Settings from the process environment, with malformed values reported.
+    /// (the caller then uses the rules analyst and makes no network call); a malformed setting
+    /// is an error.
     pub fn try_from_env() -> Result<Option<LlmSettings>, LlmError> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
-    /// Settings from any variable lookup (the environment in [`LlmSettings::from_env`], a map in
+    /// Settings from any variable lookup (the environment in [`LlmSettings::try_from_env`], a map in
     /// tests — the environment is process-global and tests run in parallel).
     ///
     /// Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `MARKETSIM_LLM_MODEL` (default
@@ -491,10 +486,6 @@ impl LlmAnalyst {
             runtime,
             calls: Vec::new(),
         })
-    }
-
-    pub fn settings(&self) -> &LlmSettings {
-        &self.settings
     }
 
     /// Asks the model about `context`, retries included, within the timeout budget.

@@ -120,7 +120,7 @@ pub fn run_to_directory(
     options: &RunOptions,
     progress: &mut dyn FnMut(VirtualTimeMs, VirtualTimeMs),
 ) -> Result<RunOutcome, AppError> {
-    let script = Script::load(script_path)?;
+    let script = Script::open(script_path)?;
     let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?;
     // Refuse a bad output directory before spending time on the run.
     let pending = PendingRunDirectory::create(out, options.force)?;

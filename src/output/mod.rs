@@ -14,9 +14,11 @@ pub mod diff;
 pub mod events;
 pub mod export;
 pub mod run_dir;
-pub mod run_reader;
-pub mod series;
+pub(crate) mod run_reader;
+pub(crate) mod series;
 pub mod truth;
+
+use std::path::{Path, PathBuf};
 
 pub use run_dir::{OutputError, RunDirectory, Summary};
 
@@ -40,4 +42,76 @@ pub fn read_json_file<T: serde::de::DeserializeOwned>(
         line: Some(e.line()),
         message: e.to_string(),
     })
+}
+
+/// Creates `folder` and its missing parents. When part of the path exists and is not a folder,
+/// the error names that part: the OS says only "File exists" or "Not a directory".
+pub fn create_output_folder(folder: &Path, target: &Path) -> Result<(), OutputError> {
+    let not_a_folder = folder
+        .ancestors()
+        .filter(|part| !part.as_os_str().is_empty())
+        .find(|part| part.exists() && !part.is_dir());
+    if let Some(part) = not_a_folder {
+        return Err(OutputError::NotAFolder {
+            path: part.to_path_buf(),
+            target: target.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(folder).map_err(|source| OutputError::Io {
+        path: folder.to_path_buf(),
+        source,
+    })
+}
+
+/// The folder a file or run directory at `target` is written in (`.` for a bare name).
+fn parent_folder(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A file being written: a temporary sibling of its target, created up front so an unwritable
+/// place fails before any work, and renamed over the target by [`PendingFile::commit`].
+pub struct PendingFile {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+impl PendingFile {
+    pub fn create(target: &Path) -> Result<Self, OutputError> {
+        let folder = parent_folder(target);
+        create_output_folder(&folder, target)?;
+        let temp = tempfile::Builder::new()
+            .prefix(".marketsim-tmp-")
+            .tempfile_in(&folder)
+            .map_err(|source| OutputError::Io {
+                path: std::path::absolute(&folder).unwrap_or(folder),
+                source,
+            })?;
+        Ok(PendingFile {
+            temp,
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// Writes `text` and moves the file into place.
+    pub fn commit(self, text: &str) -> Result<PathBuf, OutputError> {
+        use std::io::Write as _;
+        let io_error = |source| OutputError::Io {
+            path: self.target.clone(),
+            source,
+        };
+        self.temp
+            .as_file()
+            .write_all(text.as_bytes())
+            .map_err(io_error)?;
+        self.temp
+            .persist(&self.target)
+            .map_err(|error| OutputError::Io {
+                path: self.target.clone(),
+                source: error.error,
+            })?;
+        Ok(self.target)
+    }
 }

@@ -28,6 +28,9 @@ pub enum OutputError {
     /// The output exists and holds a run; the caller may retry with `force`.
     #[error("{path} already holds a run; pass --force to replace it")]
     RunExists { path: PathBuf },
+    /// Part of the output's path is a file, so nothing can be created inside it.
+    #[error("{path} is not a folder, so {target} cannot be written inside it")]
+    NotAFolder { path: PathBuf, target: PathBuf },
     /// The output exists and is not a run directory; it is never replaced.
     #[error("{path} exists and is not a marketsim run directory; refusing to replace it")]
     NotARunDirectory { path: PathBuf },
@@ -163,11 +166,8 @@ impl PendingRunDirectory {
     /// temporary directory next to it.
     pub fn create(target: &Path, force: bool) -> Result<Self, OutputError> {
         check_replaceable(target, force)?;
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+        let parent = super::parent_folder(target);
+        super::create_output_folder(&parent, target)?;
         let temp = tempfile::Builder::new()
             .prefix(".marketsim-tmp-")
             .tempdir_in(&parent)

@@ -4,7 +4,7 @@
 //! the file and line instead of a silently shorter series.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
@@ -54,7 +54,6 @@ pub fn open_run(path: &Path) -> Result<RunDirectory, OutputError> {
 /// order of `summary.json`, bucket starts `bucketMs` apart.
 #[derive(Debug, Clone)]
 pub struct RunSeries {
-    pub path: PathBuf,
     pub stream_names: Vec<String>,
     /// Each bucket's start as written in the file.
     pub bucket_timestamps: Vec<String>,
@@ -169,7 +168,6 @@ impl RunSeries {
             }
         }
         Ok(RunSeries {
-            path,
             stream_names,
             bucket_timestamps,
             bucket_starts,

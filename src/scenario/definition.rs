@@ -634,6 +634,55 @@ impl EventTemplate {
     }
 }
 
+/// Parses and validates an event library (`events.yaml`) against the catalog.
+pub fn parse_event_library(
+    path: &Path,
+    text: &str,
+    catalog: &Catalog,
+) -> Result<Vec<EventTemplate>, Diagnostic> {
+    let raw_events: RawEventsFile =
+        serde_yaml::from_str(text).map_err(|e| Diagnostic::from_yaml_in(path, text, &e))?;
+    let source = SourceText { path, text };
+    let mut events: Vec<EventTemplate> = Vec::new();
+    for raw in &raw_events.events {
+        if events.iter().any(|e| e.id == raw.id) {
+            return Err(source.error(
+                &[&format!("id: {}", raw.id), &format!("id: {}", raw.id)],
+                format!("duplicate event id `{}`", raw.id),
+            ));
+        }
+        events.push(EventTemplate::resolve(&source, raw, catalog)?);
+    }
+    Ok(events)
+}
+
+/// Parses and validates one scenario library file (`library/<id>.yaml`) against the catalog
+/// and the event library; its id must equal its file name.
+pub fn parse_scenario_file(
+    path: &Path,
+    text: &str,
+    catalog: &Catalog,
+    events: &[EventTemplate],
+) -> Result<ScenarioDefinition, Diagnostic> {
+    let raw: RawScenario =
+        serde_yaml::from_str(text).map_err(|e| Diagnostic::from_yaml_in(path, text, &e))?;
+    let source = SourceText { path, text };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if raw.id != stem {
+        return Err(source.error(
+            &["id:"],
+            format!(
+                "scenario id `{}` differs from its file name `{stem}.yaml`",
+                raw.id
+            ),
+        ));
+    }
+    ScenarioDefinition::resolve(&source, &raw, catalog, events)
+}
+
 impl Library {
     /// Loads the events file and every scenario file of a library folder, or the embedded
     /// library when `folder` is `None`.
@@ -676,46 +725,17 @@ impl Library {
                 (events_path, events_text, texts)
             }
         };
-        let raw_events: RawEventsFile = serde_yaml::from_str(&events_text)
-            .map_err(|e| Diagnostic::from_yaml(&events_path, &e))?;
-        let source = SourceText {
-            path: &events_path,
-            text: &events_text,
-        };
-        let mut events: Vec<EventTemplate> = Vec::new();
-        for raw in &raw_events.events {
-            if events.iter().any(|e| e.id == raw.id) {
-                return Err(source.error(
-                    &[&format!("id: {}", raw.id), &format!("id: {}", raw.id)],
-                    format!("duplicate event id `{}`", raw.id),
-                ));
-            }
-            events.push(EventTemplate::resolve(&source, raw, catalog)?);
-        }
+        let events = parse_event_library(&events_path, &events_text, catalog)?;
         let mut scenarios: Vec<ScenarioDefinition> = Vec::new();
         for (path, text) in &scenario_texts {
-            let raw: RawScenario =
-                serde_yaml::from_str(text).map_err(|e| Diagnostic::from_yaml(path, &e))?;
-            let source = SourceText { path, text };
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if raw.id != stem {
-                return Err(source.error(
-                    &["id:"],
-                    format!(
-                        "scenario id `{}` differs from its file name `{stem}.yaml`",
-                        raw.id
-                    ),
-                ));
+            let scenario = parse_scenario_file(path, text, catalog, &events)?;
+            if scenarios.iter().any(|s| s.id == scenario.id) {
+                let source = SourceText { path, text };
+                return Err(
+                    source.error(&["id:"], format!("duplicate scenario id `{}`", scenario.id))
+                );
             }
-            if scenarios.iter().any(|s| s.id == raw.id) {
-                return Err(source.error(&["id:"], format!("duplicate scenario id `{}`", raw.id)));
-            }
-            scenarios.push(ScenarioDefinition::resolve(
-                &source, &raw, catalog, &events,
-            )?);
+            scenarios.push(scenario);
         }
         Ok(Library { scenarios, events })
     }

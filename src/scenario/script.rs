@@ -7,12 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Datelike, Utc};
-use serde::Deserialize;
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Deserializer};
 
 use super::definition::RawScenario;
 use super::timeline::{Policy, RawEntry};
-use crate::diagnostics::{locate, parse_duration_ms, Diagnostic};
+use crate::bundled::{bundled_script, bundled_script_names, bundled_script_path};
+use crate::diagnostics::{locate, nearest, parse_duration_ms, Diagnostic};
 use crate::engine::{MS_PER_DAY, MS_PER_MINUTE};
 use crate::market::catalog::hex_sha256;
 
@@ -28,8 +29,8 @@ struct RawScript {
     name: String,
     #[serde(default)]
     description: String,
-    seed: u64,
-    start: DateTime<Utc>,
+    seed: Seed,
+    start: Instant,
     duration: String,
     #[serde(default = "default_bucket")]
     bucket: String,
@@ -41,7 +42,7 @@ struct RawScript {
     library: Option<PathBuf>,
     /// The live "now" that backdated entries (`-7d`) count back from; default: the run's end.
     #[serde(default)]
-    now: Option<DateTime<Utc>>,
+    now: Option<Instant>,
     #[serde(default)]
     policy: Policy,
     /// Whether the run carries a background of 2–5 external events a day.
@@ -51,6 +52,66 @@ struct RawScript {
     scenarios: Vec<RawScenario>,
     #[serde(default)]
     timeline: Vec<RawEntry>,
+}
+
+/// An RFC 3339 instant, refused with an example of the form: chrono alone says only "premature
+/// end of input" for a bare date. Parsed inside the scalar's visitor, so serde_yaml places the
+/// error on the value.
+#[derive(Debug, Clone, Copy)]
+struct Instant(DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InstantVisitor;
+        impl serde::de::Visitor<'_> for InstantVisitor {
+            type Value = Instant;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an RFC 3339 instant such as 2025-02-03T00:00:00Z")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Instant, E> {
+                parse_instant(text).map(Instant).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(InstantVisitor)
+    }
+}
+
+/// A seed, refused as the command line refuses one ("seeds are whole numbers from 0 to
+/// 2^64 - 1") rather than as "expected u64".
+#[derive(Debug, Clone, Copy)]
+struct Seed(u64);
+
+impl<'de> Deserialize<'de> for Seed {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeedVisitor;
+        impl serde::de::Visitor<'_> for SeedVisitor {
+            type Value = Seed;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(
+                    formatter,
+                    "a seed: a whole number from 0 to 2^64 - 1 ({})",
+                    u64::MAX
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, seed: u64) -> Result<Seed, E> {
+                Ok(Seed(seed))
+            }
+        }
+        deserializer.deserialize_u64(SeedVisitor)
+    }
+}
+
+/// Parses an RFC 3339 instant; the error shows the instant the user probably meant.
+pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    text.parse::<DateTime<Utc>>().map_err(|reason| {
+        let example = match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+            Ok(date) => format!("{date}T00:00:00Z"),
+            Err(_) => "2025-02-03T00:00:00Z".to_string(),
+        };
+        format!(
+            "`{text}` is not an RFC 3339 instant ({reason}); write the date, time and zone, e.g. {example}"
+        )
+    })
 }
 
 fn default_true() -> bool {
@@ -105,6 +166,19 @@ impl Script {
         has_library.then(|| folder.to_path_buf())
     }
 
+    /// Reads the script a command line names: the file at `argument` when one exists (a path
+    /// always wins), else the bundled script of that name (`supply-crisis`).
+    pub fn open(argument: &Path) -> Result<Script, Diagnostic> {
+        if argument.exists() {
+            return Script::load(argument);
+        }
+        let name = argument.to_str().unwrap_or_default();
+        match bundled_script(name) {
+            Some(text) => Script::parse(&bundled_script_path(name), text),
+            None => Err(no_such_script(argument)),
+        }
+    }
+
     /// Reads and validates a script file.
     pub fn load(path: &Path) -> Result<Script, Diagnostic> {
         let source = std::fs::read_to_string(path)
@@ -123,9 +197,19 @@ impl Script {
                 ),
             ));
         }
-        let raw: RawScript =
-            serde_yaml::from_str(source).map_err(|e| Diagnostic::from_yaml(path, &e))?;
+        let raw: RawScript = serde_yaml::from_str(source).map_err(|error| {
+            // A catalog or a library file given as a script fails on its first key; say what
+            // it is instead.
+            match crate::validate::InputKind::detect(source) {
+                Some(kind) if kind != crate::validate::InputKind::RunScript => {
+                    Diagnostic::new(path, format!("this is {}, not a run script", kind.with_article()))
+                        .with_help("a run script has name, seed, start and duration; `marketsim validate FILE` checks any kind of file")
+                }
+                _ => Diagnostic::from_yaml_in(path, source, &error),
+            }
+        })?;
         let at = |key: &str| locate(source, &[&format!("{key}:")]);
+        let Instant(start) = raw.start;
 
         let name_ok = !raw.name.is_empty()
             && raw.name.len() <= 64
@@ -140,9 +224,9 @@ impl Script {
                     .with_help("use 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' and '.'"),
             );
         }
-        if !(1970..=9999).contains(&raw.start.year()) {
+        if !(1970..=9999).contains(&start.year()) {
             return Err(
-                Diagnostic::new(path, format!("start {} is out of range", raw.start))
+                Diagnostic::new(path, format!("start {start} is out of range"))
                     .at(at("start"))
                     .with_help("allowed: years 1970 to 9999"),
             );
@@ -152,6 +236,11 @@ impl Script {
         let bucket_ms = parse_duration_ms(&raw.bucket)
             .map_err(|m| Diagnostic::new(path, m).at(at("bucket")))?;
         check_duration(duration_ms).map_err(|m| Diagnostic::new(path, m).at(at("duration")))?;
+        check_run_end(start, duration_ms).map_err(|m| {
+            Diagnostic::new(path, m)
+                .at(at("start"))
+                .with_help("outputs write four-digit years: start earlier or shorten the run")
+        })?;
         if !(MIN_BUCKET_MS..=MAX_BUCKET_MS).contains(&bucket_ms) || MS_PER_DAY % bucket_ms != 0 {
             return Err(Diagnostic::new(path, format!("bucket `{}` is not allowed", raw.bucket))
                 .at(at("bucket"))
@@ -169,7 +258,7 @@ impl Script {
             .map(|relative| path.parent().unwrap_or(Path::new("")).join(relative));
         Ok(Script {
             library,
-            now: raw.now,
+            now: raw.now.map(|Instant(now)| now),
             policy: raw.policy,
             background_events: raw.background_events,
             scenarios: raw.scenarios,
@@ -179,12 +268,53 @@ impl Script {
             sha256: hex_sha256(source.as_bytes()),
             name: raw.name,
             description: raw.description,
-            seed: raw.seed,
-            start: raw.start,
+            seed: raw.seed.0,
+            start,
             duration_ms,
             bucket_ms,
             catalog,
         })
+    }
+}
+
+/// "`x`: no such file" with the bundled names, the nearest first when there is one close.
+fn no_such_script(argument: &Path) -> Diagnostic {
+    let asked = argument
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let names: Vec<&str> = bundled_script_names().collect();
+    let close = nearest(&asked, names.iter().copied())
+        .map(|name| format!("did you mean `{name}`? "))
+        .unwrap_or_default();
+    Diagnostic::new(
+        argument,
+        "no such file, and no bundled script has this name",
+    )
+    .with_help(format!("{close}bundled scripts: {}", names.join(", ")))
+}
+
+/// The first instant a run may not reach: outputs write four-digit years (`+10000-…` is not
+/// RFC 3339, so `report` could not read such a run back).
+fn latest_run_end() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Checks that a run starting at `start` and lasting `duration_ms` ends before the year 10000.
+pub fn check_run_end(start: DateTime<Utc>, duration_ms: u64) -> Result<(), String> {
+    let end = i64::try_from(duration_ms)
+        .ok()
+        .and_then(chrono::TimeDelta::try_milliseconds)
+        .and_then(|duration| start.checked_add_signed(duration));
+    match end {
+        Some(end) if end < latest_run_end() => Ok(()),
+        _ => Err(format!(
+            "a run must end before the year 10000; this one starts at {} and lasts {}",
+            start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            humantime::format_duration(std::time::Duration::from_millis(duration_ms))
+        )),
     }
 }
 

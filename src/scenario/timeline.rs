@@ -345,6 +345,9 @@ impl BackgroundEvents {
 
 /// Parses a timeline time: RFC 3339, `+2h` (after the previous entry), `day 3 09:00` (day 1 is
 /// the start's calendar day), or `-7d` (before the script's `now`).
+///
+/// The result is milliseconds from the epoch, negative before it. Every step is checked: a
+/// number too large for the arithmetic is refused as beyond any run, never wrapped into one.
 pub fn parse_at(
     text: &str,
     epoch: DateTime<Utc>,
@@ -352,19 +355,37 @@ pub fn parse_at(
     now_ms: u64,
 ) -> Result<i64, String> {
     let text = text.trim();
+    let beyond_any_run = || {
+        format!(
+            "`{text}` is beyond any run (a run lasts at most {} days)",
+            crate::scenario::script::MAX_DURATION_MS / MS_PER_DAY
+        )
+    };
+    let offset_ms = |rest: &str| -> Result<i64, String> {
+        i64::try_from(parse_duration_ms(rest)?).map_err(|_| beyond_any_run())
+    };
+    let anchor_ms = |anchor: u64| i64::try_from(anchor).map_err(|_| beyond_any_run());
     if let Some(rest) = text.strip_prefix('+') {
-        return Ok(previous_ms as i64 + parse_duration_ms(rest)? as i64);
+        return anchor_ms(previous_ms)?
+            .checked_add(offset_ms(rest)?)
+            .ok_or_else(beyond_any_run);
     }
     if let Some(rest) = text.strip_prefix('-') {
-        return Ok(now_ms as i64 - parse_duration_ms(rest)? as i64);
+        return anchor_ms(now_ms)?
+            .checked_sub(offset_ms(rest)?)
+            .ok_or_else(beyond_any_run);
     }
     if let Some(rest) = text.strip_prefix("day ") {
         let mut parts = rest.split_whitespace();
-        let day: i64 = parts
-            .next()
-            .and_then(|d| d.parse().ok())
-            .filter(|d| *d >= 1)
-            .ok_or_else(|| format!("`{text}`: the day is a number from 1"))?;
+        let day_text = parts.next().unwrap_or_default();
+        let day: i64 = match day_text.parse::<i64>() {
+            Ok(day) if day >= 1 => day,
+            // All digits and still no i64: a day far beyond any run, not a typo.
+            Err(_) if !day_text.is_empty() && day_text.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(beyond_any_run())
+            }
+            _ => return Err(format!("`{text}`: the day is a number from 1")),
+        };
         let (hour, minute) = match parts.next() {
             None => (0, 0),
             Some(clock) => clock
@@ -376,11 +397,14 @@ pub fn parse_at(
         if parts.next().is_some() {
             return Err(format!("`{text}`: write `day N` or `day N HH:MM`"));
         }
+        // The clock is bounded above, so only the day can overflow.
+        let clock_ms = (hour * 60 + minute) * MS_PER_MINUTE as i64;
         let into_day = (epoch.hour() as i64 * 60 + epoch.minute() as i64) * MS_PER_MINUTE as i64
             + epoch.second() as i64 * 1_000;
-        return Ok(
-            (day - 1) * MS_PER_DAY as i64 + (hour * 60 + minute) * MS_PER_MINUTE as i64 - into_day,
-        );
+        return (day - 1)
+            .checked_mul(MS_PER_DAY as i64)
+            .and_then(|ms| ms.checked_add(clock_ms - into_day))
+            .ok_or_else(beyond_any_run);
     }
     match text.parse::<DateTime<Utc>>() {
         Ok(instant) => Ok((instant - epoch).num_milliseconds()),
@@ -410,16 +434,24 @@ impl ScriptTimeline {
             text: &script.source_text,
         };
         let duration_ms = input.duration_ms;
+        // The script's own duration was checked when it was parsed; a command-line override
+        // is checked here, where the run's real length is first known.
+        crate::scenario::script::check_run_end(script.start, duration_ms).map_err(|message| {
+            source
+                .error(&["start:"], message)
+                .with_help("outputs write four-digit years: start earlier or shorten the run")
+        })?;
         let now_ms = match script.now {
             Some(now) => {
-                let ms = (now - script.start).num_milliseconds();
-                if ms < 0 || ms as u64 > duration_ms {
-                    return Err(source.error(
+                let within_run = u64::try_from((now - script.start).num_milliseconds())
+                    .ok()
+                    .filter(|ms| *ms <= duration_ms);
+                within_run.ok_or_else(|| {
+                    source.error(
                         &["now:"],
                         "`now` must fall within the run (between start and start + duration)",
-                    ));
-                }
-                ms as u64
+                    )
+                })?
             }
             None => duration_ms,
         };
@@ -464,14 +496,13 @@ impl ScriptTimeline {
             };
             let at =
                 parse_at(&entry.at, script.start, previous_ms, now_ms).map_err(&entry_error)?;
-            if at < 0 || at as u64 > duration_ms {
+            let Some(at) = u64::try_from(at).ok().filter(|at| *at <= duration_ms) else {
                 return Err(entry_error(format!(
                     "`{}` falls outside the run (from its start to {})",
                     entry.at,
                     humantime::format_duration(std::time::Duration::from_millis(duration_ms))
                 )));
-            }
-            let at = at as u64;
+            };
             previous_ms = at;
             let action =
                 resolve_entry(entry, &source, catalog, library, &definitions, &entry_error)?;

@@ -207,13 +207,6 @@ pub struct SeasonalFactor {
     pub growth: f64,
 }
 
-impl SeasonalFactor {
-    pub const NEUTRAL: SeasonalFactor = SeasonalFactor {
-        academic: 1.0,
-        growth: 1.0,
-    };
-}
-
 /// Streams the model grows: every count stream but tutor supply, tutor sign-ups and deploys.
 pub fn growing_streams(catalog: &Catalog) -> Vec<bool> {
     catalog

@@ -14,8 +14,8 @@
 //!   bucket) are scored on a rolling sum over as many buckets as it takes to expect that many.
 
 pub mod baseline;
-pub mod correlation;
+pub(crate) mod correlation;
 pub mod score;
 
-pub use baseline::{Baseline, BucketMatrix, SlotStats, StreamBaseline};
+pub use baseline::{Baseline, BucketMatrix};
 pub use score::{AnomalyFlag, BucketScore, ScoreTable, Scorer};
