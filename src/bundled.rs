@@ -2,7 +2,7 @@
 //! event library), so `marketsim run supply-crisis --out DIR` works in any folder.
 //!
 //! A command-line argument names a script file when a file exists at that path, and a bundled
-//! script otherwise ([`Script::open`](crate::scenario::script::Script::open)); the path always wins, so a
+//! script otherwise (`Script::open` in `scenario::script`); the path always wins, so a
 //! local file can shadow a bundled name. The catalog and scenario library are embedded beside
 //! their parsers (`market::catalog`, `scenario::definition`).
 

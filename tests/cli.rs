@@ -192,7 +192,7 @@ fn a_file_shadows_a_bundled_name() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "baseline: ok (run script, 0 timeline items, 12 scenarios and 36 events in the library)\n"
+        "baseline: ok (run script, 0 timeline entries, 12 scenarios and 36 events in the library)\n"
     );
 }
 

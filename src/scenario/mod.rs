@@ -6,6 +6,7 @@
 //! line and column and suggest the nearest valid name.
 
 pub mod definition;
+pub mod input_kind;
 pub mod plan;
 pub mod script;
 pub mod timeline;

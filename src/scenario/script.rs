@@ -200,8 +200,8 @@ impl Script {
         let raw: RawScript = serde_yaml::from_str(source).map_err(|error| {
             // A catalog or a library file given as a script fails on its first key; say what
             // it is instead.
-            match crate::validate::InputKind::detect(source) {
-                Some(kind) if kind != crate::validate::InputKind::RunScript => {
+            match super::input_kind::InputKind::detect(source) {
+                Some(kind) if kind != super::input_kind::InputKind::RunScript => {
                     Diagnostic::new(path, format!("this is {}, not a run script", kind.with_article()))
                         .with_help("a run script has name, seed, start and duration; `marketsim validate FILE` checks any kind of file")
                 }
