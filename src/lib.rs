@@ -8,7 +8,7 @@
 //!
 //! Layers, lowest first (a module never imports a later one; a tidy test checks it):
 //! `diagnostics`, `assets`, `bundled`, `engine`, `market`, `scenario`, `stats`, `analyst`, `session`, `output`,
-//! `report`, `inspect`, `validate`, `app`.
+//! `report`, `inspect`, `validate`, `app`, `live`.
 //!
 //! Determinism contract: the same seed, script, catalog and binary give byte-identical outputs.
 //! Virtual time is an integer, ties in the queue break by scheduling order, every stream draws
@@ -22,6 +22,7 @@ pub mod bundled;
 pub mod diagnostics;
 pub mod engine;
 pub mod inspect;
+pub mod live;
 pub mod market;
 pub mod output;
 pub mod report;

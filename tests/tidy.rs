@@ -65,6 +65,7 @@ const LAYERS: &[&str] = &[
     "inspect",
     "validate",
     "app",
+    "live",
 ];
 
 /// The top-level module a source file under `src/` belongs to.

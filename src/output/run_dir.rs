@@ -178,6 +178,12 @@ impl PendingRunDirectory {
         })
     }
 
+    /// Writes one more file into the directory before it is committed.
+    pub fn add_file(&self, name: &str, text: &str) -> Result<(), OutputError> {
+        let path = self.temp.path().join(name);
+        fs::write(&path, text).map_err(io_error(&path))
+    }
+
     /// Opens `events.jsonl` in the temporary directory.
     pub fn events_writer(&self) -> Result<BufWriter<File>, OutputError> {
         let path = self.temp.path().join(EVENTS_FILE);

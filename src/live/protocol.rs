@@ -1,0 +1,1 @@
+//! WebSocket messages, client to server and server to client (to be built).
