@@ -43,6 +43,40 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the live simulation: simulates the history up to now, then paces the same
+    /// session to the wall clock behind a REST API and a WebSocket hub. Prints the URL.
+    Serve {
+        /// A run script or a bundled script's name (default: baseline). Its catalog, library,
+        /// seed, bucket, policy and timeline are used; its start becomes now − history.
+        script: Option<PathBuf>,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The port (default: $PORT when set, else 8080; 0 picks a free one).
+        #[arg(long, env = "PORT", default_value_t = 8080)]
+        port: u16,
+        /// Virtual seconds per wall second (60: an hour a minute).
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Override the script's seed.
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
+        seed: Option<u64>,
+        /// Days of history simulated before now.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=180))]
+        history_days: u64,
+        /// The virtual "now" the live part starts at (default: the current UTC hour).
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        /// On shutdown, write the session's run directory (with its recording) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace OUT if it already holds a run.
+        #[arg(long)]
+        force: bool,
+        /// Who writes the recommendations (`llm` runs beside the engine, never blocking it).
+        #[arg(long, value_enum, default_value = "rules")]
+        analyst: AnalystChoice,
+    },
     /// Run a script headless and write a run directory.
     Run {
         /// The run script (YAML), e.g. scenarios/baseline.yaml, or the name of a bundled script
@@ -232,6 +266,33 @@ fn main() -> ExitCode {
 
 fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve {
+            script,
+            host,
+            port,
+            speed,
+            seed,
+            history_days,
+            now,
+            out,
+            force,
+            analyst,
+        } => {
+            let options = marketsim::live::server::ServeOptions {
+                script,
+                host,
+                port,
+                speed,
+                seed,
+                out,
+                force,
+                history_ms: history_days * MS_PER_DAY,
+                now,
+                analyst: analyst.into(),
+                ..Default::default()
+            };
+            marketsim::live::server::serve_until_signal(options)?;
+        }
         Command::Run {
             script,
             out,

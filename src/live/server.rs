@@ -314,3 +314,63 @@ pub fn write_session(
     write_run_directory(pending, &plan, session, false)?;
     Ok(out.to_path_buf())
 }
+
+/// `marketsim serve`: logs to stderr (`RUST_LOG`, default info), starts the server, prints its
+/// URL, and on SIGINT or SIGTERM shuts down cleanly (writing `--out`).
+pub fn serve_until_signal(options: ServeOptions) -> Result<(), AppError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| AppError::Io {
+            what: "starting the async runtime".to_string(),
+            source,
+        })?;
+    runtime.block_on(async move {
+        if options.host != "127.0.0.1" && options.host != "localhost" && options.host != "::1" {
+            tracing::warn!(host = %options.host, "listening beyond this machine: the admin API has no access control yet");
+        }
+        let server = start(options).await?;
+        println!(
+            "marketsim is live at http://{}/ (history from {} to {}, ready in {:.1} s; Ctrl-C stops it)",
+            server.address,
+            server.epoch.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            server.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            server.startup_seconds
+        );
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        if let Some(path) = server.shutdown().await? {
+            println!("wrote {}", path.display());
+        }
+        Ok(())
+    })
+}
+
+/// Returns on Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
