@@ -31,6 +31,8 @@ mod llm;
 /// A live-style session and a headless run of its recording give byte-identical run
 /// directories (proptest over random command sequences, steps and backdating).
 mod replay;
+/// A served session stopped with `--out` replays into an identical run directory.
+mod live_replay;
 /// `marketsim report` and `diff --html`: data block snapshot, offline page, errors.
 mod report;
 /// Scenario scripts: a snapshot of every bundled script's summary and ground truth, cascades,

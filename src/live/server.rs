@@ -88,6 +88,7 @@ pub struct RunningServer {
     pub startup_seconds: f64,
     shutdown: CancellationToken,
     runner: RunnerHandle,
+    state: tokio::sync::watch::Receiver<super::LiveState>,
     server: tokio::task::JoinHandle<()>,
     hub: tokio::task::JoinHandle<()>,
     plan_name: String,
@@ -190,6 +191,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
     let shutdown = CancellationToken::new();
     let hub_task =
         tokio::spawn(Arc::clone(&hub).run(frame_receiver, state.clone(), shutdown.clone()));
+    let app_state_state = state.clone();
     let app_state = AppState {
         runner: runner.clone(),
         hub,
@@ -228,6 +230,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
         startup_seconds: started.elapsed().as_secs_f64(),
         shutdown,
         runner,
+        state: app_state_state,
         server,
         hub: hub_task,
         plan_name: plan.script.name.clone(),
@@ -267,6 +270,11 @@ const INDEX_PAGE: &str = r#"<!doctype html>
 impl RunningServer {
     pub fn runner(&self) -> &RunnerHandle {
         &self.runner
+    }
+
+    /// The latest live state.
+    pub fn state(&self) -> super::LiveState {
+        self.state.borrow().clone()
     }
 
     /// Closes every WebSocket with a close frame, stops the engine, and with `--out` writes the
