@@ -25,14 +25,14 @@ mod epochs;
 mod export;
 /// The stream inspector and the stream list.
 mod inspect;
+/// A served session stopped with `--out` replays into an identical run directory.
+mod live_replay;
 /// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
 /// their reasons, retries, timeouts; settings from variables.
 mod llm;
 /// A live-style session and a headless run of its recording give byte-identical run
 /// directories (proptest over random command sequences, steps and backdating).
 mod replay;
-/// A served session stopped with `--out` replays into an identical run directory.
-mod live_replay;
 /// `marketsim report` and `diff --html`: data block snapshot, offline page, errors.
 mod report;
 /// Scenario scripts: a snapshot of every bundled script's summary and ground truth, cascades,
