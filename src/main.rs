@@ -478,7 +478,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 .build()
                 .context("starting the async runtime")?;
             let mut out = std::io::stdout().lock();
-            runtime.block_on(ws_client::run(&options, &mut out))?;
+            match runtime.block_on(ws_client::run(&options, &mut out)) {
+                // A reader that stopped early (`| head`) is not an error.
+                Err(ws_client::ClientError::Output(error))
+                    if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+                outcome => {
+                    outcome?;
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -25,14 +25,14 @@ mod epochs;
 mod export;
 /// The stream inspector and the stream list.
 mod inspect;
-/// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
-/// their reasons, retries, timeouts; settings from variables.
-mod llm;
 /// The live server's WebSocket over real sockets: glob and named-topic subscriptions, errors
 /// that keep the connection, pings and the silence timeout, catch-up, lagging clients, the
 /// connection limit, close frames on shutdown, `marketsim ws-client`; the message parser under
 /// proptest.
 mod live_ws;
+/// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
+/// their reasons, retries, timeouts; settings from variables.
+mod llm;
 /// A live-style session and a headless run of its recording give byte-identical run
 /// directories (proptest over random command sequences, steps and backdating).
 mod replay;

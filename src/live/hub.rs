@@ -232,8 +232,7 @@ impl Hub {
                 }
             }
             ClientMessage::Catchup { last_timestamp } => {
-                self.registry()
-                    .catch_up(id, last_timestamp, &self.metrics);
+                self.registry().catch_up(id, last_timestamp, &self.metrics);
             }
         }
     }

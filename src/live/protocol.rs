@@ -70,10 +70,15 @@ pub enum ProtocolError {
     #[error("a `{kind}` message {detail}")]
     BadFields { kind: &'static str, detail: String },
     /// `lastTimestamp` is not an RFC 3339 time.
-    #[error("lastTimestamp `{text}` is not an ISO 8601 time with a zone, e.g. 2025-01-15T14:30:00Z")]
+    #[error(
+        "lastTimestamp `{text}` is not an ISO 8601 time with a zone, e.g. 2025-01-15T14:30:00Z"
+    )]
     BadTimestamp { text: String },
     /// A topic that names no stream and no named topic.
-    #[error("topic `{topic}` matches no stream or named topic{}", close_names_hint(close))]
+    #[error(
+        "topic `{topic}` matches no stream or named topic{}",
+        close_names_hint(close)
+    )]
     UnknownTopic { topic: String, close: Vec<String> },
     /// A topic whose streams all lie past the first [`MASK_STREAMS`] of the catalog.
     #[error("topic `{topic}` matches only streams past the first {MASK_STREAMS} of the catalog, which the hub cannot route")]
@@ -461,15 +466,18 @@ mod tests {
         );
         assert_eq!(
             error_of(&"x".repeat(LIMIT + 1)),
-            format!("the message is {} bytes; the limit is {LIMIT} bytes", LIMIT + 1)
+            format!(
+                "the message is {} bytes; the limit is {LIMIT} bytes",
+                LIMIT + 1
+            )
         );
     }
 
     #[test]
     fn topics_resolve_to_masks() {
         let catalog = catalog();
-        let all = resolve_topics(&catalog, &["*".to_string()])
-            .unwrap_or_else(|error| panic!("{error}"));
+        let all =
+            resolve_topics(&catalog, &["*".to_string()]).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(
             all.stream_mask.count_ones() as usize,
             catalog.streams.len().min(MASK_STREAMS)
@@ -477,7 +485,9 @@ mod tests {
         let customer = resolve_topics(&catalog, &["customer.*".to_string(), "scenarios".into()])
             .unwrap_or_else(|error| panic!("{error}"));
         let names = customer.topic_names(&catalog);
-        assert!(names.iter().all(|n| n.starts_with("customer.") || n == "scenarios"));
+        assert!(names
+            .iter()
+            .all(|n| n.starts_with("customer.") || n == "scenarios"));
         assert!(names.contains(&"scenarios".to_string()));
         assert!(customer.topics.wants(Topic::Scenarios));
         assert!(!customer.topics.wants(Topic::Anomalies));
@@ -499,13 +509,16 @@ mod tests {
         let ProtocolError::UnknownTopic { close, .. } = &error else {
             panic!("{error:?}");
         };
-        assert_eq!(close.first().map(String::as_str), Some("customer.tutor.search"));
+        assert_eq!(
+            close.first().map(String::as_str),
+            Some("customer.tutor.search")
+        );
         let Err(error) = resolve_topics(&catalog, &["nothing.*".to_string()]) else {
             panic!("nothing.* resolved");
         };
         assert!(error.to_string().contains("close names: "), "{error}");
-        let message: serde_json::Value = serde_json::from_str(&error.to_message())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let message: serde_json::Value =
+            serde_json::from_str(&error.to_message()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(message["type"], "error");
         assert_eq!(message["topic"], "nothing.*");
     }

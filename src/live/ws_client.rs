@@ -51,7 +51,10 @@ pub enum ClientError {
 
 /// Connects, subscribes and prints events to `out` (notes go to standard error) until the
 /// count or the time is reached, or the server closes the connection.
-pub async fn run(options: &ClientOptions, out: &mut impl Write) -> Result<ClientSummary, ClientError> {
+pub async fn run(
+    options: &ClientOptions,
+    out: &mut impl Write,
+) -> Result<ClientSummary, ClientError> {
     let deadline = match options.seconds {
         Some(seconds) if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 => {
             Some(tokio::time::Instant::now() + Duration::from_secs_f64(seconds))
@@ -81,7 +84,11 @@ pub async fn run(options: &ClientOptions, out: &mut impl Write) -> Result<Client
     let mut summary = ClientSummary::default();
     let mut subscribed = false;
     if options.table {
-        writeln!(out, "{:<24}  {:<36}  {:>10}  flag", "time", "stream", "normalized")?;
+        writeln!(
+            out,
+            "{:<24}  {:<36}  {:>10}  flag",
+            "time", "stream", "normalized"
+        )?;
     }
     loop {
         if options.count.is_some_and(|count| summary.events >= count) {
