@@ -16,6 +16,7 @@ use marketsim::app::run::{run_to_directory, AnalysisOptions, RunOptions};
 use marketsim::diagnostics::{parse_days, parse_duration_ms, parse_seed};
 use marketsim::engine::MS_PER_DAY;
 use marketsim::inspect;
+use marketsim::live::ws_client;
 use marketsim::market::Catalog;
 use marketsim::output::PendingFile;
 use marketsim::output::{diff, export, to_pretty_json};
@@ -229,6 +230,26 @@ enum Command {
         /// Write to FILE (atomically) instead of standard output.
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Watch a live server: subscribe over its WebSocket and print each stream event as a JSON
+    /// line (or a table), answering pings, until --count events or --seconds pass.
+    WsClient {
+        /// The server's WebSocket address.
+        #[arg(default_value = marketsim::live::ws_client::DEFAULT_URL)]
+        url: String,
+        /// Topics: stream names, globs (comma-separated or repeated) or named topics
+        /// (anomalies, recommendations, scenarios, timeline).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        subscribe: Vec<String>,
+        /// Stop after N stream events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Stop after S seconds.
+        #[arg(long, value_name = "S")]
+        seconds: Option<f64>,
+        /// Print a compact table (time, stream, normalized, flag) instead of JSON lines.
+        #[arg(long)]
+        table: bool,
     },
 }
 
@@ -497,6 +518,34 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     "note: no rows matched; the run covers {} to {}",
                     outcome.run_start, outcome.run_end
                 );
+            }
+        }
+        Command::WsClient {
+            url,
+            subscribe,
+            count,
+            seconds,
+            table,
+        } => {
+            let options = ws_client::ClientOptions {
+                url,
+                topics: subscribe,
+                count,
+                seconds,
+                table,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let mut out = std::io::stdout().lock();
+            match runtime.block_on(ws_client::run(&options, &mut out)) {
+                // A reader that stopped early (`| head`) is not an error.
+                Err(ws_client::ClientError::Output(error))
+                    if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+                outcome => {
+                    outcome?;
+                }
             }
         }
     }

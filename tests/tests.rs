@@ -27,6 +27,11 @@ mod export;
 mod inspect;
 /// A served session stopped with `--out` replays into an identical run directory.
 mod live_replay;
+/// The live server's WebSocket over real sockets: glob and named-topic subscriptions, errors
+/// that keep the connection, pings and the silence timeout, catch-up, lagging clients, the
+/// connection limit, close frames on shutdown, `marketsim ws-client`; the message parser under
+/// proptest.
+mod live_ws;
 /// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
 /// their reasons, retries, timeouts; settings from variables.
 mod llm;

@@ -10,7 +10,8 @@
 //! - [`hub`]: fan-out of frames to WebSocket clients: subscriptions as stream masks and topics,
 //!   one serialization per distinct subscription, bounded client queues, a recent buffer for
 //!   catch-up.
-//! - [`ws`]: the WebSocket protocol (`/ws`).
+//! - [`ws`]: the WebSocket endpoint (`/ws`); [`protocol`]: its messages and topics;
+//!   [`ws_client`]: the `marketsim ws-client` tool.
 //! - [`api`]: REST under `/api/simulation/*` and `/api/dashboard/*`, `/healthz`, `/metrics`,
 //!   `/api/openapi.json`.
 //! - [`server`]: start-up (history, baseline, runner), the router, graceful shutdown and the
@@ -27,6 +28,7 @@ pub mod protocol;
 pub mod runner;
 pub mod server;
 pub mod ws;
+pub mod ws_client;
 
 use std::sync::Arc;
 
