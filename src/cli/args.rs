@@ -1,0 +1,302 @@
+//! The command line's arguments (clap): one `Args` struct per verb.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use marketsim::app::analyst_choice::AnalystChoice as Choice;
+use marketsim::diagnostics::{parse_days, parse_seed};
+use marketsim::output::diff;
+
+#[derive(Parser)]
+#[command(
+    name = "marketsim",
+    version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (Apache ECharts ",
+        env!("MARKETSIM_ECHARTS_VERSION"),
+        " embedded)"
+    ),
+    about = "Deterministic simulator of a tutoring marketplace"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the live simulation: simulates the history up to now, then paces the same
+    /// session to the wall clock behind a REST API and a WebSocket hub. Prints the URL.
+    Serve(ServeArgs),
+    /// Run a script headless and write a run directory.
+    Run(RunArgs),
+    /// Score the recommendations of analyzed runs against their ground truth; prints a table
+    /// and writes eval.json.
+    Eval(EvalArgs),
+    /// Describe a stream: definition, what feeds it, and with --run its statistics.
+    Inspect(InspectArgs),
+    /// List the scenario library (id, name, duration, what each touches) and the bundled run
+    /// scripts that `run` and `validate` accept by name.
+    Scenarios(ScenariosArgs),
+    /// Check input files without running anything. Each file's kind — run script, catalog,
+    /// event library or scenario definition — is told from its top-level keys; a run script is
+    /// checked with its catalog and library, library files against the embedded catalog.
+    Validate(ValidateArgs),
+    /// List the catalog's streams by domain.
+    Streams(StreamsArgs),
+    /// Compare two run directories: metadata, per-stream totals, fingerprints and bucket
+    /// series, external events. Exit code 0 when the runs are the same (within the tolerance),
+    /// 1 when they differ, 2 on error.
+    Diff(DiffArgs),
+    /// Render a run directory as one self-contained HTML report that works offline.
+    Report(ReportArgs),
+    /// Export a run's bucket series (or, with --events, its events) as CSV or JSON Lines.
+    Export(ExportArgs),
+    /// Watch a live server: subscribe over its WebSocket and print each stream event as a JSON
+    /// line (or a table), answering pings, until --count events or --seconds pass.
+    WsClient(WsClientArgs),
+}
+
+/// Arguments of `marketsim serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// A run script or a bundled script's name (default: baseline). Its catalog, library,
+    /// seed, bucket, policy and timeline are used; its start becomes now − history.
+    pub script: Option<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port (default: $PORT when set, else 8080; 0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Virtual seconds per wall second (60: an hour a minute).
+    #[arg(long, default_value_t = 60.0)]
+    pub speed: f64,
+    /// Override the script's seed.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
+    pub seed: Option<u64>,
+    /// Days of history simulated before now.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=180))]
+    pub history_days: u64,
+    /// The virtual "now" the live part starts at (default: the current UTC hour).
+    #[arg(long)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// On shutdown, write the session's run directory (with its recording) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace OUT if it already holds a run.
+    #[arg(long)]
+    pub force: bool,
+    /// Who writes the recommendations (`llm` runs beside the engine, never blocking it).
+    #[arg(long, value_enum, default_value = "rules")]
+    pub analyst: AnalystChoice,
+}
+
+/// Arguments of `marketsim run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The run script (YAML), e.g. scenarios/baseline.yaml, or the name of a bundled script
+    /// (see `marketsim scenarios`), e.g. supply-crisis. A file at that path wins.
+    pub script: PathBuf,
+    /// The run directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Override the script's seed (0 to 2^64 - 1).
+    // Negative numbers are let through to the parser, which says what a seed is; clap would
+    // take `-1` for a flag and suggest `-- -1`, which makes it the script.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
+    pub seed: Option<u64>,
+    /// Override the script's duration, in days (1 to 366; 30, 30d and 30days all work).
+    #[arg(long, value_parser = parse_days)]
+    pub days: Option<u64>,
+    /// Override the script's duration, e.g. 6h or 3d.
+    #[arg(long, conflicts_with = "days", allow_hyphen_values = true)]
+    pub duration: Option<String>,
+    /// Also write events.jsonl with every stream event.
+    #[arg(long)]
+    pub events: bool,
+    /// Replace DIR if it already holds a run.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Skip the counterfactual twins that measure ground truth (truth.json lists the
+    /// declared impacts only).
+    #[arg(long)]
+    pub no_truth: bool,
+    /// Score every bucket against a baseline (series.csv gains expected, z, normalized and
+    /// flag; events get normalizedValue and anomalyFlag) and write baseline.json,
+    /// anomalies.json and recommendations.json.
+    #[arg(long)]
+    pub analyze: bool,
+    /// Who writes the recommendations: `rules` (offline, deterministic) or `llm` (an
+    /// OpenAI-compatible endpoint from OPENAI_API_KEY, OPENAI_BASE_URL and
+    /// MARKETSIM_LLM_MODEL; without a key the rules analyst is used).
+    #[arg(long, value_enum, default_value = "rules", requires = "analyze")]
+    pub analyst: AnalystChoice,
+    /// Reuse the baseline.json of an earlier analyzed run instead of simulating four weeks
+    /// of history before the epoch.
+    #[arg(long, requires = "analyze")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// Arguments of `marketsim eval`.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Run directories written with `run --analyze`.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Re-analyze each run with this analyst instead of reading its recommendations.json.
+    #[arg(long, value_enum)]
+    pub analyst: Option<AnalystChoice>,
+    /// Where to write eval.json.
+    #[arg(long, default_value = "eval.json")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `marketsim inspect`.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// Stream name, e.g. session.booking.requested.
+    pub stream: String,
+    /// A run directory to take statistics and sample events from.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// A catalog file instead of the embedded one.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+}
+
+/// Arguments of `marketsim scenarios`.
+#[derive(clap::Args)]
+pub struct ScenariosArgs {
+    /// A folder with events.yaml and library/ instead of the embedded library.
+    #[arg(long)]
+    pub library: Option<PathBuf>,
+}
+
+/// Arguments of `marketsim validate`.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// Files of any of the four kinds, or names of bundled scripts.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `marketsim streams`.
+#[derive(clap::Args)]
+pub struct StreamsArgs {
+    /// A catalog file instead of the embedded one.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+}
+
+/// Arguments of `marketsim diff`.
+#[derive(clap::Args)]
+pub struct DiffArgs {
+    /// The reference run directory.
+    pub a: PathBuf,
+    /// The run directory compared with A.
+    pub b: PathBuf,
+    /// Ignore relative differences |a − b| / max(|a|, |b|) up to this, per bucket and in
+    /// event totals, e.g. 0.05 or 5%; fingerprints then count only through the series.
+    #[arg(long, default_value = "0", value_parser = diff::parse_tolerance)]
+    pub tolerance: f64,
+    /// Print one JSON document instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
+    /// With --json, include both runs' bucket series aligned by timestamp.
+    #[arg(long, requires = "json")]
+    pub series: bool,
+    /// Also write a self-contained HTML diff report with both runs overlaid.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Inline this ECharts build in the HTML report instead of the one embedded in the
+    /// binary.
+    #[arg(long, requires = "html")]
+    pub echarts: Option<PathBuf>,
+}
+
+/// Arguments of `marketsim report`.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The run directory (analyzed runs show normalized charts, anomalies and
+    /// recommendations).
+    pub run: PathBuf,
+    /// The HTML file to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Inline this ECharts build instead of the one embedded in the binary.
+    #[arg(long)]
+    pub echarts: Option<PathBuf>,
+}
+
+/// Arguments of `marketsim export`.
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormatArg::Csv)]
+    pub format: ExportFormatArg,
+    /// Only streams matching these globs (comma-separated or repeated), e.g. customer.*
+    #[arg(long, value_delimiter = ',')]
+    pub streams: Vec<String>,
+    /// Only rows at or after this RFC 3339 instant (a bucket's start for series rows).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only rows before this RFC 3339 instant.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Export the events of events.jsonl instead of the bucket series.
+    #[arg(long)]
+    pub events: bool,
+    /// Write to FILE (atomically) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Arguments of `marketsim ws-client`.
+#[derive(clap::Args)]
+pub struct WsClientArgs {
+    /// The server's WebSocket address.
+    #[arg(default_value = marketsim::live::ws_client::DEFAULT_URL)]
+    pub url: String,
+    /// Topics: stream names, globs (comma-separated or repeated) or named topics
+    /// (anomalies, recommendations, scenarios, timeline).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub subscribe: Vec<String>,
+    /// Stop after N stream events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after S seconds.
+    #[arg(long, value_name = "S")]
+    pub seconds: Option<f64>,
+    /// Print a compact table (time, stream, normalized, flag) instead of JSON lines.
+    #[arg(long)]
+    pub table: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnalystChoice {
+    Rules,
+    Llm,
+}
+
+impl From<AnalystChoice> for Choice {
+    fn from(choice: AnalystChoice) -> Choice {
+        match choice {
+            AnalystChoice::Rules => Choice::Rules,
+            AnalystChoice::Llm => Choice::Llm,
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! What each verb of the command line does: call the library, print, pick the exit code.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+
+use super::args::*;
+use super::progress::Progress;
+use marketsim::analyst::eval;
+use marketsim::app::analyst_choice::make_analyst;
+use marketsim::app::analyzed;
+use marketsim::app::run::{run_to_directory, AnalysisOptions, RunOptions};
+use marketsim::diagnostics::parse_duration_ms;
+use marketsim::engine::MS_PER_DAY;
+use marketsim::inspect;
+use marketsim::live::ws_client;
+use marketsim::market::Catalog;
+use marketsim::output::PendingFile;
+use marketsim::output::{diff, export, to_pretty_json};
+use marketsim::report;
+use marketsim::scenario::plan::load_catalog;
+use marketsim::scenario::Library;
+use marketsim::validate::validate_input;
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        script,
+        host,
+        port,
+        speed,
+        seed,
+        history_days,
+        now,
+        out,
+        force,
+        analyst,
+    } = args;
+    let options = marketsim::live::server::ServeOptions {
+        script,
+        host,
+        port,
+        speed,
+        seed,
+        out,
+        force,
+        history_ms: history_days * MS_PER_DAY,
+        now,
+        analyst: analyst.into(),
+        ..Default::default()
+    };
+    marketsim::live::server::serve_until_signal(options)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let RunArgs {
+        script,
+        out,
+        seed,
+        days,
+        duration,
+        events,
+        force,
+        quiet,
+        no_truth,
+        analyze,
+        analyst,
+        baseline,
+    } = args;
+    let duration_ms = match (days, duration) {
+        (Some(days), _) => Some(days * MS_PER_DAY),
+        (None, Some(text)) => Some(parse_duration_ms(&text).map_err(anyhow::Error::msg)?),
+        (None, None) => None,
+    };
+    let options = RunOptions {
+        seed,
+        duration_ms,
+        write_events: events,
+        force,
+        measure_truth: !no_truth,
+        analysis: analyze.then_some(AnalysisOptions {
+            analyst: analyst.into(),
+            baseline_file: baseline,
+        }),
+    };
+    let mut progress = Progress::new(quiet);
+    let outcome = run_to_directory(&script, &out, &options, &mut |t, total| {
+        progress.update(t, total)
+    });
+    progress.finish();
+    let outcome = outcome?;
+    for note in &outcome.notes {
+        eprintln!("note: {note}");
+    }
+    if !quiet {
+        let summary = &outcome.summary;
+        eprintln!(
+            "wrote {} ({} events over {}, seed {}, {:.2} s, {:.1} M events/s)",
+            outcome.path.display(),
+            summary.total_events,
+            summary.duration,
+            summary.seed,
+            outcome.run_seconds,
+            summary.total_events as f64 / outcome.run_seconds.max(1e-9) / 1e6,
+        );
+        if let Some(analysis) = &outcome.analysis {
+            eprintln!(
+                "analyzed: {} anomaly episodes, {} recommendations ({} analyst)",
+                analysis.episodes, analysis.recommendations, analysis.analyst,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let EvalArgs { runs, analyst, out } = args;
+    // Everything that can fail is checked before anything is printed: first that
+    // eval.json can be written at all, then every run.
+    let eval_file = PendingFile::create(&out).with_context(|| {
+        format!(
+            "cannot write {} (pass --out FILE to write it elsewhere)",
+            std::path::absolute(&out).unwrap_or(out.clone()).display()
+        )
+    })?;
+    let mut evaluations = Vec::new();
+    for run in &runs {
+        let evaluation = match analyst {
+            Some(choice) => {
+                let (mut analyst, note) = make_analyst(choice.into())?;
+                if let Some(note) = note {
+                    eprintln!("note: {note}");
+                }
+                analyzed::evaluate_directory(run, Some(analyst.as_mut()))?
+            }
+            None => analyzed::evaluate_directory(run, None)?,
+        };
+        evaluations.push(evaluation);
+    }
+    let report = eval::report(evaluations);
+    eval_file
+        .commit(&to_pretty_json(&report))
+        .with_context(|| {
+            format!(
+                "cannot write {} (pass --out FILE to write it elsewhere)",
+                out.display()
+            )
+        })?;
+    print!("{}", eval::render_table(&report));
+    eprintln!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let InspectArgs {
+        stream,
+        run,
+        catalog,
+    } = args;
+    let catalog = open_catalog(catalog.as_deref())?;
+    print!("{}", inspect::describe(&catalog, &stream, run.as_deref())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn scenarios(args: ScenariosArgs) -> Result<ExitCode> {
+    let ScenariosArgs { library } = args;
+    let catalog = Catalog::embedded()?;
+    let library = Library::load(library.as_deref(), &catalog)?;
+    print!("{}", inspect::list_scenarios(&library));
+    print!("{}", inspect::list_bundled_scripts()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(args: ValidateArgs) -> Result<ExitCode> {
+    let ValidateArgs { files } = args;
+    let mut failures = 0;
+    for path in &files {
+        match validate_input(path) {
+            Ok(validated) => println!("{}: {validated}", path.display()),
+            Err(diagnostic) => {
+                failures += 1;
+                eprintln!("error: {diagnostic}");
+            }
+        }
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} files failed validation", files.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn streams(args: StreamsArgs) -> Result<ExitCode> {
+    let StreamsArgs { catalog } = args;
+    let catalog = open_catalog(catalog.as_deref())?;
+    print!("{}", inspect::list_streams(&catalog));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn diff(args: DiffArgs) -> Result<ExitCode> {
+    let DiffArgs {
+        a,
+        b,
+        tolerance,
+        json,
+        series,
+        html,
+        echarts,
+    } = args;
+    // Read an --echarts file before the work, so a bad path fails fast.
+    let echarts_script = match &html {
+        Some(_) => Some(report::echarts_script(echarts.as_deref())?),
+        None => None,
+    };
+    let options = diff::DiffOptions {
+        tolerance,
+        include_series: series || html.is_some(),
+    };
+    let report = diff::diff_runs(&a, &b, &options)?;
+    if let (Some(path), Some(echarts_script)) = (&html, &echarts_script) {
+        let page = report::render_diff_report(&report, echarts_script)?;
+        report::write_atomically(path, &page)?;
+        eprintln!("wrote {} ({} KB)", path.display(), page.len() / 1024);
+    }
+    let text = if json {
+        to_pretty_json(&report)
+    } else {
+        report.render_text()
+    };
+    print_unless_closed(&text)?;
+    if !report.is_same() {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report(args: ReportArgs) -> Result<ExitCode> {
+    let ReportArgs {
+        run,
+        output,
+        echarts,
+    } = args;
+    let echarts_script = report::echarts_script(echarts.as_deref())?;
+    let data = report::build_report_data(&run)?;
+    let page = report::render_run_report(&data, &echarts_script)?;
+    report::write_atomically(&output, &page)?;
+    eprintln!("wrote {} ({} KB)", output.display(), page.len() / 1024);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export_rows(args: ExportArgs) -> Result<ExitCode> {
+    let ExportArgs {
+        run,
+        format,
+        streams,
+        from,
+        to,
+        events,
+        output,
+    } = args;
+    let request = export::ExportRequest {
+        format: match format {
+            ExportFormatArg::Csv => export::ExportFormat::Csv,
+            ExportFormatArg::Jsonl => export::ExportFormat::Jsonl,
+        },
+        source: if events {
+            export::ExportSource::Events
+        } else {
+            export::ExportSource::Series
+        },
+        stream_patterns: streams,
+        from,
+        to,
+    };
+    let target = match output {
+        Some(path) => export::ExportTarget::File(path),
+        None => export::ExportTarget::Stdout,
+    };
+    let outcome = export::export(&run, &request, &target)?;
+    if outcome.rows == Some(0) {
+        eprintln!(
+            "note: no rows matched; the run covers {} to {}",
+            outcome.run_start, outcome.run_end
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn watch_websocket(args: WsClientArgs) -> Result<ExitCode> {
+    let WsClientArgs {
+        url,
+        subscribe,
+        count,
+        seconds,
+        table,
+    } = args;
+    let options = ws_client::ClientOptions {
+        url,
+        topics: subscribe,
+        count,
+        seconds,
+        table,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut out = std::io::stdout().lock();
+    match runtime.block_on(ws_client::run(&options, &mut out)) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(ws_client::ClientError::Output(error))
+            if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+        outcome => {
+            outcome?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `text`; a reader that stopped early (`| head`) is not an error.
+fn print_unless_closed(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("writing to standard output"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn open_catalog(path: Option<&Path>) -> Result<Catalog> {
+    Ok(match path {
+        Some(path) => load_catalog(path)?,
+        None => Catalog::embedded()?,
+    })
+}
