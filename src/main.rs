@@ -196,6 +196,56 @@ enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Ask a running `marketsim serve` over its REST API and print the JSON answer. Exit code
+    /// 0 on success, 1 when the server refuses (its error is printed), 2 when it cannot be
+    /// reached.
+    Api {
+        /// The server.
+        #[arg(long, default_value = marketsim::live::api_client::DEFAULT_URL)]
+        url: String,
+        #[command(subcommand)]
+        call: ApiCommand,
+    },
+}
+
+/// What `marketsim api` asks a running server.
+#[derive(Subcommand)]
+enum ApiCommand {
+    /// Virtual time, pace, scenarios in effect.
+    State,
+    /// The scenario library.
+    Scenarios,
+    /// Activate a library scenario.
+    Activate {
+        /// Scenario id, e.g. exam-season-surge.
+        id: String,
+    },
+    /// Stop a scenario (it settles), or every active scenario.
+    Stop {
+        /// Scenario id; all active scenarios when absent.
+        id: Option<String>,
+    },
+    /// Cancel every scenario and event effect.
+    Reset,
+    /// Announce an external event of the library.
+    Inject {
+        /// Event template id.
+        event: String,
+        /// Backdate it to this RFC 3339 instant (the history from then on is re-simulated).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Set the speed in virtual seconds per wall second.
+    Speed {
+        #[arg(allow_negative_numbers = true)]
+        speed: f64,
+    },
+    /// Pause virtual time.
+    Pause,
+    /// Resume virtual time.
+    Resume,
+    /// Print the session as a run script (YAML).
+    Recording,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -438,8 +488,47 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Api { url, call } => return call_api(&url, call),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `marketsim api`: one request, the answer printed; 1 when the server refuses.
+fn call_api(url: &str, call: ApiCommand) -> Result<ExitCode> {
+    use marketsim::live::api_client::{ApiCall, ApiClient};
+    let client = ApiClient::new(url)?;
+    let call = match call {
+        ApiCommand::State => ApiCall::State,
+        ApiCommand::Scenarios => ApiCall::Scenarios,
+        ApiCommand::Activate { id } => ApiCall::Activate { scenario_id: id },
+        ApiCommand::Stop { id } => ApiCall::Stop { scenario_id: id },
+        ApiCommand::Reset => ApiCall::Reset,
+        ApiCommand::Inject { event, at } => ApiCall::Inject {
+            event_id: event,
+            at,
+        },
+        ApiCommand::Speed { speed } => ApiCall::Speed(speed),
+        ApiCommand::Pause => ApiCall::Pause,
+        ApiCommand::Resume => ApiCall::Resume,
+        ApiCommand::Recording => ApiCall::Recording,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Unreachable and broken connections are errors (exit 2); a refusal is an answer.
+    let response = runtime.block_on(call.send(&client))?;
+    let mut text = response.pretty_body();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if response.is_success() {
+        print_unless_closed(&text)?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("error: HTTP {}\n{text}", response.status);
+        Ok(ExitCode::from(1))
+    }
 }
 
 /// Prints `text`; a reader that stopped early (`| head`) is not an error.
