@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report(args),
         Command::Export(args) => commands::export_rows(args),
         Command::WsClient(args) => commands::watch_websocket(args),
+        Command::Api(args) => commands::call_api(args),
     };
     match result {
         Ok(code) => code,

@@ -57,6 +57,60 @@ pub enum Command {
     /// Watch a live server: subscribe over its WebSocket and print each stream event as a JSON
     /// line (or a table), answering pings, until --count events or --seconds pass.
     WsClient(WsClientArgs),
+    /// Ask a running `marketsim serve` over its REST API and print the JSON answer. Exit code
+    /// 0 on success, 1 when the server refuses (its error is printed), 2 when it cannot be
+    /// reached.
+    Api(ApiArgs),
+}
+
+/// Arguments of `marketsim api`.
+#[derive(clap::Args)]
+pub struct ApiArgs {
+    /// The server.
+    #[arg(long, default_value = marketsim::live::api_client::DEFAULT_URL)]
+    pub url: String,
+    #[command(subcommand)]
+    pub call: ApiCommand,
+}
+
+/// What `marketsim api` asks a running server.
+#[derive(Subcommand)]
+pub enum ApiCommand {
+    /// Virtual time, pace, scenarios in effect.
+    State,
+    /// The scenario library.
+    Scenarios,
+    /// Activate a library scenario.
+    Activate {
+        /// Scenario id, e.g. exam-season-surge.
+        id: String,
+    },
+    /// Stop a scenario (it settles), or every active scenario.
+    Stop {
+        /// Scenario id; all active scenarios when absent.
+        id: Option<String>,
+    },
+    /// Cancel every scenario and event effect.
+    Reset,
+    /// Announce an external event of the library.
+    Inject {
+        /// Event template id.
+        event: String,
+        /// Backdate it to this RFC 3339 instant (the history from then on is re-simulated).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Set the speed in virtual seconds per wall second.
+    Speed {
+        #[arg(allow_negative_numbers = true)]
+        speed: f64,
+    },
+    /// Pause virtual time.
+    Pause,
+    /// Resume virtual time.
+    Resume,
+    /// Print the session as a run script (YAML).
+    Recording,
 }
 
 /// Arguments of `marketsim serve`.

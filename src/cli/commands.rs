@@ -334,3 +334,41 @@ fn open_catalog(path: Option<&Path>) -> Result<Catalog> {
         None => Catalog::embedded()?,
     })
 }
+
+/// `marketsim api`: one request, the answer printed; 1 when the server refuses.
+pub fn call_api(args: ApiArgs) -> Result<ExitCode> {
+    use marketsim::live::api_client::{ApiCall, ApiClient};
+    let client = ApiClient::new(&args.url)?;
+    let call = match args.call {
+        ApiCommand::State => ApiCall::State,
+        ApiCommand::Scenarios => ApiCall::Scenarios,
+        ApiCommand::Activate { id } => ApiCall::Activate { scenario_id: id },
+        ApiCommand::Stop { id } => ApiCall::Stop { scenario_id: id },
+        ApiCommand::Reset => ApiCall::Reset,
+        ApiCommand::Inject { event, at } => ApiCall::Inject {
+            event_id: event,
+            at,
+        },
+        ApiCommand::Speed { speed } => ApiCall::Speed(speed),
+        ApiCommand::Pause => ApiCall::Pause,
+        ApiCommand::Resume => ApiCall::Resume,
+        ApiCommand::Recording => ApiCall::Recording,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Unreachable and broken connections are errors (exit 2); a refusal is an answer.
+    let response = runtime.block_on(call.send(&client))?;
+    let mut text = response.pretty_body();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if response.is_success() {
+        print_unless_closed(&text)?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("error: HTTP {}\n{text}", response.status);
+        Ok(ExitCode::from(1))
+    }
+}

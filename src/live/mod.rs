@@ -14,6 +14,7 @@
 //!   [`ws_client`]: the `marketsim ws-client` tool.
 //! - [`api`]: REST under `/api/simulation/*` and `/api/dashboard/*`, `/healthz`, `/metrics`,
 //!   `/api/openapi.json`.
+//! - [`api_client`]: a minimal HTTP/1.1 client of that API (`marketsim api`, tests).
 //! - [`server`]: start-up (history, baseline, runner), the router, graceful shutdown and the
 //!   run directory written with `--out`.
 //!
@@ -21,6 +22,7 @@
 //! session returns.
 
 pub mod api;
+pub mod api_client;
 pub mod frame;
 pub mod hub;
 pub mod metrics;

@@ -239,12 +239,17 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
     })
 }
 
-/// Every route: the API, the WebSocket, and the index page.
+/// Every route: the API, the WebSocket, and the index page; every request is logged and
+/// counted.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     api::router()
         .merge(ws::router())
         .route("/", get(index))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::log_requests,
+        ))
         .with_state(state)
 }
 
