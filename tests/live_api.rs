@@ -265,6 +265,15 @@ async fn every_endpoint_answers_in_the_seed_shapes() {
     assert!(recommendations["analyzed"].is_boolean());
     let anomalies = ok_json(&client, "GET", "/api/dashboard/anomalies", None).await;
     assert!(anomalies["anomalies"].is_array());
+    // A payment outage five hours ago: the analysis of the rewritten history recommends.
+    let outage = ok_json(
+        &client,
+        "POST",
+        "/api/simulation/scenario",
+        Some(json!({ "scenarioId": "payment-outage", "at": "2025-01-16T09:00:00Z" })),
+    )
+    .await;
+    assert_eq!(outage["scenario"]["startTime"], "2025-01-16T09:00:00.000Z");
     take_an_action_once_analyzed(&client).await;
 
     let reset = ok_json(&client, "POST", "/api/simulation/reset", None).await;
@@ -309,7 +318,7 @@ async fn wait_for_the_next_frame(client: &ApiClient) {
 }
 
 /// Waits (bounded) for the session to be analyzed, then resolves the first active
-/// recommendation, if the session has one; checks the unknown-recommendation answer either way.
+/// recommendation (the backdated payment outage makes some), twice: the second is refused.
 async fn take_an_action_once_analyzed(client: &ApiClient) {
     let mut analyzed = false;
     for _ in 0..600 {
@@ -335,9 +344,7 @@ async fn take_an_action_once_analyzed(client: &ApiClient) {
         list.iter()
             .find(|r| r["status"] == "active" && r["actions"][0]["id"].is_string())
     });
-    let Some(recommendation) = active else {
-        return;
-    };
+    let recommendation = active.unwrap_or_else(|| panic!("no active recommendation: {list:#}"));
     let id = recommendation["id"].as_str().unwrap_or_default();
     let path = format!("/api/dashboard/recommendations/{id}/action");
     let action = json!({ "actionId": recommendation["actions"][0]["id"] });

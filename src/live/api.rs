@@ -32,7 +32,7 @@ use super::runner::{
 };
 use super::AppState;
 use crate::analyst::recommendation::ResolveError;
-use crate::diagnostics::suggestion;
+use crate::diagnostics::{parse_duration_ms, suggestion};
 use crate::engine::pace::{SPEED_MAX, SPEED_MIN};
 use crate::engine::{VirtualTimeMs, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND};
 use crate::market::calendar::format_unix_ms;
@@ -691,28 +691,97 @@ fn inline_definition(app: &AppState, raw: &RawScenario) -> Option<ScenarioDefini
     ScenarioDefinition::resolve(&source, raw, &app.catalog, &app.library.events).ok()
 }
 
+/// The scenario instance an activation started.
+struct ActivatedInstance {
+    id: String,
+    description: String,
+    start: DateTime<Utc>,
+    until: DateTime<Utc>,
+    settled: DateTime<Utc>,
+}
+
+/// Finds the instance an activation started: among the reply's items (a live activation), or
+/// in the state (a backdated one re-creates every later item, so the reply cannot tell which
+/// is new), or, for a backdated scenario already settled, from its definition and overrides
+/// (with no instance id).
+fn activated_instance(
+    app: &AppState,
+    request: &ActivateRequest,
+    definition: Option<&ScenarioDefinition>,
+    reply: &CommandReply,
+) -> Result<ActivatedInstance, ApiError> {
+    let description = definition
+        .map(|d| d.description.clone())
+        .unwrap_or_default();
+    let unreadable = |text: &str| ApiError::Internal(format!("unreadable time `{text}`"));
+    let read = |text: &str| parse_iso(text).ok_or_else(|| unreadable(text));
+    let from_reply = reply
+        .items
+        .iter()
+        .filter(|item| item.kind == "scenario" && item.reference == request.scenario_id)
+        .find(|item| item.start_time == reply.at);
+    if let Some(item) = from_reply {
+        return Ok(ActivatedInstance {
+            id: item.id.clone(),
+            description: item.description.clone(),
+            start: read(&item.start_time)?,
+            until: read(&item.active_until)?,
+            settled: read(&item.settled_at)?,
+        });
+    }
+    let from_state = app
+        .state
+        .borrow()
+        .scenarios
+        .iter()
+        .find(|s| s.kind == request.scenario_id && s.start_time == reply.at)
+        .cloned();
+    if let Some(active) = from_state {
+        return Ok(ActivatedInstance {
+            id: active.id,
+            description,
+            start: read(&active.start_time)?,
+            until: read(&active.active_until)?,
+            settled: read(&active.settled_at)?,
+        });
+    }
+    let Some(definition) = definition else {
+        return Err(ApiError::Internal(format!(
+            "the activation of `{}` started no instance",
+            request.scenario_id
+        )));
+    };
+    let override_ms = |text: &Option<String>, default_ms: u64| {
+        text.as_deref()
+            .and_then(|text| parse_duration_ms(text).ok())
+            .unwrap_or(default_ms)
+    };
+    let start = read(&reply.at)?;
+    let until = start
+        + chrono::Duration::milliseconds(
+            override_ms(&request.duration, definition.duration_ms) as i64
+        );
+    let settled = until
+        + chrono::Duration::milliseconds(
+            override_ms(&request.settlement, definition.settlement_ms) as i64,
+        );
+    Ok(ActivatedInstance {
+        id: String::new(),
+        description,
+        start,
+        until,
+        settled,
+    })
+}
+
 fn scenario_response(
     app: &AppState,
     request: &ActivateRequest,
     definition: Option<&ScenarioDefinition>,
     reply: CommandReply,
 ) -> Result<ScenarioResponse, ApiError> {
-    let item = reply
-        .items
-        .iter()
-        .find(|item| item.kind == "scenario")
-        .ok_or_else(|| ApiError::Internal("the activation started no scenario".to_string()))?;
-    let times = (
-        parse_iso(&item.start_time),
-        parse_iso(&item.active_until),
-        parse_iso(&item.settled_at),
-    );
-    let (Some(start), Some(until), Some(settled)) = times else {
-        return Err(ApiError::Internal(format!(
-            "unreadable times for {}: {} {} {}",
-            item.id, item.start_time, item.active_until, item.settled_at
-        )));
-    };
+    let instance = activated_instance(app, request, definition, &reply)?;
+    let (start, until, settled) = (instance.start, instance.until, instance.settled);
     let (epoch, now_ms) = epoch_and_now(app)?;
     let now = epoch + chrono::Duration::milliseconds(now_ms as i64);
     let status = if now < start {
@@ -757,10 +826,25 @@ fn scenario_response(
         };
         affected_streams.insert(name, effect);
     }
+    // The scenario's own events: its definition's, each at its offset from the start.
+    let own_events: Vec<(String, String)> = definition
+        .map(|d| d.events.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .map(|(template, offset_ms)| {
+            let at = start + chrono::Duration::milliseconds(*offset_ms as i64);
+            (template.clone(), format_unix_ms(at.timestamp_millis()))
+        })
+        .collect();
     let events = reply
         .items
         .iter()
-        .filter(|event| event.kind == "event")
+        .filter(|event| {
+            event.kind == "event"
+                && own_events
+                    .iter()
+                    .any(|(id, at)| *id == event.reference && *at == event.start_time)
+        })
         .map(|event| ScenarioEvent {
             id: event.id.clone(),
             kind: app
@@ -777,10 +861,10 @@ fn scenario_response(
     Ok(ScenarioResponse {
         success: true,
         scenario: ActivatedScenario {
-            id: item.id.clone(),
-            kind: item.reference.clone(),
-            description: item.description.clone(),
-            start_time: item.start_time.clone(),
+            id: instance.id,
+            kind: request.scenario_id.clone(),
+            description: instance.description,
+            start_time: format_unix_ms(start.timestamp_millis()),
             duration: duration.clone(),
             affected_streams,
             status: status.to_string(),
