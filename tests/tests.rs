@@ -25,6 +25,9 @@ mod epochs;
 mod export;
 /// The stream inspector and the stream list.
 mod inspect;
+/// The live server's REST API over real sockets: every endpoint, every bad-input class with
+/// its status and JSON error (snapshots), the OpenAPI document, and `marketsim api`.
+mod live_api;
 /// A served session stopped with `--out` replays into an identical run directory.
 mod live_replay;
 /// The live server's WebSocket over real sockets: glob and named-topic subscriptions, errors
@@ -32,9 +35,6 @@ mod live_replay;
 /// connection limit, close frames on shutdown, `marketsim ws-client`; the message parser under
 /// proptest.
 mod live_ws;
-/// The live server's REST API over real sockets: every endpoint, every bad-input class with
-/// its status and JSON error (snapshots), the OpenAPI document, and `marketsim api`.
-mod live_api;
 /// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
 /// their reasons, retries, timeouts; settings from variables.
 mod llm;

@@ -577,6 +577,11 @@ impl Session {
         let analysis = self.analysis.take();
         // Live clients get the re-simulated history as buckets, not event by event again.
         self.advance_to(now, &mut NoSink);
+        // Commands recorded at exactly `now` had taken effect before the backdated one came.
+        let mut activated = Vec::new();
+        self.core
+            .apply_due(&mut Tee(&mut self.collector, &mut NoSink), &mut activated);
+        self.apply_resolutions();
         if let Some(mut analysis) = analysis {
             analysis.restart();
             self.attach_analysis(analysis);
