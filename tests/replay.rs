@@ -161,6 +161,12 @@ fn base() -> &'static (RunPlan, Arc<Baseline>) {
 /// `end_ms`, writes its run directory and recording, replays the recording with `marketsim run
 /// --analyze --baseline`, and compares every file.
 fn check_replay(steps: &[Step], end_ms: u64) -> Result<(), TestCaseError> {
+    check_replay_with(steps, end_ms, false)
+}
+
+/// As [`check_replay`]; with `from_replies`, the replay takes the analyst's answers from the
+/// live session's recorded replies (`--analyst-replies`) instead of asking the analyst.
+fn check_replay_with(steps: &[Step], end_ms: u64, from_replies: bool) -> Result<(), TestCaseError> {
     let (base_plan, baseline) = base();
     let mut live = Session::for_run(base_plan, false).map_err(TestCaseError::fail)?;
     live.keep_checkpoints();
@@ -214,7 +220,15 @@ fn check_replay(steps: &[Step], end_ms: u64) -> Result<(), TestCaseError> {
     let out_arg = replay_dir.to_string_lossy();
     let baseline_arg = live_dir.join("baseline.json");
     let baseline_arg = baseline_arg.to_string_lossy();
-    let output = marketsim(&[
+    let replies_path = dir.path().join("analyst-replies.json");
+    let replies = live
+        .analysis()
+        .map(|analysis| analysis.replies_file())
+        .ok_or_else(|| TestCaseError::fail("the live session is not analyzed"))?;
+    std::fs::write(&replies_path, marketsim::output::to_pretty_json(&replies))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let replies_arg = replies_path.to_string_lossy().into_owned();
+    let mut arguments = vec![
         "run",
         &script_arg,
         "--out",
@@ -224,7 +238,11 @@ fn check_replay(steps: &[Step], end_ms: u64) -> Result<(), TestCaseError> {
         "--analyze",
         "--baseline",
         &baseline_arg,
-    ]);
+    ];
+    if from_replies {
+        arguments.extend(["--analyst-replies", replies_arg.as_str()]);
+    }
+    let output = marketsim(&arguments);
     prop_assert!(output.status.success(), "{}\n{}", stderr(&output), text);
 
     let live_files = directory_contents(&live_dir);
@@ -302,5 +320,9 @@ fn a_session_with_every_kind_of_command_replays_byte_identically() {
     ];
     if let Err(error) = check_replay(&steps, 8 * MS_PER_HOUR) {
         panic!("{error}");
+    }
+    // The same session replayed from its recorded analyst replies, without the analyst.
+    if let Err(error) = check_replay_with(&steps, 8 * MS_PER_HOUR, true) {
+        panic!("from recorded replies: {error}");
     }
 }

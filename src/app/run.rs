@@ -31,6 +31,9 @@ pub struct AnalysisOptions {
     pub analyst: AnalystChoice,
     /// Reuse this `baseline.json` instead of simulating the history.
     pub baseline_file: Option<PathBuf>,
+    /// Answer from these recorded analyst replies (`analyst-replies.json`) instead of asking
+    /// the analyst: a replay of a session makes its recommendations without the model.
+    pub replies_file: Option<PathBuf>,
 }
 
 /// What `marketsim run` was asked to do besides the script.
@@ -98,17 +101,23 @@ fn step_to_end<S: Sink<StreamEvent>>(
 fn analysis_for(
     plan: &RunPlan,
     baseline: Arc<Baseline>,
-    choice: AnalystChoice,
+    options: &AnalysisOptions,
     notes: &mut Vec<String>,
 ) -> Result<SessionAnalysis, AppError> {
-    let (analyst, note) = make_analyst(choice)?;
-    notes.extend(note);
+    let runner = match &options.replies_file {
+        Some(path) => AnalystRunner::Replay(crate::output::read_json_file(path)?),
+        None => {
+            let (analyst, note) = make_analyst(options.analyst)?;
+            notes.extend(note);
+            AnalystRunner::InPlace(analyst)
+        }
+    };
     Ok(SessionAnalysis::new(
         &plan.catalog,
         baseline,
         plan.epoch(),
         plan.bucket_ms(),
-        AnalystRunner::InPlace(analyst),
+        runner,
     ))
 }
 
@@ -148,7 +157,7 @@ pub fn run_to_directory(
         let history =
             (needs_history && !history_first).then(|| scope.spawn(|| simulate_baseline(&plan)));
         if let (Some(baseline), Some(analysis)) = (baseline, &options.analysis) {
-            let analysis = analysis_for(&plan, Arc::new(baseline), analysis.analyst, &mut notes)?;
+            let analysis = analysis_for(&plan, Arc::new(baseline), analysis, &mut notes)?;
             session.attach_analysis(analysis);
         }
         let mut session = if options.write_events {
@@ -190,8 +199,7 @@ pub fn run_to_directory(
                 what: "the history simulation".to_string(),
             })??;
             if let Some(analysis) = &options.analysis {
-                let analysis =
-                    analysis_for(&plan, Arc::new(simulated), analysis.analyst, &mut notes)?;
+                let analysis = analysis_for(&plan, Arc::new(simulated), analysis, &mut notes)?;
                 session.attach_analysis(analysis);
             }
         }

@@ -195,6 +195,10 @@ pub struct RunArgs {
     /// of history before the epoch.
     #[arg(long, requires = "analyze")]
     pub baseline: Option<PathBuf>,
+    /// Take the analyst's answers from an earlier session's analyst-replies.json instead of
+    /// asking it (replaying a live session that used a language model, without the model).
+    #[arg(long, requires = "analyze")]
+    pub analyst_replies: Option<PathBuf>,
 }
 
 /// Arguments of `marketsim eval`.

@@ -67,6 +67,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         analyze,
         analyst,
         baseline,
+        analyst_replies,
     } = args;
     let duration_ms = match (days, duration) {
         (Some(days), _) => Some(days * MS_PER_DAY),
@@ -82,6 +83,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         analysis: analyze.then_some(AnalysisOptions {
             analyst: analyst.into(),
             baseline_file: baseline,
+            replies_file: analyst_replies,
         }),
     };
     let mut progress = Progress::new(quiet);

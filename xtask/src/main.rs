@@ -59,7 +59,11 @@ fn project_root() -> PathBuf {
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
-    command.current_dir(project_root());
+    // `cargo run` sets this for xtask; passed on, it would make build scripts that watch it
+    // (ring's) rebuild whenever one switches between `cargo xtask` and plain cargo.
+    command
+        .current_dir(project_root())
+        .env_remove("CARGO_MANIFEST_DIR");
     command
 }
 
