@@ -88,6 +88,36 @@ pub enum ResolveError {
     },
 }
 
+/// The take-action checks: `id` exists, is still active, and offers `action_id`. Returns the
+/// recommendation's index and the action's label.
+pub fn check_resolvable(
+    recommendations: &[Recommendation],
+    id: &str,
+    action_id: &str,
+) -> Result<(usize, String), ResolveError> {
+    let index = recommendations
+        .iter()
+        .position(|r| r.id == id)
+        .ok_or_else(|| ResolveError::UnknownRecommendation(id.to_string()))?;
+    let recommendation = &recommendations[index];
+    if recommendation.status == Status::Resolved {
+        return Err(ResolveError::AlreadyResolved(id.to_string()));
+    }
+    let Some(action) = recommendation.actions.iter().find(|a| a.id == action_id) else {
+        return Err(ResolveError::UnknownAction {
+            recommendation: id.to_string(),
+            action: action_id.to_string(),
+            available: recommendation
+                .actions
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    Ok((index, action.label.clone()))
+}
+
 /// Every recommendation of a run or session, in creation order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecommendationBook {
@@ -151,27 +181,9 @@ impl RecommendationBook {
         action_id: &str,
         timestamp: &str,
     ) -> Result<(), ResolveError> {
-        let recommendation = self
-            .recommendations
-            .iter_mut()
-            .find(|r| r.id == id)
-            .ok_or_else(|| ResolveError::UnknownRecommendation(id.to_string()))?;
-        if recommendation.status == Status::Resolved {
-            return Err(ResolveError::AlreadyResolved(id.to_string()));
-        }
-        let Some(action) = recommendation.actions.iter().find(|a| a.id == action_id) else {
-            return Err(ResolveError::UnknownAction {
-                recommendation: id.to_string(),
-                action: action_id.to_string(),
-                available: recommendation
-                    .actions
-                    .iter()
-                    .map(|a| a.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
-        let note = format!("{} (simulated execution)", action.label);
+        let (index, label) = check_resolvable(&self.recommendations, id, action_id)?;
+        let recommendation = &mut self.recommendations[index];
+        let note = format!("{label} (simulated execution)");
         recommendation.status = Status::Resolved;
         recommendation.resolved_at = Some(timestamp.to_string());
         recommendation.resolution = Some(Resolution {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::core::FeedEntry;
 use super::recording::RecordedCommand;
 use super::{Advance, Session};
-use crate::analyst::recommendation::{Recommendation, ResolveError, Status};
+use crate::analyst::recommendation::{check_resolvable, ResolveError};
 use crate::engine::VirtualTimeMs;
 use crate::market::director::Phase;
 use crate::scenario::definition::{RawScenario, ScenarioDefinition, SourceText};
@@ -311,33 +311,4 @@ pub fn active_scenarios(session: &Session) -> Vec<String> {
         .collect();
     active.dedup();
     active
-}
-
-/// The take-action checks of [`crate::analyst::recommendation::RecommendationBook::resolve`],
-/// made before the command is recorded.
-fn check_resolvable(
-    recommendations: &[Recommendation],
-    id: &str,
-    action: &str,
-) -> Result<(), ResolveError> {
-    let recommendation = recommendations
-        .iter()
-        .find(|r| r.id == id)
-        .ok_or_else(|| ResolveError::UnknownRecommendation(id.to_string()))?;
-    if recommendation.status == Status::Resolved {
-        return Err(ResolveError::AlreadyResolved(id.to_string()));
-    }
-    if !recommendation.actions.iter().any(|a| a.id == action) {
-        return Err(ResolveError::UnknownAction {
-            recommendation: id.to_string(),
-            action: action.to_string(),
-            available: recommendation
-                .actions
-                .iter()
-                .map(|a| a.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
-    }
-    Ok(())
 }
