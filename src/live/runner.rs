@@ -24,7 +24,6 @@ use crate::market::payload::{RenderContext, StreamEventView};
 use crate::market::StreamEvent;
 use crate::scenario::timeline::PlanSubject;
 use crate::session::analysis::SessionAnalysis;
-use crate::session::command::active_scenarios;
 use crate::session::{Advance, Command, CommandError, Session};
 use crate::stats::AnomalyFlag;
 
@@ -825,9 +824,4 @@ fn notice(topic: Topic, message: serde_json::Value) -> Notice {
         topic,
         json: message.to_string().into(),
     }
-}
-
-/// Ids of the scenarios active in `session` now.
-pub fn active_scenario_ids(session: &Session) -> Vec<String> {
-    active_scenarios(session)
 }
