@@ -33,6 +33,10 @@ web/package-lock.json pins. To get it, either
   - build with MARKETSIM_ECHARTS=/path/to/echarts.min.js.";
 
 fn main() {
+    if let Err(message) = embed_web_sources() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
     if let Err(message) = embed_echarts() {
         // Cargo prints a failing build script's standard error under the crate's name.
         eprintln!("error: {message}\n\n{HOW_TO_GET_ECHARTS}");
@@ -90,6 +94,59 @@ fn embed_echarts() -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", embedded.display()))?;
     println!("cargo:rustc-env=MARKETSIM_ECHARTS_VERSION={version}");
     Ok(())
+}
+
+/// The front end's own files (`web/src/`: pages, scripts, styles) as a Rust table in
+/// `OUT_DIR/web_sources.rs`, one `include_str!` per file, sorted by name so the table — and the
+/// binary — do not depend on the directory's order. Files are served under `/assets/` by the
+/// live server and inlined by the reports.
+fn embed_web_sources() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let out_dir = PathBuf::from(
+        std::env::var_os("OUT_DIR").ok_or("cargo did not set OUT_DIR for the build script")?,
+    );
+    let source_dir = manifest_dir.join("web/src");
+    println!("cargo:rerun-if-changed={}", source_dir.display());
+    let entries = std::fs::read_dir(&source_dir).map_err(|e| {
+        format!(
+            "cannot read the front end's folder {}: {e}",
+            source_dir.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", source_dir.display()))?;
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let content_type = match path.extension().and_then(|e| e.to_str()) {
+            Some("js" | "mjs") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            Some("html") => "text/html; charset=utf-8",
+            Some("svg") => "image/svg+xml",
+            Some("json") => "application/json",
+            _ => continue,
+        };
+        // Checked here, where the error can name the file; the crate includes it as text.
+        std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {} as UTF-8 text: {e}", path.display()))?;
+        println!("cargo:rerun-if-changed={}", path.display());
+        files.push((name, content_type, path));
+    }
+    files.sort();
+    let mut table = String::from("&[\n");
+    for (name, content_type, path) in &files {
+        table.push_str(&format!(
+            "    WebAsset {{ name: {name:?}, content_type: {content_type:?}, text: include_str!({:?}) }},\n",
+            path.display().to_string()
+        ));
+    }
+    table.push_str("]\n");
+    let generated = out_dir.join("web_sources.rs");
+    std::fs::write(&generated, table)
+        .map_err(|e| format!("cannot write {}: {e}", generated.display()))
 }
 
 /// Makes sure `web/node_modules` holds the ECharts version that `web/package-lock.json` pins,

@@ -26,6 +26,7 @@ pub mod api_client;
 pub mod frame;
 pub mod hub;
 pub mod metrics;
+pub mod pages;
 pub mod protocol;
 pub mod runner;
 pub mod server;

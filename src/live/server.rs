@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
-use axum::response::Html;
-use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, DurationRound, Utc};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::hub::Hub;
 use super::metrics::Metrics;
 use super::runner::{self, RunnerHandle};
-use super::{api, ws, AppState, Limits};
+use super::{api, pages, ws, AppState, Limits};
 use crate::app::analyst_choice::{make_analyst, AnalystChoice};
 use crate::app::history::simulate_baseline;
 use crate::app::run::write_run_directory;
@@ -239,12 +237,12 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
     })
 }
 
-/// Every route: the API, the WebSocket, and the index page; every request is logged and
+/// Every route: the API, the WebSocket, and the pages; every request is logged and
 /// counted.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     api::router()
         .merge(ws::router())
-        .route("/", get(index))
+        .merge(pages::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -252,25 +250,6 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .with_state(state)
 }
-
-async fn index() -> Html<&'static str> {
-    Html(INDEX_PAGE)
-}
-
-const INDEX_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>marketsim</title></head>
-<body>
-<h1>marketsim</h1>
-<p>A simulated tutoring marketplace is running, paced to the wall clock.</p>
-<ul>
-<li><a href="/api/simulation/state">State</a> (virtual time, speed, active scenarios)</li>
-<li><a href="/api/simulation/scenarios">Scenario library</a></li>
-<li><a href="/api/openapi.json">API document (OpenAPI)</a></li>
-<li><a href="/metrics">Metrics</a> (Prometheus)</li>
-<li>WebSocket: <code>/ws</code>, e.g. <code>marketsim ws-client --subscribe 'customer.*'</code></li>
-</ul>
-</body></html>
-"#;
 
 impl RunningServer {
     pub fn runner(&self) -> &RunnerHandle {
