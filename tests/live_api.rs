@@ -584,6 +584,16 @@ async fn bad_input_is_refused_with_a_json_error() {
         "{}",
         recording.body
     );
+    // A scenario activated twice at once: the second is a conflict, not a doubled effect.
+    let body = r#"{"scenarioId":"supply-crisis"}"#;
+    let first = call(&client, "POST", "/api/simulation/scenario", Some(body)).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = call(&client, "POST", "/api/simulation/scenario", Some(body)).await;
+    assert_eq!(second.status, 409, "{}", second.body);
+    let second = second
+        .json()
+        .unwrap_or_else(|| panic!("not JSON: {}", second.body));
+    insta::assert_json_snapshot!("activate_already_active", second);
     let _ = server.shutdown().await;
 }
 

@@ -12,6 +12,9 @@ mod baseline;
 mod catalog;
 /// Exit codes and messages of the command line, including every `fixtures/invalid` script.
 mod cli;
+/// Any JSON command, applied now or backdated, is applied or refused, never a panic, and the
+/// session advances afterwards (proptest).
+mod commands;
 /// Same seed ⇒ byte-identical run directory; another seed ⇒ different; an extra stream leaves
 /// the other streams' events untouched.
 mod determinism;

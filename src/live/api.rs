@@ -348,6 +348,11 @@ impl From<CommandError> for ApiError {
                 message,
                 active: Some(active),
             },
+            CommandError::AlreadyActive { active, .. } => ApiError::Conflict {
+                error: "already_active",
+                message,
+                active: Some(active),
+            },
             CommandError::Redefined { .. } => ApiError::Conflict {
                 error: "redefined",
                 message,
@@ -646,7 +651,7 @@ pub struct ScenarioResponse {
         (status = 200, description = "The scenario took effect", body = ScenarioResponse),
         (status = 400, description = "Malformed body or a value out of range", body = ErrorBody),
         (status = 404, description = "Unknown scenario id; `valid` lists the ids", body = ErrorBody),
-        (status = 409, description = "An inline scenario redefined", body = ErrorBody),
+        (status = 409, description = "The scenario is already active, or an inline scenario redefined", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
     )
 )]

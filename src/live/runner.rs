@@ -245,6 +245,8 @@ pub struct Runner {
     pending_analysis: Option<mpsc::Receiver<SessionAnalysis>>,
     recording_name: String,
     lag_ms: f64,
+    /// The analyst's answers already counted in `/metrics`.
+    analyst_replies_counted: usize,
 }
 
 /// Starts the runner on its own thread; the session continues from where its history ended.
@@ -286,6 +288,7 @@ pub fn spawn(
         pending_analysis,
         recording_name,
         lag_ms: 0.0,
+        analyst_replies_counted: 0,
     };
     runner.publish_state();
     let state = runner.state.subscribe();
@@ -367,6 +370,7 @@ impl Runner {
         if self.lag_ms > 1_000.0 {
             tracing::warn!(lag_ms = self.lag_ms, "the engine is behind the wall clock");
         }
+        self.count_analyst_replies();
         if !frame.events.is_empty() || !frame.notices.is_empty() {
             Metrics::add(&self.metrics.events_total, frame.events.len() as u64);
             // A full channel means the hub is behind; the frame is dropped rather than the
@@ -376,6 +380,48 @@ impl Runner {
             }
         }
         self.publish_state();
+    }
+
+    /// Counts the analyst's answers merged since the last frame into `/metrics` and the log: one
+    /// call per answer, a fallback when the rules answered for a model. A backdate or reset
+    /// restarts the analysis (fewer answers than counted); counting starts again from there, so
+    /// the counters stay monotonic.
+    fn count_analyst_replies(&mut self) {
+        let Some(analysis) = self.session.analysis() else {
+            return;
+        };
+        let replies = analysis.replies();
+        if replies.len() < self.analyst_replies_counted {
+            self.analyst_replies_counted = 0;
+        }
+        for reply in &replies[self.analyst_replies_counted..] {
+            Metrics::add(&self.metrics.analyst_calls, 1);
+            let fallback_reason = reply
+                .call
+                .as_ref()
+                .filter(|call| call.source == "rules-fallback")
+                .map(|call| call.reason.as_deref().unwrap_or("unknown"));
+            match fallback_reason {
+                Some(reason) => {
+                    Metrics::add(&self.metrics.analyst_fallbacks, 1);
+                    tracing::warn!(
+                        asked_after = reply.asked_after,
+                        reason,
+                        "analyst call fell back to the rules"
+                    );
+                }
+                None if reply.recommendations.is_empty() => tracing::debug!(
+                    asked_after = reply.asked_after,
+                    "analyst answered with no recommendation"
+                ),
+                None => tracing::info!(
+                    asked_after = reply.asked_after,
+                    recommendations = reply.recommendations.len(),
+                    "analyst answered"
+                ),
+            }
+        }
+        self.analyst_replies_counted = replies.len();
     }
 
     /// The frame of one advance: events with their stream's latest score, and notices.

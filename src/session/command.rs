@@ -76,6 +76,8 @@ pub enum CommandError {
     UnknownEvent { id: String, valid: Vec<String> },
     #[error("scenario `{id}` is not active; active: {}", if active.is_empty() { "none".to_string() } else { active.join(", ") })]
     NotActive { id: String, active: Vec<String> },
+    #[error("scenario `{id}` is already active; stop it first (active: {})", active.join(", "))]
+    AlreadyActive { id: String, active: Vec<String> },
     #[error("an inline scenario `{id}` was already defined differently in this session")]
     Redefined { id: String },
     #[error("a command cannot be dated in the future (at {at_ms} ms; now is {now} ms)")]
@@ -141,6 +143,18 @@ pub(super) fn resolve(
                     id: scenario.clone(),
                     valid: scenario_ids(session),
                 });
+            }
+            // Twice the same scenario at once would double its modifiers — never what a
+            // second click on "activate" means. (Backdated starts are the caller's explicit
+            // choice and are left alone.)
+            if at_ms == session.now() {
+                let active = active_scenarios(session);
+                if active.contains(scenario) {
+                    return Err(CommandError::AlreadyActive {
+                        id: scenario.clone(),
+                        active,
+                    });
+                }
             }
             entry.scenario = Some(scenario.clone());
             entry.intensity = *intensity;
