@@ -51,3 +51,5 @@ mod report;
 mod scenarios;
 /// Source hygiene checks that run as ordinary tests (rust-analyzer's "tidy").
 mod tidy;
+/// Ground truth equals the counterfactual run it stands for, for a scenario stopped early.
+mod truth;

@@ -102,10 +102,28 @@ pub fn build_truth(
                 }
             }
         }
+        // A stop or reset brings the window's end forward too: after the item settled, what
+        // the twin still differs by is the divergence of two random paths, not the item.
+        let window_end_ms = if active_until < planned.active_until {
+            item.window_end_ms
+                .min(active_until.saturating_add(planned.settlement_ms))
+        } else {
+            item.window_end_ms
+        };
+        let measured_until_bucket = window_end_ms.div_ceil(bucket_ms) as usize;
         let measured = twins
             .iter()
             .find(|t| t.item == index)
-            .map(|twin| measure(plan, actual, twin, item.start_ms, epoch))
+            .map(|twin| {
+                measure(
+                    plan,
+                    actual,
+                    twin,
+                    measured_until_bucket,
+                    item.start_ms,
+                    epoch,
+                )
+            })
             .unwrap_or_default();
         let (name, declared) = match &item.subject {
             PlanSubject::Scenario(scenario) => (
@@ -140,7 +158,7 @@ pub fn build_truth(
             red_herring: item.is_red_herring(),
             declared,
             window_start: epoch.format((item.start_ms / bucket_ms) * bucket_ms),
-            window_end: epoch.format(item.window_end_ms.min(plan.duration_ms)),
+            window_end: epoch.format(window_end_ms.min(plan.duration_ms)),
             measured,
         });
     }
@@ -150,10 +168,12 @@ pub fn build_truth(
     }
 }
 
+/// The item's measured streams over the twin's buckets, up to `until_bucket` (exclusive).
 fn measure(
     plan: &RunPlan,
     actual: &RunCollector,
     twin: &TwinMeasurement,
+    until_bucket: usize,
     start_ms: u64,
     epoch: Epoch,
 ) -> Vec<MeasuredStream> {
@@ -166,7 +186,7 @@ fn measure(
         let mut total_twin = 0.0;
         let mut peak = (0.0f64, twin.first_bucket);
         let mut significant: Option<(usize, usize)> = None;
-        for bucket in twin.first_bucket..twin.end_bucket {
+        for bucket in twin.first_bucket..twin.end_bucket.min(until_bucket) {
             let a = actual.bucket_value(bucket, index).unwrap_or(0.0);
             let b = twin.twin.bucket_value(bucket, index).unwrap_or(0.0);
             total_actual += a;
