@@ -77,13 +77,14 @@ pub fn list_scenarios(library: &Library) -> String {
         }
     }
     let red_herrings = library.events.iter().filter(|e| e.effect.is_none()).count();
-    let _ = writeln!(
+    let _ =
+        writeln!(
         text,
         "{} scenarios; {} external event templates ({} red herrings, {} in the daily background)",
         library.scenarios.len(),
         library.events.len(),
         red_herrings,
-        library.events.iter().filter(|e| e.background).count()
+        library.events.iter().filter(|e| e.background.is_some()).count()
     );
     text
 }

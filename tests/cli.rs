@@ -31,6 +31,22 @@ fn invalid_scripts_are_refused_with_a_located_message() {
     });
 }
 
+/// Every event library in `fixtures/invalid-library` fails `validate` with exit code 2 and a
+/// message that names the file, the place and what is allowed.
+#[test]
+fn invalid_event_libraries_are_refused_with_a_located_message() {
+    insta::glob!("../fixtures/invalid-library", "*.yaml", |path| {
+        let relative = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let output = marketsim(&["validate", &relative]);
+        assert_eq!(output.status.code(), Some(2), "{relative}");
+        insta::assert_snapshot!(stderr(&output));
+    });
+}
+
 /// Command lines that must be refused with exit code 2 and a message that says what is
 /// expected: one snapshot each. `{tmp}` is a fresh folder holding `afile`, a file.
 const REFUSED_COMMAND_LINES: &[(&str, &str)] = &[

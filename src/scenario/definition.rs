@@ -211,11 +211,100 @@ pub struct RawEventTemplate {
     #[serde(rename = "externalLink", default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_link: Option<String>,
-    #[serde(default)]
-    pub background: bool,
+    #[serde(default, skip_serializing_if = "RawBackground::is_off")]
+    pub background: RawBackground,
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effect: Option<RawEffect>,
+}
+
+/// A template's `background:` as written: `false` (the default: only scripts inject it), `true`
+/// (the old spelling: weekly, always), or a schedule.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(untagged)]
+pub enum RawBackground {
+    #[default]
+    Off,
+    Always(bool),
+    Schedule(RawBackgroundSchedule),
+}
+
+impl RawBackground {
+    fn is_off(&self) -> bool {
+        matches!(self, RawBackground::Off | RawBackground::Always(false))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBackground {
+    /// A boolean or a schedule mapping; the mapping's own errors (an unknown field, a wrong
+    /// recurrence) are passed on as they are, rather than an untagged enum's "matched no variant".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        match value {
+            serde_yaml::Value::Bool(flag) => Ok(RawBackground::Always(flag)),
+            other => serde_yaml::from_value(other)
+                .map(RawBackground::Schedule)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "background: {e} (write `background: {{ recurrence: weekly, chance: 0.5 }}`, \
+                         or true or false)"
+                    ))
+                }),
+        }
+    }
+}
+
+/// How often a background template happens on its own, as written.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackgroundSchedule {
+    pub recurrence: Recurrence,
+    /// The probability that it happens in a period (for `once`: in any 30 days, until it has).
+    pub chance: f64,
+    /// The days of the week it may fall on (`mon` … `sun`); all when absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weekdays: Vec<String>,
+    /// The hours of the day it may start in, `[from, to)`; `[7, 22]` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<[u32; 2]>,
+}
+
+/// How often a background event recurs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recurrence {
+    /// At most once in a run (a rollout, a policy change).
+    Once,
+    /// At most once a calendar month.
+    Monthly,
+    /// At most once an ISO week.
+    Weekly,
+}
+
+/// A validated background schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackgroundSchedule {
+    pub recurrence: Recurrence,
+    pub chance: f64,
+    /// Allowed weekdays, Monday first.
+    pub weekdays: [bool; 7],
+    pub from_hour: u32,
+    pub to_hour: u32,
+}
+
+impl BackgroundSchedule {
+    /// The schedule `background: true` stands for: every week.
+    const WEEKLY: BackgroundSchedule = BackgroundSchedule {
+        recurrence: Recurrence::Weekly,
+        chance: 1.0,
+        weekdays: [true; 7],
+        from_hour: 7,
+        to_hour: 22,
+    };
+
+    pub fn allows(&self, weekday: chrono::Weekday) -> bool {
+        self.weekdays[weekday.num_days_from_monday() as usize]
+    }
 }
 
 #[derive(Deserialize)]
@@ -244,7 +333,9 @@ pub struct EventTemplate {
     pub expected_duration_ms: u64,
     pub icon: String,
     pub external_link: Option<String>,
-    pub background: bool,
+    /// When it happens on its own in a run's background; `None`: only when a script or a
+    /// scenario injects it.
+    pub background: Option<BackgroundSchedule>,
     /// `None`: a red herring.
     pub effect: Option<Effect>,
 }
@@ -628,10 +719,60 @@ impl EventTemplate {
             expected_duration_ms,
             icon: raw.icon.clone(),
             external_link: raw.external_link.clone(),
-            background: raw.background,
+            background: resolve_background(source, &id_anchor, &raw.background)?,
             effect,
         })
     }
+}
+
+/// Checks a template's background schedule: a chance in (0, 1], known weekdays, hours in order.
+fn resolve_background(
+    source: &SourceText,
+    id_anchor: &str,
+    raw: &RawBackground,
+) -> Result<Option<BackgroundSchedule>, Diagnostic> {
+    let schedule = match raw {
+        RawBackground::Off | RawBackground::Always(false) => return Ok(None),
+        RawBackground::Always(true) => return Ok(Some(BackgroundSchedule::WEEKLY)),
+        RawBackground::Schedule(schedule) => schedule,
+    };
+    let anchors = [id_anchor, "background:"];
+    if !(schedule.chance > 0.0 && schedule.chance <= 1.0) {
+        return Err(source.error(
+            &[id_anchor, "chance:"],
+            format!(
+                "background chance {} is not a probability in (0, 1]",
+                schedule.chance
+            ),
+        ));
+    }
+    let mut weekdays = [schedule.weekdays.is_empty(); 7];
+    for name in &schedule.weekdays {
+        let weekday: chrono::Weekday = name.parse().map_err(|_| {
+            source.error(
+                &[id_anchor, "weekdays:"],
+                format!("`{name}` is not a weekday; write mon, tue, wed, thu, fri, sat or sun"),
+            )
+        })?;
+        weekdays[weekday.num_days_from_monday() as usize] = true;
+    }
+    let [from_hour, to_hour] = schedule.hours.unwrap_or([7, 22]);
+    if from_hour >= to_hour || to_hour > 24 {
+        return Err(source.error(
+            &anchors,
+            format!(
+                "background hours [{from_hour}, {to_hour}] are not a range of the day \
+                 (from < to ≤ 24)"
+            ),
+        ));
+    }
+    Ok(Some(BackgroundSchedule {
+        recurrence: schedule.recurrence,
+        chance: schedule.chance,
+        weekdays,
+        from_hour,
+        to_hour,
+    }))
 }
 
 /// Parses and validates an event library (`events.yaml`) against the catalog.

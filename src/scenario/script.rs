@@ -45,7 +45,8 @@ struct RawScript {
     now: Option<Instant>,
     #[serde(default)]
     policy: Policy,
-    /// Whether the run carries a background of 2–5 external events a day.
+    /// Whether the run carries a background of ordinary external events (each library template
+    /// marked `background`, on its schedule).
     #[serde(default = "default_true")]
     background_events: bool,
     #[serde(default)]

@@ -2,12 +2,12 @@
 //! the libraries into timed commands; what a command becomes when it takes effect (a
 //! [`PlanItem`] and the model's instance); the daily background of external events.
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::definition::{
-    glob_matches, EventTemplate, Library, RawEventTemplate, RawScenario, ScenarioDefinition,
-    SourceText,
+    glob_matches, BackgroundSchedule, EventTemplate, Library, RawEventTemplate, RawScenario,
+    Recurrence, ScenarioDefinition, SourceText,
 };
 use super::script::Script;
 use crate::diagnostics::{parse_duration_ms, suggestion, Diagnostic};
@@ -15,7 +15,7 @@ use crate::engine::{RandomStream, VirtualTimeMs, MS_PER_DAY, MS_PER_HOUR, MS_PER
 use crate::market::catalog::Catalog;
 use crate::market::director::{Instance, InstanceKind, LeverChanges, Modifiers, PlannedInstance};
 
-/// Most entries a timeline may hold, and most background events a day.
+/// Most entries a timeline may hold.
 pub const MAX_TIMELINE_ENTRIES: usize = 1_000;
 /// Scenario intensity limits: 0 switches a scenario off, 10 is ten times its deviation.
 pub const MAX_INTENSITY: f64 = 10.0;
@@ -281,35 +281,62 @@ pub fn plan_event(
     }
 }
 
-/// The daily background of ordinary external events: two to five a day from the templates
-/// marked `background`, between 07:00 and 22:00, drawn from their own random stream one day at
-/// a time, so a session that does not know its end draws exactly what a run of any length does.
+/// The background of ordinary external events: each template marked `background` happens on
+/// its own schedule (at most once a week, a month or a run, with a chance, on its weekdays and
+/// hours), drawn one calendar day at a time from the template's own random stream, so a session
+/// that does not know its end draws exactly what a run of any length does, and adding a
+/// template leaves the others' draws alone.
 #[derive(Debug, Clone)]
 pub struct BackgroundEvents {
-    random: RandomStream,
-    /// Indices of the background templates in the library's event list.
-    templates: Vec<usize>,
+    templates: Vec<BackgroundTemplate>,
+    /// The calendar date of the run's first day.
+    first_date: NaiveDate,
     /// How far into its first calendar day the run starts (hours and minutes).
     into_day_ms: u64,
     next_day: u64,
 }
 
+/// One background template's schedule and where it stands.
+#[derive(Debug, Clone)]
+struct BackgroundTemplate {
+    /// Index in the library's event list.
+    index: usize,
+    schedule: BackgroundSchedule,
+    random: RandomStream,
+    /// The week or month decided last, and the day (from the run's first) chosen in it.
+    period: Option<(i32, u32)>,
+    chosen_day: Option<u64>,
+    /// For `once`: it has happened.
+    done: bool,
+}
+
+/// The days over which a `once` template's chance is spread.
+const ONCE_CHANCE_DAYS: f64 = 30.0;
+
 impl BackgroundEvents {
     /// `None` when the library has no background templates.
     pub fn new(library: &Library, epoch: DateTime<Utc>, seed: u64) -> Option<Self> {
-        let templates: Vec<usize> = library
+        let templates: Vec<BackgroundTemplate> = library
             .events
             .iter()
             .enumerate()
-            .filter(|(_, event)| event.background)
-            .map(|(index, _)| index)
+            .filter_map(|(index, event)| {
+                Some(BackgroundTemplate {
+                    index,
+                    schedule: event.background.clone()?,
+                    random: RandomStream::for_name(seed, &format!("background/{}", event.id)),
+                    period: None,
+                    chosen_day: None,
+                    done: false,
+                })
+            })
             .collect();
         if templates.is_empty() {
             return None;
         }
         Some(BackgroundEvents {
-            random: RandomStream::for_name(seed, "background-events"),
             templates,
+            first_date: epoch.date_naive(),
             into_day_ms: (epoch.hour() as u64 * 60 + epoch.minute() as u64) * MS_PER_MINUTE,
             next_day: 0,
         })
@@ -323,23 +350,80 @@ impl BackgroundEvents {
     /// Draws the next day's events: (virtual time, index into the library's events), in time
     /// order; times before the run's start are dropped.
     pub fn draw_next_day(&mut self) -> Vec<(VirtualTimeMs, usize)> {
-        let random = &mut self.random;
-        let count = random.between(2, 5);
-        let mut times: Vec<u64> = (0..count)
-            .map(|_| 7 * MS_PER_HOUR + random.below(15 * 60) * MS_PER_MINUTE)
-            .collect();
-        times.sort_unstable();
         let day = self.next_day;
         self.next_day += 1;
-        let mut drawn = Vec::with_capacity(times.len());
-        for offset in times {
-            let template = self.templates[random.below(self.templates.len() as u64) as usize];
+        let date = self.first_date + chrono::Days::new(day);
+        let mut drawn = Vec::new();
+        for template in &mut self.templates {
+            let schedule = &template.schedule;
+            let happens = match schedule.recurrence {
+                Recurrence::Once => {
+                    let weekdays = schedule.weekdays.iter().filter(|allowed| **allowed).count();
+                    let per_day = schedule.chance / ONCE_CHANCE_DAYS * 7.0 / weekdays as f64;
+                    !template.done
+                        && schedule.allows(date.weekday())
+                        && template.random.chance(per_day.min(1.0))
+                }
+                Recurrence::Weekly | Recurrence::Monthly => {
+                    let (period, last_date) = period_of(schedule.recurrence, date);
+                    if template.period != Some(period) {
+                        // A new period: decide now whether it has the event, and on which of
+                        // its remaining allowed days.
+                        template.period = Some(period);
+                        let eligible: Vec<u64> = (0..=(last_date - date).num_days())
+                            .filter(|offset| {
+                                let candidate = date + chrono::Days::new(*offset as u64);
+                                schedule.allows(candidate.weekday())
+                            })
+                            .map(|offset| day + offset as u64)
+                            .collect();
+                        template.chosen_day = (!eligible.is_empty()
+                            && template.random.chance(schedule.chance))
+                        .then(|| eligible[template.random.below(eligible.len() as u64) as usize]);
+                    }
+                    template.chosen_day == Some(day)
+                }
+            };
+            if !happens {
+                continue;
+            }
+            template.done = true;
+            let minutes = u64::from(schedule.to_hour - schedule.from_hour) * 60;
+            let offset = u64::from(schedule.from_hour) * MS_PER_HOUR
+                + template.random.below(minutes) * MS_PER_MINUTE;
             let absolute = day * MS_PER_DAY + offset;
             if absolute >= self.into_day_ms {
-                drawn.push((absolute - self.into_day_ms, template));
+                drawn.push((absolute - self.into_day_ms, template.index));
             }
         }
+        // Stable: two at the same minute keep the library's order.
+        drawn.sort_by_key(|(time, _)| *time);
         drawn
+    }
+}
+
+/// The ISO week or the calendar month of `date`, as a key, and the period's last date.
+fn period_of(recurrence: Recurrence, date: NaiveDate) -> ((i32, u32), NaiveDate) {
+    match recurrence {
+        Recurrence::Monthly => {
+            let first_of_next = if date.month() == 12 {
+                NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+            };
+            let last = first_of_next
+                .and_then(|first| first.pred_opt())
+                .unwrap_or(date);
+            ((date.year(), date.month()), last)
+        }
+        Recurrence::Weekly | Recurrence::Once => {
+            let week = date.iso_week();
+            let days_to_sunday = 6 - u64::from(date.weekday().num_days_from_monday());
+            (
+                (week.year(), week.week()),
+                date + chrono::Days::new(days_to_sunday),
+            )
+        }
     }
 }
 
@@ -660,4 +744,62 @@ pub fn resolve_entry(
         });
     }
     Err(entry_error("`reset` takes `true`".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Datelike, TimeZone, Timelike, Utc};
+    use proptest::prelude::*;
+
+    use super::{BackgroundEvents, Recurrence};
+    use crate::market::Catalog;
+    use crate::scenario::definition::Library;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Over a year from any start, each background template keeps its schedule: at most
+        /// once a period (week, month, run), on its weekdays, within its hours; and the draws
+        /// come in time order.
+        #[test]
+        fn background_events_keep_their_schedules(
+            seed in any::<u64>(),
+            start_day in 0u32..365,
+            start_minute in 0u32..(24 * 60),
+        ) {
+            let catalog = Catalog::embedded().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let library = Library::load(None, &catalog).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let epoch = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap_or_default()
+                + chrono::Duration::days(i64::from(start_day))
+                + chrono::Duration::minutes(i64::from(start_minute));
+            let mut background = BackgroundEvents::new(&library, epoch, seed)
+                .ok_or_else(|| TestCaseError::fail("no background templates"))?;
+            let mut seen = std::collections::BTreeMap::new();
+            let mut total = 0usize;
+            for _ in 0..366 {
+                let day = background.draw_next_day();
+                prop_assert!(day.windows(2).all(|pair| pair[0].0 <= pair[1].0), "{day:?}");
+                for (time, index) in day {
+                    total += 1;
+                    let event = &library.events[index];
+                    let schedule = event.background.as_ref()
+                        .ok_or_else(|| TestCaseError::fail("drew a template not marked background"))?;
+                    let at = epoch + chrono::Duration::milliseconds(time as i64);
+                    prop_assert!(schedule.allows(at.weekday()), "{} on a {}", event.id, at.weekday());
+                    let hour = at.hour();
+                    prop_assert!(hour >= schedule.from_hour && hour < schedule.to_hour, "{} at {}", event.id, at);
+                    let period = match schedule.recurrence {
+                        Recurrence::Once => (0, 0),
+                        Recurrence::Monthly => (at.year(), at.month()),
+                        Recurrence::Weekly => (at.iso_week().year(), at.iso_week().week()),
+                    };
+                    let count = seen.entry((event.id.clone(), period)).or_insert(0);
+                    *count += 1;
+                    prop_assert_eq!(*count, 1, "{} twice in {:?}", event.id, period);
+                }
+            }
+            // About seven a month: the year has between 40 and 160.
+            prop_assert!((40..=160).contains(&total), "{total} background events in a year");
+        }
+    }
 }
