@@ -6,8 +6,15 @@
 //! - a *scripted cause* is a true cause the script put on the timeline (not background);
 //! - a recommendation *names* an item when its `relatedEvents` holds the item's id, or, for a
 //!   scenario, the id of an event the scenario injected;
-//! - cause precision = named ids that are true causes (or events of one) / all named ids;
-//!   cause recall = scripted causes named / scripted causes;
+//! - a named id is *correct* when it is a true cause (or an event of one) and a recommendation
+//!   that names it also lists, in `affectedStreams`, a stream that cause materially moved — a
+//!   right name with the wrong streams is not a correct diagnosis;
+//! - cause precision = correct named ids / all named ids;
+//!   cause recall = scripted causes named / scripted causes that can be named (events, and
+//!   scenarios that inject at least one event);
+//! - a scripted scenario that injects no event has no id on the dashboard to name: it is *found
+//!   by its streams* when a recommendation made between its start and its settling lists a
+//!   stream it materially moved; reported apart, as "found by streams";
 //! - red herrings blamed = named ids that are red herrings / all named ids;
 //! - stream precision and recall compare the union of `affectedStreams` with the streams the
 //!   true causes materially moved;
@@ -97,6 +104,9 @@ pub struct RunEvaluation {
     pub recommendations: usize,
     pub scripted_causes: usize,
     pub scripted_causes_named: usize,
+    /// Scripted scenarios that inject no event (no id to name), and those found by streams.
+    pub unnamable_causes: usize,
+    pub unnamable_causes_found: usize,
     pub named_ids: usize,
     pub named_correct: usize,
     pub red_herrings_blamed: usize,
@@ -116,6 +126,8 @@ fn ratio(numerator: usize, denominator: usize) -> Option<f64> {
 pub struct Scores {
     pub cause_precision: Option<f64>,
     pub cause_recall: Option<f64>,
+    /// Scenarios with no id to name, found by their streams.
+    pub found_by_streams: Option<f64>,
     pub red_herring_rate: Option<f64>,
     pub stream_precision: Option<f64>,
     pub stream_recall: Option<f64>,
@@ -133,6 +145,10 @@ impl Scores {
         Scores {
             cause_precision: ratio(sum(|r| r.named_correct), sum(|r| r.named_ids)),
             cause_recall: ratio(sum(|r| r.scripted_causes_named), sum(|r| r.scripted_causes)),
+            found_by_streams: ratio(
+                sum(|r| r.unnamable_causes_found),
+                sum(|r| r.unnamable_causes),
+            ),
             red_herring_rate: ratio(sum(|r| r.red_herrings_blamed), sum(|r| r.named_ids)),
             stream_precision: ratio(sum(|r| r.streams_correct), sum(|r| r.predicted_streams)),
             stream_recall: ratio(sum(|r| r.streams_correct), sum(|r| r.true_streams)),
@@ -170,18 +186,36 @@ pub fn evaluate_run(
         .flat_map(|r| r.related_events.iter().map(String::as_str))
         .collect();
     let find = |id: &str| truth.items.iter().find(|i| i.id == id);
+    // The streams a named item (and, for an event a scenario injected, that scenario) moved.
+    fn moved_by<'a>(truth: &'a TruthFile, item: &'a TruthEntry) -> BTreeSet<&'a str> {
+        let mut streams: BTreeSet<&str> = item.material_streams().collect();
+        for parent in truth.items.iter().filter(|parent| parent.injected(item)) {
+            streams.extend(parent.material_streams());
+        }
+        streams
+    }
     let is_correct = |id: &str| {
         let Some(item) = find(id) else {
             return false;
         };
-        if item.red_herring {
+        let is_cause = !item.red_herring
+            && (item.is_true_cause()
+                || truth
+                    .items
+                    .iter()
+                    .any(|parent| parent.is_true_cause() && parent.injected(item)));
+        if !is_cause {
             return false;
         }
-        item.is_true_cause()
-            || truth
-                .items
-                .iter()
-                .any(|parent| parent.is_true_cause() && parent.injected(item))
+        let moved = moved_by(truth, item);
+        recommendations
+            .iter()
+            .filter(|r| r.related_events.iter().any(|named| named == id))
+            .any(|r| {
+                r.affected_streams
+                    .iter()
+                    .any(|stream| moved.contains(stream.as_str()))
+            })
     };
     let named_correct = named.iter().filter(|id| is_correct(id)).count();
     let red_herrings_blamed = named
@@ -194,10 +228,34 @@ pub fn evaluate_run(
             .iter()
             .any(|id| id == &item.id || find(id).is_some_and(|event| item.injected(event)))
     };
+    let injects_events = |item: &TruthEntry| truth.items.iter().any(|event| item.injected(event));
+    let unnamable: Vec<&TruthEntry> = truth
+        .items
+        .iter()
+        .filter(|i| {
+            i.origin == "script" && i.kind == "scenario" && i.is_true_cause() && !injects_events(i)
+        })
+        .collect();
+    let unnamable_causes_found = unnamable
+        .iter()
+        .filter(|item| {
+            let (start, end) = (millis(&item.start), millis(&item.settled_at));
+            let moved: BTreeSet<&str> = item.material_streams().collect();
+            recommendations.iter().any(|r| {
+                let at = millis(&r.timestamp);
+                at.zip(start).is_some_and(|(at, start)| at >= start)
+                    && at.zip(end).is_some_and(|(at, end)| at <= end)
+                    && r.affected_streams
+                        .iter()
+                        .any(|stream| moved.contains(stream.as_str()))
+            })
+        })
+        .count();
     let causes: Vec<CauseLatency> = truth
         .items
         .iter()
         .filter(|i| i.origin == "script" && i.is_true_cause())
+        .filter(|i| i.kind != "scenario" || injects_events(i))
         .map(|item| {
             let start = millis(&item.start);
             let first = recommendations
@@ -231,6 +289,8 @@ pub fn evaluate_run(
             .iter()
             .filter(|c| c.first_correct_after_ms.is_some())
             .count(),
+        unnamable_causes: unnamable.len(),
+        unnamable_causes_found,
         named_ids: named.len(),
         named_correct,
         red_herrings_blamed,
@@ -259,12 +319,20 @@ fn percent(value: Option<f64>) -> String {
 /// The table `marketsim eval` prints.
 pub fn render_table(report: &EvalReport) -> String {
     let mut lines = vec![format!(
-        "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10}",
-        "run", "recs", "causes named", "cause P", "herrings", "strm P", "strm R", "first hit"
+        "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10} {:>14}",
+        "run",
+        "recs",
+        "causes named",
+        "cause P",
+        "herrings",
+        "strm P",
+        "strm R",
+        "first hit",
+        "found by strm"
     )];
-    let row = |name: &str, scores: &Scores, recs: usize, named: String| {
+    let row = |name: &str, scores: &Scores, recs: usize, named: String, found: String| {
         format!(
-            "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10}",
+            "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10} {:>14}",
             name,
             recs,
             named,
@@ -278,6 +346,7 @@ pub fn render_table(report: &EvalReport) -> String {
                     "{:.1} h",
                     ms as f64 / 3_600_000.0
                 )),
+            found,
         )
     };
     for run in &report.runs {
@@ -292,6 +361,7 @@ pub fn render_table(report: &EvalReport) -> String {
             &scores,
             run.recommendations,
             format!("{}/{}", run.scripted_causes_named, run.scripted_causes),
+            format!("{}/{}", run.unnamable_causes_found, run.unnamable_causes),
         ));
     }
     let total_named: usize = report.runs.iter().map(|r| r.scripted_causes_named).sum();
@@ -304,6 +374,110 @@ pub fn render_table(report: &EvalReport) -> String {
             "{total_named}/{total_causes} ({})",
             percent(report.overall.cause_recall)
         ),
+        format!(
+            "{}/{}",
+            report
+                .runs
+                .iter()
+                .map(|r| r.unnamable_causes_found)
+                .sum::<usize>(),
+            report
+                .runs
+                .iter()
+                .map(|r| r.unnamable_causes)
+                .sum::<usize>()
+        ),
     ));
     lines.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{evaluate_run, Recommendation, TruthFile};
+
+    fn truth() -> TruthFile {
+        let item = |id: &str,
+                    kind: &str,
+                    reference: &str,
+                    origin: &str,
+                    moved: &[&str],
+                    herring| {
+            json!({
+                "id": id, "kind": kind, "ref": reference, "origin": origin, "name": reference,
+                "start": "2025-03-03T10:00:00.000Z", "activeUntil": "2025-03-03T14:00:00.000Z",
+                "settledAt": "2025-03-03T16:00:00.000Z", "redHerring": herring,
+                "measured": moved.iter().map(|stream| json!({"stream": stream, "relativeDelta": 0.5})).collect::<Vec<_>>(),
+            })
+        };
+        serde_json::from_value(json!({
+            "format": "marketsim-truth/1",
+            "items": [
+                item("mod_001", "scenario", "inline-shortage", "script", &["session.booking.expired"], false),
+                item("evt_001", "event", "cdn-slowdown", "script", &["platform.api.latency"], false),
+                item("evt_002", "event", "newspaper-feature", "background", &[], true),
+            ],
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn recommendation(at: &str, streams: &[&str], events: &[&str]) -> Recommendation {
+        serde_json::from_value(json!({
+            "id": "rec", "priority": "warning", "title": "t", "description": "d", "impact": "i",
+            "cause": "c", "actions": [], "affectedStreams": streams, "relatedEvents": events,
+            "confidence": 50, "timestamp": at, "status": "active", "source": "rules",
+            "key": "k", "lastSeen": at,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_named_cause_is_correct_only_with_a_stream_it_moved() {
+        let truth = truth();
+        let right = [recommendation(
+            "2025-03-03T11:00:00.000Z",
+            &["platform.api.latency"],
+            &["evt_001"],
+        )];
+        let wrong_streams = [recommendation(
+            "2025-03-03T11:00:00.000Z",
+            &["customer.tutor.search"],
+            &["evt_001"],
+        )];
+        assert_eq!(evaluate_run("r", "rules", &truth, &right).named_correct, 1);
+        let scored = evaluate_run("r", "rules", &truth, &wrong_streams);
+        assert_eq!((scored.named_ids, scored.named_correct), (1, 0));
+        // Naming it still counts for recall: the id was found, the diagnosis was not.
+        assert_eq!(scored.scripted_causes_named, 1);
+    }
+
+    #[test]
+    fn a_scenario_with_no_event_to_name_is_found_by_its_streams_in_its_window() {
+        let truth = truth();
+        let in_window = [recommendation(
+            "2025-03-03T12:00:00.000Z",
+            &["session.booking.expired"],
+            &[],
+        )];
+        let too_late = [recommendation(
+            "2025-03-04T12:00:00.000Z",
+            &["session.booking.expired"],
+            &[],
+        )];
+        let other_stream = [recommendation(
+            "2025-03-03T12:00:00.000Z",
+            &["platform.api.latency"],
+            &[],
+        )];
+        for (recommendations, found) in [(&in_window, 1), (&too_late, 0), (&other_stream, 0)] {
+            let scored = evaluate_run("r", "rules", &truth, recommendations);
+            assert_eq!(
+                (scored.unnamable_causes, scored.unnamable_causes_found),
+                (1, found)
+            );
+            // It is not among the causes that can be named by id.
+            assert_eq!(scored.scripted_causes, 1);
+        }
+    }
 }
