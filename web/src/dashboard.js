@@ -379,23 +379,46 @@
       .catch(() => {});
   }
 
-  /** After a reconnect: same session → fill the gap; a restarted server → start afresh. */
+  /**
+   * After a reconnect: the same session → fill the gap (buckets and recommendations missed);
+   * a restarted server (another epoch, or virtual time behind what the page holds) → replace
+   * everything in place, without reloading the page.
+   */
   function afterReconnect() {
     getJson('/api/simulation/state')
       .then((state) => {
-        if (Date.parse(state.epoch) !== page.epochMs) {
-          // Another session (the server restarted with another history): nothing held fits.
-          global.location.reload();
-          return;
-        }
+        const restarted = Date.parse(state.epoch) !== page.epochMs || Date.parse(state.now) < page.store.newestTimeMs;
+        if (restarted) return replaceSession(state);
         applyState(state);
-        page.virtualNowMs = Math.max(page.virtualNowMs || 0, Date.parse(state.now));
         fetchIncrement();
         return getJson('/api/dashboard/recommendations').then((answer) => {
           page.recommendations.setAll(answer.recommendations || []);
         });
       })
       .catch(() => {});
+  }
+
+  function replaceSession(state) {
+    page.epochMs = Date.parse(state.epoch);
+    page.bucketMs = state.bucketMs;
+    page.virtualNowMs = Date.parse(state.now);
+    page.client.lastTimestamp = null;
+    page.markedEventId = null;
+    page.store.clear();
+    // A fresh server fits its baseline after it starts; its scored history is fetched then.
+    page.analyzed = state.analyzed;
+    applyState(state);
+    return Promise.all([getJson('/api/simulation/history'), getJson('/api/dashboard/recommendations')]).then(([history, answer]) => {
+      page.store.mergeHistory(history.streams);
+      page.store.addEvents(history.events);
+      page.store.addScenarios(state.scenarios);
+      page.recommendations.setAll(answer.recommendations || []);
+      page.chart.markedEventId = null;
+      page.chart.showLast(DEFAULT_SPAN_MS);
+      updateRangeButtons(DEFAULT_SPAN_MS);
+      page.eventsDirty = true;
+      scheduleUi();
+    });
   }
 
   function receiveScenario(message) {
@@ -474,6 +497,8 @@
   }
 
   // Scripts sit at the end of the body, so the elements exist.
+  // For the browser tests and for poking at the page from the console.
+  Marketsim.dashboard = page;
   performance.mark('marketsim-scripts-run');
   renderConnection();
   start();

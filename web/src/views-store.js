@@ -42,6 +42,17 @@
     this.version = 0;
   }
 
+  /** Forgets everything held (the server now runs another session). */
+  SeriesStore.prototype.clear = function clear() {
+    for (const points of this.pointsByStream.values()) points.length = 0;
+    this.latestByStream.clear();
+    this.eventsById.clear();
+    this.scenariosById.clear();
+    this.newestTimeMs = -Infinity;
+    this.oldestLoadedMs = Infinity;
+    this.version += 1;
+  };
+
   /**
    * Merges `{streamName: [rawPoint…]}` (the history API's `streams`): a bucket already held is
    * replaced (a backdated command rewrites history), a new one inserted in order.
