@@ -485,7 +485,10 @@
   function renderConnection() {
     const indicator = document.getElementById('connection');
     const state = page.connectionState;
-    if (indicator.dataset.state !== state) indicator.dataset.state = state;
+    if (indicator.dataset.state !== state) {
+      indicator.dataset.state = state;
+      document.getElementById('connection-announcer').textContent = 'Connection: ' + (CONNECTION_WORDS[state] || state);
+    }
     const parts = [CONNECTION_WORDS[state] || state];
     if (page.virtualNowMs) parts.push(format.dateTime(page.virtualNowMs) + ' UTC');
     if (page.speed) parts.push(page.paused ? 'paused' : format.number(page.speed) + '× speed');
