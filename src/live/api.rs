@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::frame::LiveState;
+use super::frame::{ActiveScenario, LiveState};
 use super::metrics::Metrics;
 use super::runner::{
     CommandReply, Control, CurrentAnomaly, HistoryPoint, HistoryQuery, RunnerError, FRAME_MS,
@@ -1077,6 +1077,9 @@ pub struct HistoryResponse {
     #[serde(serialize_with = "serialize_pairs_as_map")]
     #[schema(value_type = HashMap<String, BaselineStats>)]
     pub baseline_stats: Vec<(String, BaselineStats)>,
+    /// Scenarios and event effects whose window overlaps the range, settled ones included (as
+    /// in the state's `scenarios`), so a chart of the past can shade them.
+    pub scenarios: Vec<ActiveScenario>,
 }
 
 /// Closed buckets of the chosen streams, with scores, events and baselines.
@@ -1155,6 +1158,7 @@ async fn simulation_history(
             .into_iter()
             .map(|(name, mean, std_dev)| (name, BaselineStats { mean, std_dev }))
             .collect(),
+        scenarios: answer.scenarios,
     }))
 }
 

@@ -102,6 +102,7 @@
     page.store = store;
     store.mergeHistory(history.streams);
     store.addEvents(history.events);
+    store.addScenarios(history.scenarios || []);
     store.addScenarios(state.scenarios);
     // Lead with what deviates: the flagged streams, else the few furthest from expected.
     page.charted = store.mostDeviating(5);
@@ -190,6 +191,7 @@
       .then((history) => {
         store.mergeHistory(history.streams);
         store.addEvents(history.events);
+        store.addScenarios(history.scenarios || []);
         status.textContent = '';
         page.chart.showLast(spanMs);
         page.events.render();
@@ -329,7 +331,8 @@
           page.chart.render();
           scheduleUi();
         }
-        if (store.addEvents(history.events)) {
+        const newScenario = store.addScenarios(history.scenarios || []);
+        if (store.addEvents(history.events) || newScenario) {
           page.eventsDirty = true;
           page.chart.render(true);
         }
@@ -353,6 +356,7 @@
       .then((history) => {
         page.store.mergeHistory(history.streams);
         page.store.addEvents(history.events);
+        page.store.addScenarios(history.scenarios || []);
         page.eventsDirty = true;
         page.chart.render(true);
         scheduleUi();
@@ -372,6 +376,7 @@
       .then((history) => {
         page.store.mergeHistory(history.streams);
         page.store.addEvents(history.events);
+        page.store.addScenarios(history.scenarios || []);
         page.eventsDirty = true;
         page.chart.render(true);
         scheduleUi();
@@ -411,6 +416,7 @@
     return Promise.all([getJson('/api/simulation/history'), getJson('/api/dashboard/recommendations')]).then(([history, answer]) => {
       page.store.mergeHistory(history.streams);
       page.store.addEvents(history.events);
+      page.store.addScenarios(history.scenarios || []);
       page.store.addScenarios(state.scenarios);
       page.recommendations.setAll(answer.recommendations || []);
       page.chart.markedEventId = null;

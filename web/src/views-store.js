@@ -104,6 +104,9 @@
       if (keepFrom > 0) points.splice(0, keepFrom);
     }
     this.oldestLoadedMs = Math.max(this.oldestLoadedMs, cutoff);
+    // Events and scenario windows older than the points go too: the timeline stays bounded.
+    for (const [id, event] of this.eventsById) if (event.timeMs < cutoff) this.eventsById.delete(id);
+    for (const [id, window] of this.scenariosById) if (window.settledMs < cutoff) this.scenariosById.delete(id);
   };
 
   /**
