@@ -438,6 +438,9 @@
   }
 
   function pollState() {
+    // While the socket reconnects, its attempts are the probe; polling too would only add
+    // failed requests.
+    if (page.connectionState === 'reconnecting') return;
     getJson('/api/simulation/state')
       .then((state) => {
         applyState(state);
