@@ -3,7 +3,8 @@
 //! (compiled into the binary), with Apache ECharts inlined from the copy embedded at build time
 //! ([`crate::assets`]) or from a file given with `--echarts`. The run report's script and style
 //! are the front end's (`web/src/report.js`, `report.css`), drawn with the views it shares with
-//! the live dashboard (`views-format.js`, `views-tables.js`), inlined from the same table.
+//! the live dashboard (`views-format.js`, `views-store.js`, `views-timeseries.js`,
+//! `views-tables.js`), inlined from the same table.
 //!
 //! A report's numbers live in one JSON data block (`<script type="application/json"
 //! id="report-data">`); the tables are rendered from the same data, and the charts are drawn
@@ -24,7 +25,12 @@ use crate::assets;
 const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html");
 const DIFF_TEMPLATE: &str = include_str!("../../templates/diff.html");
 /// The shared views a run report inlines before its own script, in order.
-const SHARED_VIEWS: [&str; 2] = ["views-format.js", "views-tables.js"];
+const SHARED_VIEWS: [&str; 4] = [
+    "views-format.js",
+    "views-store.js",
+    "views-timeseries.js",
+    "views-tables.js",
+];
 const DIFF_SCRIPT: &str = include_str!("../../templates/diff.js");
 
 #[derive(Debug, Error)]

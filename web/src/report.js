@@ -1,7 +1,7 @@
-// The run report's page script: draws the charts of a finished run from its JSON data block
-// with the shared views' helpers (views-format.js, views-tables.js, inlined before it), and
-// makes the long tables filterable, sortable and folded. Classic script: the report is one
-// file opened from disk.
+// The run report's page script: a finished run's JSON data block drawn with the dashboard's
+// shared views (inlined before it): the domain charts are the time-series view over a store
+// of the whole run, the tables get the shared filter/sort/fold; the lifecycle and the
+// streams × time heatmap are drawn here. Classic script: the report is one file from disk.
 (function drawReport(global) {
   'use strict';
   const Marketsim = global.Marketsim;
@@ -10,7 +10,6 @@
   const times = data.timestamps;
   const DAY = Marketsim.MS_PER_DAY;
   const OPEN_SPAN_MS = 7 * DAY;
-  const GREY = '#c3c8d0';
 
   // A chart redraws only when its own box changes size. A window resize that leaves it as it
   // was (a full-page capture stretches the window's height) must not clear and redraw its
@@ -65,35 +64,6 @@
   const COLOURED_SHARE = 0.25;
 
   const ms = (text) => Date.parse(text);
-  const windowAreas = data.windows.filter((window) => !window.redHerring).map((window) => [
-    { xAxis: ms(window.start), name: window.name, label: { show: true, position: 'insideTop', fontSize: 10, color: '#8a4b12' }, itemStyle: { color: 'rgba(237, 137, 54, 0.13)' } },
-    { xAxis: ms(window.settledAt) },
-  ]);
-
-  /**
-   * Event lines with their labels, thinned so labels do not overlap in the opening window of a
-   * chart `plotWidthPx` wide (the others show their label on hover). The report knows the
-   * ground truth, so red herrings are drawn apart (dashed grey), unlike the live dashboard.
-   */
-  function eventLines(plotWidthPx) {
-    const minimumGapMs = 16 * (lastTime - openStart) / Math.max(plotWidthPx, 100);
-    let previous = -Infinity;
-    return data.events.map((event) => {
-      const timeMs = ms(event.timestamp);
-      const labelled = timeMs >= openStart && timeMs - previous >= minimumGapMs;
-      if (labelled) previous = timeMs;
-      const title = event.title.length > 28 ? event.title.slice(0, 27) + '…' : event.title;
-      return {
-        xAxis: timeMs,
-        name: event.id,
-        label: { show: labelled, formatter: title, position: 'insideEndTop', fontSize: 10, color: event.redHerring ? '#888' : '#553c9a' },
-        lineStyle: event.redHerring ? { color: '#999', type: 'dashed', width: 1 } : { color: '#6b46c1', type: 'solid', width: 1 },
-        emphasis: { label: { show: true, formatter: event.id + ' ' + event.title } },
-      };
-    });
-  }
-
-  const yAxisTitle = data.meta.analyzed ? 'Normalized (50 = expected, 10 per σ)' : '% of the stream’s own mean';
   const timeAxis = {
     type: 'time',
     name: 'Time (UTC)',
@@ -101,6 +71,41 @@
     nameGap: 38,
     axisLabel: { hideOverlap: true, lineHeight: 14, formatter: (value) => format.day(value) + '\n' + format.clock(value) },
   };
+
+  // The run as the dashboard's store: every bucket of every stream, the events and the
+  // scenario windows, so the domain charts are the dashboard's time-series view.
+  const FLAG_NAMES = { n: 'normal', w: 'warning', c: 'critical' };
+  const store = new Marketsim.SeriesStore(
+    data.streams.map((stream) => ({ name: stream.name, domain: stream.domain, description: '', unit: '' })),
+    Infinity,
+  );
+  for (const stream of data.streams) {
+    const values = plotted(stream);
+    const flags = stream.flags || '';
+    store.setPoints(stream.name, times.map((time, bucket) => {
+      const normalized = values[bucket] === undefined ? null : values[bucket];
+      return {
+        timeMs: time,
+        value: stream.values[bucket] === undefined ? null : stream.values[bucket],
+        normalized: normalized,
+        expected: null,
+        z: data.meta.analyzed && normalized !== null ? Marketsim.zOfNormalized(normalized) : null,
+        flag: FLAG_NAMES[flags[bucket]] || null,
+      };
+    }));
+  }
+  store.addEvents(data.events);
+  for (const window of data.windows) {
+    if (window.redHerring) continue;
+    store.scenariosById.set(window.id, {
+      id: window.id,
+      name: window.name,
+      kind: window.ref,
+      startMs: ms(window.start),
+      untilMs: ms(window.activeUntil),
+      settledMs: ms(window.settledAt),
+    });
+  }
 
   // Per-domain charts. What deviates leads: the streams flagged most over the run are drawn in
   // colour and listed first; the others are grey context (a legend click hides or shows one).
@@ -114,57 +119,25 @@
       .filter((stream) => highest === 0 || scores.get(stream.name) >= COLOURED_SHARE * highest)
       .slice(0, highest === 0 ? ordered.length : MAX_COLOURED)
       .map((stream) => stream.name));
-    let colourIndex = 0;
-    const series = ordered.map((stream, index) => {
-      const values = plotted(stream);
-      const inColour = coloured.has(stream.name);
-      const item = {
-        name: stream.name,
-        type: 'line',
-        showSymbol: false,
-        sampling: 'lttb',
-        z: inColour ? 3 : 2,
-        lineStyle: { width: inColour ? 1.6 : 1, color: inColour ? undefined : GREY },
-        itemStyle: inColour ? { color: Marketsim.SERIES_COLORS[colourIndex++ % Marketsim.SERIES_COLORS.length] } : { color: GREY },
-        data: times.map((time, bucket) => [time, values[bucket] === undefined ? null : values[bucket]]),
-      };
-      if (inColour) item.lineStyle.color = item.itemStyle.color;
-      if (index === 0) {
-        item.markArea = {
-          silent: true,
-          data: (data.meta.analyzed ? [[{ yAxis: 30, itemStyle: { color: 'rgba(160, 174, 192, 0.18)' } }, { yAxis: 70 }]] : []).concat(windowAreas),
-        };
-        item.markLine = { symbol: 'none', silent: false, data: eventLines(element.clientWidth - 80) };
-      }
-      return item;
-    });
-    // The legend wraps rather than pages: rows are estimated from the width, and the plot
-    // starts below them, so no name is cut off.
-    const perRow = Math.max(1, Math.floor((element.clientWidth - 40) / 210));
-    const legendRows = Math.ceil(ordered.length / perRow);
-    element.style.height = (300 + legendRows * 22) + 'px';
+    // The legend wraps rather than pages; the chart grows by its rows so no name is cut off.
+    const perRow = Math.max(1, Math.floor((element.clientWidth - 40) / 190));
+    element.style.height = (330 + Math.ceil(ordered.length / perRow) * 22) + 'px';
     const caption = element.previousElementSibling;
     if (caption && caption.classList.contains('domain-caption')) {
       caption.textContent = highest > 0
         ? 'In colour, the ' + coloured.size + ' most flagged of ' + streams.length + ' streams (legend order: most flagged first); the others in grey.'
         : 'No stream flagged in this domain.';
     }
-    init(element).setOption({
-      animation: false,
-      useUTC: true,
-      tooltip: { trigger: 'axis', confine: true, valueFormatter: (value) => (value === null || value === undefined ? '–' : format.number(value)) },
-      legend: { type: 'plain', top: 0, left: 50, right: 10, itemWidth: 18, textStyle: { fontSize: 11 }, formatter: (name) => Marketsim.shortName(name) },
-      grid: { left: 58, right: 20, top: 14 + legendRows * 22, bottom: 96 },
-      xAxis: timeAxis,
-      yAxis: data.meta.analyzed
-        ? { type: 'value', min: 0, max: 100, name: yAxisTitle, nameLocation: 'middle', nameGap: 36 }
-        : { type: 'value', name: yAxisTitle, nameLocation: 'middle', nameGap: 40 },
-      dataZoom: [
-        { type: 'inside', startValue: openStart, endValue: lastTime },
-        { type: 'slider', startValue: openStart, endValue: lastTime, height: 20, bottom: 6, labelFormatter: (value) => format.dateTime(value) },
-      ],
-      series: series,
+    const view = new Marketsim.TimeSeriesView(element, store, {
+      contextStreams: ordered.filter((stream) => !coloured.has(stream.name)).map((stream) => stream.name),
+      wrapLegend: true,
+      normalized: data.meta.analyzed,
+      // The report knows the ground truth: red herrings are drawn apart (dashed grey).
+      eventStyle: (event) => (event.redHerring ? { color: '#999999', type: 'dashed' } : { color: '#6b46c1', type: 'solid' }),
     });
+    view.streamNames = ordered.map((stream) => stream.name);
+    view.window = { startMs: openStart, endMs: lastTime, followLive: false };
+    view.render(true);
   });
 
   // Scenario lifecycle: one row per scenario, active then settling.

@@ -110,6 +110,20 @@
   };
 
   /**
+   * Sets every point of `name` at once (a finished run's data block), sorted by `timeMs`, in
+   * the shape `mergeHistory` builds.
+   */
+  SeriesStore.prototype.setPoints = function setPoints(name, points) {
+    if (!this.pointsByStream.has(name) || points.length === 0) return;
+    this.pointsByStream.set(name, points);
+    const newest = points[points.length - 1];
+    this.newestTimeMs = Math.max(this.newestTimeMs, newest.timeMs);
+    this.oldestLoadedMs = Math.min(this.oldestLoadedMs, points[0].timeMs);
+    this.latestByStream.set(name, { timeMs: newest.timeMs, normalized: newest.normalized, z: newest.z, flag: newest.flag });
+    this.version += 1;
+  };
+
+  /**
    * A live score of a stream's latest closed bucket (from a WebSocket event or anomaly
    * message); returns whether what the heatmap shows changed.
    */

@@ -11,14 +11,23 @@
   const LINE_LOW = 20; // −3σ
   const LINE_HIGH = 80; // +3σ
   const EVENT_LABEL_CHARS = 26;
+  const CONTEXT_GREY = '#c3c8d0';
 
   function truncate(text, length) {
     return text.length > length ? text.slice(0, length - 1) + '…' : text;
   }
 
   /**
-   * `container`: the chart's element. `store`: a SeriesStore. `options.onStreamClick(name)`
-   * when a line is clicked; `options.onEventClick(id)` when an event line is clicked.
+   * `container`: the chart's element. `store`: a SeriesStore. Options:
+   * - `onStreamClick(name)`, `onEventClick(id)`: a line or an event line was clicked;
+   * - `contextStreams`: charted names drawn thin and grey, behind the others (a report leads
+   *   with what deviates and keeps the rest as context);
+   * - `wrapLegend`: the legend wraps onto rows instead of paging (a report has no pager to
+   *   click in print); the plot starts below it;
+   * - `eventStyle(event)`: `{color, type}` for an event's line (a report, which knows the
+   *   ground truth, draws red herrings apart; the live dashboard never does);
+   * - `normalized` (default true): the 0–100 scale with its band; false for runs without a
+   *   baseline (values as % of their mean, axis from the data).
    */
   function TimeSeriesView(container, store, options) {
     this.container = container;
@@ -61,7 +70,9 @@
       color: Marketsim.SERIES_COLORS,
       grid: { left: 58, right: 20, top: 44, bottom: 112, containLabel: false },
       legend: {
-        type: 'scroll',
+        type: this.options.wrapLegend ? 'plain' : 'scroll',
+        itemWidth: 18,
+        formatter: this.options.wrapLegend ? (name) => Marketsim.shortName(name) : undefined,
         top: 4,
         left: 8,
         right: 8,
@@ -88,7 +99,13 @@
         },
         splitLine: { show: false },
       },
-      yAxis: {
+      yAxis: this.options.normalized === false ? {
+        type: 'value',
+        name: '% of the stream’s own mean',
+        nameLocation: 'middle',
+        nameGap: 40,
+        splitLine: { lineStyle: { color: '#eef0f3' } },
+      } : {
         type: 'value',
         min: 0,
         max: 100,
@@ -179,7 +196,7 @@
       );
     }
     return (
-      '<div class="chart-tooltip"><strong>' + format.dateTime(timeMs) + '</strong> (bucket start)' +
+      '<div class="timeseries-tooltip"><strong>' + format.dateTime(timeMs) + '</strong> (bucket start)' +
       '<table><tr><th>stream</th><th>value</th><th>expected</th><th>z</th><th>flag</th></tr>' +
       rows.join('') + '</table></div>'
     );
@@ -194,13 +211,17 @@
     const flagged = [];
     let pointCount = 0;
     let newestCharted = -Infinity;
+    const context = new Set(this.options.contextStreams || []);
+    let colourIndex = 0;
     for (const name of this.streamNames) {
       const points = store.pointsByStream.get(name) || [];
+      const grey = context.has(name);
+      const colour = grey ? CONTEXT_GREY : Marketsim.SERIES_COLORS[colourIndex++ % Marketsim.SERIES_COLORS.length];
       const data = new Array(points.length);
       for (let index = 0; index < points.length; index++) {
         const point = points[index];
         data[index] = [point.timeMs, point.normalized];
-        if (point.flag === 'warning' || point.flag === 'critical') {
+        if (!grey && (point.flag === 'warning' || point.flag === 'critical')) {
           flagged.push({ value: [point.timeMs, point.normalized], itemStyle: { color: Marketsim.FLAG_COLORS[point.flag] } });
         }
       }
@@ -214,9 +235,10 @@
         showSymbol: false,
         symbolSize: 4,
         connectNulls: false,
-        lineStyle: { width: 1.6 },
+        itemStyle: { color: colour },
+        lineStyle: { width: grey ? 1 : 1.6, color: colour },
         emphasis: { focus: 'series' },
-        z: 3,
+        z: grey ? 2 : 3,
       });
     }
     // The window first (it slides when following live), then which labels fit in it.
@@ -225,17 +247,18 @@
     const eventLines = store.eventsInOrder().map((event) => {
       const marked = event.id === this.markedEventId;
       const showLabel = marked || labelled.has(event.id);
+      const style = (this.options.eventStyle && this.options.eventStyle(event)) || { color: '#8a93a0', type: 'dashed' };
       return {
         xAxis: event.timeMs,
         eventId: event.id,
         name: event.title,
-        lineStyle: { color: marked ? '#111' : '#8a93a0', width: marked ? 2.5 : 1, type: marked ? 'solid' : 'dashed' },
+        lineStyle: { color: marked ? '#111' : style.color, width: marked ? 2.5 : 1, type: marked ? 'solid' : style.type },
         label: {
           show: showLabel,
           position: 'insideEndTop',
           // Titles only: emoji icons render as boxes where no emoji font is installed.
           formatter: truncate(event.title, EVENT_LABEL_CHARS),
-          color: marked ? '#111' : '#555d69',
+          color: marked ? '#111' : style.color === '#8a93a0' ? '#555d69' : style.color,
           fontSize: 10,
           fontWeight: marked ? 'bold' : 'normal',
         },
@@ -264,12 +287,12 @@
           silent: true,
           itemStyle: { color: 'rgba(60, 140, 90, 0.09)' },
           label: { show: false },
-          data: [[{ yAxis: BAND_LOW }, { yAxis: BAND_HIGH }]],
+          data: this.options.normalized === false ? [] : [[{ yAxis: BAND_LOW }, { yAxis: BAND_HIGH }]],
         },
         markLine: {
           silent: true,
           symbol: 'none',
-          data: [
+          data: this.options.normalized === false ? [] : [
             { yAxis: 50, lineStyle: { color: '#3c8c5a', type: 'solid', width: 1 }, label: { formatter: 'expected', position: 'insideStartTop', color: '#3c8c5a', fontSize: 10 } },
             { yAxis: LINE_HIGH, lineStyle: { color: '#c62828', type: 'dotted', width: 1 }, label: { formatter: '+3σ', position: 'insideStartTop', color: '#c62828', fontSize: 10 } },
             { yAxis: LINE_LOW, lineStyle: { color: '#c62828', type: 'dotted', width: 1 }, label: { formatter: '−3σ', position: 'insideStartBottom', color: '#c62828', fontSize: 10 } },
@@ -317,10 +340,19 @@
       legend: { data: this.streamNames },
       series: lineSeries.concat(helperSeries),
     };
+    if (this.options.wrapLegend) {
+      // Rows estimated from the width (names shortened to their part after the domain).
+      const perRow = Math.max(1, Math.floor((this.container.clientWidth - 40) / 190));
+      option.grid = { top: 14 + Math.ceil(this.streamNames.length / perRow) * 22 };
+    }
     if (zoom) option.dataZoom = zoom;
     if (!this.baseOptionSet) {
       this.baseOptionSet = true;
-      this.chart.setOption(Object.assign(this.baseOption(), option, { legend: Object.assign(this.baseOption().legend, option.legend) }));
+      const base = this.baseOption();
+      this.chart.setOption(Object.assign(base, option, {
+        legend: Object.assign(base.legend, option.legend),
+        grid: Object.assign(base.grid, option.grid || {}),
+      }));
     } else {
       this.chart.setOption(option, { replaceMerge: ['series'], lazyUpdate: false });
     }
