@@ -94,6 +94,7 @@
   const BELOW = [37, 99, 185];
   const ABOVE = [205, 55, 30];
   const SATURATION_SIGMA = 4;
+  const NEUTRAL_SIGMA = 0.5;
 
   function mix(from, to, share) {
     const channel = (index) => Math.round(from[index] + (to[index] - from[index]) * share);
@@ -102,14 +103,15 @@
 
   function deviationColor(z) {
     if (z === null || z === undefined || Number.isNaN(z)) return 'rgb(246,247,249)';
-    const share = Math.min(Math.abs(z) / SATURATION_SIGMA, 1);
-    // Square-root easing: 1σ already reads as a tint, 2σ clearly coloured.
-    return mix(NEUTRAL, z < 0 ? BELOW : ABOVE, Math.sqrt(share));
+    // Nothing within ±0.5σ (noise), then linear to full colour at 4σ: 1σ is a faint tint,
+    // 2σ clearly coloured, 3σ strong, so what deviates stands out from the noise.
+    const share = Math.min(Math.max(Math.abs(z) - NEUTRAL_SIGMA, 0) / (SATURATION_SIGMA - NEUTRAL_SIGMA), 1);
+    return mix(NEUTRAL, z < 0 ? BELOW : ABOVE, share);
   }
 
   /** Dark text on light cells, light text on saturated ones. */
   function textColorOn(z) {
-    return z !== null && z !== undefined && Math.abs(z) >= 2.2 ? '#fff' : '#1d2430';
+    return z !== null && z !== undefined && Math.abs(z) >= 3.4 ? '#fff' : '#1d2430';
   }
 
   const FLAG_COLORS = { normal: '#6b7480', warning: '#c98a00', critical: '#c62828' };
