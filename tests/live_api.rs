@@ -80,6 +80,24 @@ async fn every_endpoint_answers_in_the_seed_shapes() {
     }
     assert!(exam["touches"].as_array().is_some_and(|t| !t.is_empty()));
 
+    // The flow view's data: every stream, and edges between streams only, the model's first
+    // flow among them.
+    let flows = ok_json(&client, "GET", "/api/catalog/flows", None).await;
+    let names: Vec<&str> = flows["streams"]
+        .as_array()
+        .map(|streams| streams.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names.len(), 50, "{flows:#}");
+    let edges = flows["edges"].as_array().cloned().unwrap_or_default();
+    assert!(edges.iter().all(|edge| {
+        names.contains(&edge["from"].as_str().unwrap_or_default())
+            && names.contains(&edge["to"].as_str().unwrap_or_default())
+    }));
+    assert!(edges
+        .iter()
+        .any(|edge| edge["from"] == "customer.tutor.search"
+            && edge["to"] == "session.booking.requested"));
+
     let state = ok_json(&client, "GET", "/api/simulation/state", None).await;
     assert_eq!(state["epoch"], EPOCH);
     assert!(state["now"]

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use super::frame::LiveState;
+use super::frame::{ActiveScenario, LiveState};
 use super::metrics::Metrics;
 use super::runner::{
     CommandReply, Control, CurrentAnomaly, HistoryPoint, HistoryQuery, RunnerError, FRAME_MS,
@@ -37,6 +37,7 @@ use crate::engine::pace::{SPEED_MAX, SPEED_MIN};
 use crate::engine::{VirtualTimeMs, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND};
 use crate::market::calendar::format_unix_ms;
 use crate::market::director::StreamChange;
+use crate::market::roles::FLOW_EDGES;
 use crate::scenario::definition::{
     glob_matches, matching_streams, RawEventTemplate, RawScenario, ScenarioDefinition, SourceText,
 };
@@ -61,6 +62,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/dashboard/recommendations"),
     ("POST", "/api/dashboard/recommendations/{id}/action"),
     ("GET", "/api/dashboard/anomalies"),
+    ("GET", "/api/catalog/flows"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/api/openapi.json"),
@@ -82,6 +84,7 @@ fn handler_of(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/dashboard/recommendations") => get(list_recommendations),
         ("POST", "/api/dashboard/recommendations/{id}/action") => post(take_action),
         ("GET", "/api/dashboard/anomalies") => get(list_anomalies),
+        ("GET", "/api/catalog/flows") => get(catalog_flows),
         ("GET", "/healthz") => get(health),
         ("GET", "/metrics") => get(prometheus_metrics),
         ("GET", "/api/openapi.json") => get(openapi_document),
@@ -126,6 +129,7 @@ pub fn router() -> Router<AppState> {
         list_recommendations,
         take_action,
         list_anomalies,
+        catalog_flows,
         health,
         prometheus_metrics,
         openapi_document,
@@ -134,6 +138,7 @@ pub fn router() -> Router<AppState> {
     tags(
         (name = "simulation", description = "Scenarios, events, pace and history."),
         (name = "dashboard", description = "Recommendations and anomalies."),
+        (name = "catalog", description = "The marketplace's streams and the flows between them."),
         (name = "operations", description = "Health, metrics and this document."),
     )
 )]
@@ -1077,6 +1082,9 @@ pub struct HistoryResponse {
     #[serde(serialize_with = "serialize_pairs_as_map")]
     #[schema(value_type = HashMap<String, BaselineStats>)]
     pub baseline_stats: Vec<(String, BaselineStats)>,
+    /// Scenarios and event effects whose window overlaps the range, settled ones included (as
+    /// in the state's `scenarios`), so a chart of the past can shade them.
+    pub scenarios: Vec<ActiveScenario>,
 }
 
 /// Closed buckets of the chosen streams, with scores, events and baselines.
@@ -1155,6 +1163,7 @@ async fn simulation_history(
             .into_iter()
             .map(|(name, mean, std_dev)| (name, BaselineStats { mean, std_dev }))
             .collect(),
+        scenarios: answer.scenarios,
     }))
 }
 
@@ -1435,6 +1444,72 @@ async fn list_anomalies(State(app): State<AppState>) -> Result<Json<AnomalyList>
     Ok(Json(AnomalyList {
         anomalies: app.runner.anomalies().await?,
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalog
+// ---------------------------------------------------------------------------------------------
+
+/// One stream of the catalog, as the dashboard's flow view and heatmap label it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogStream {
+    /// `customer.tutor.search`.
+    pub name: String,
+    /// `customer`, `session`, … (the name's first part).
+    pub domain: String,
+    pub description: String,
+    /// What the stream counts or measures, e.g. `searches`.
+    pub unit: String,
+}
+
+/// One flow of the model: events of `from` cause (or feed) events of `to`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowEdge {
+    pub from: String,
+    pub to: String,
+    /// How `from` feeds `to`, in a sentence.
+    pub description: String,
+}
+
+/// The streams in catalog order and the model's edge table.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogFlows {
+    pub streams: Vec<CatalogStream>,
+    pub edges: Vec<FlowEdge>,
+}
+
+/// The streams and the model's flows between them (who feeds whom), for the flow view.
+#[utoipa::path(
+    get,
+    path = "/api/catalog/flows",
+    tag = "catalog",
+    responses((status = 200, description = "Streams in catalog order and the flow edges", body = CatalogFlows))
+)]
+async fn catalog_flows(State(app): State<AppState>) -> Json<CatalogFlows> {
+    let catalog = &app.catalog;
+    let known = |name: &str| catalog.streams.iter().any(|stream| stream.name == name);
+    Json(CatalogFlows {
+        streams: catalog
+            .streams
+            .iter()
+            .map(|stream| CatalogStream {
+                name: stream.name.clone(),
+                domain: stream.domain.clone(),
+                description: stream.description.clone(),
+                unit: stream.unit.clone(),
+            })
+            .collect(),
+        // A catalog edited to drop a stream keeps the edge table's other flows.
+        edges: FLOW_EDGES
+            .iter()
+            .filter(|(from, to, _)| known(from) && known(to))
+            .map(|(from, to, description)| FlowEdge {
+                from: from.to_string(),
+                to: to.to_string(),
+                description: description.to_string(),
+            })
+            .collect(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ pub struct HistoryAnswer {
     pub baseline: Vec<(String, f64, f64)>,
     /// External events in the range, in the seed's `ExternalEvent` shape.
     pub events: Vec<serde_json::Value>,
+    /// Scenarios and event effects whose window overlaps the range (red herrings left out).
+    pub scenarios: Vec<ActiveScenario>,
 }
 
 /// A stream flagged in the last closed bucket.
@@ -606,27 +608,7 @@ impl Runner {
         let session = &self.session;
         let epoch = session.epoch();
         let now = session.now();
-        let scenarios = session
-            .items()
-            .iter()
-            .zip(session.model().instances())
-            .filter(|(item, _)| !item.is_red_herring())
-            .filter_map(|(item, planned)| {
-                let phase = planned.instance.phase(now);
-                (phase != Phase::Settled).then(|| ActiveScenario {
-                    id: item.instance_id.clone(),
-                    kind: item.label().to_string(),
-                    name: match &item.subject {
-                        PlanSubject::Scenario(s) => s.name.clone(),
-                        PlanSubject::Event(e) => e.title.clone(),
-                    },
-                    status: phase.as_str().to_string(),
-                    start_time: epoch.format(planned.instance.start),
-                    active_until: epoch.format(planned.instance.active_until),
-                    settled_at: epoch.format(planned.instance.settled_at()),
-                })
-            })
-            .collect();
+        let scenarios = self.scenario_summaries(|phase, _, _| phase != Phase::Settled);
         let clients = self.state.borrow().clients;
         self.state.send_replace(LiveState {
             epoch: epoch.format(0),
@@ -641,6 +623,39 @@ impl Runner {
             analyzed: session.analysis().is_some(),
             clients,
         });
+    }
+
+    /// The scenarios and event effects (red herrings left out: the operator cannot tell them
+    /// apart) for which `keep(phase now, start, settled at)` holds, in the order they took effect.
+    fn scenario_summaries(
+        &self,
+        keep: impl Fn(Phase, VirtualTimeMs, VirtualTimeMs) -> bool,
+    ) -> Vec<ActiveScenario> {
+        let session = &self.session;
+        let epoch = session.epoch();
+        let now = session.now();
+        session
+            .items()
+            .iter()
+            .zip(session.model().instances())
+            .filter(|(item, _)| !item.is_red_herring())
+            .filter_map(|(item, planned)| {
+                let instance = &planned.instance;
+                let phase = instance.phase(now);
+                keep(phase, instance.start, instance.settled_at()).then(|| ActiveScenario {
+                    id: item.instance_id.clone(),
+                    kind: item.label().to_string(),
+                    name: match &item.subject {
+                        PlanSubject::Scenario(s) => s.name.clone(),
+                        PlanSubject::Event(e) => e.title.clone(),
+                    },
+                    status: phase.as_str().to_string(),
+                    start_time: epoch.format(instance.start),
+                    active_until: epoch.format(instance.active_until),
+                    settled_at: epoch.format(instance.settled_at()),
+                })
+            })
+            .collect()
     }
 
     fn answer(&mut self, request: Request) {
@@ -823,10 +838,16 @@ impl Runner {
                 _ => None,
             })
             .collect();
+        // Scenario windows that overlap the range, settled ones included, so a chart of the
+        // past shades what was in effect then.
+        let scenarios = self.scenario_summaries(|_, start, settled| {
+            start < query.end_ms && settled >= query.start_ms
+        });
         HistoryAnswer {
             streams,
             baseline,
             events,
+            scenarios,
         }
     }
 

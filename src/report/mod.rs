@@ -1,7 +1,10 @@
 //! HTML reports: one self-contained file per run (`marketsim report`) or per diff
 //! (`marketsim diff --html`), rendered with minijinja from the templates in `templates/`
 //! (compiled into the binary), with Apache ECharts inlined from the copy embedded at build time
-//! ([`crate::assets`]) or from a file given with `--echarts`.
+//! ([`crate::assets`]) or from a file given with `--echarts`. The run report's script and style
+//! are the front end's (`web/src/report.js`, `report.css`), drawn with the views it shares with
+//! the live dashboard (`views-format.js`, `views-store.js`, `views-timeseries.js`,
+//! `views-tables.js`), inlined from the same table.
 //!
 //! A report's numbers live in one JSON data block (`<script type="application/json"
 //! id="report-data">`); the tables are rendered from the same data, and the charts are drawn
@@ -21,8 +24,13 @@ use crate::assets;
 
 const REPORT_TEMPLATE: &str = include_str!("../../templates/report.html");
 const DIFF_TEMPLATE: &str = include_str!("../../templates/diff.html");
-const STYLE: &str = include_str!("../../templates/report.css");
-const REPORT_SCRIPT: &str = include_str!("../../templates/report.js");
+/// The shared views a run report inlines before its own script, in order.
+const SHARED_VIEWS: [&str; 4] = [
+    "views-format.js",
+    "views-store.js",
+    "views-timeseries.js",
+    "views-tables.js",
+];
 const DIFF_SCRIPT: &str = include_str!("../../templates/diff.js");
 
 #[derive(Debug, Error)]
@@ -77,8 +85,30 @@ pub fn data_block_json<T: serde::Serialize>(value: &T) -> String {
         .replace('&', "\\u0026")
 }
 
+/// The reports' style sheet (shared by the run and diff reports).
+fn style() -> &'static str {
+    assets::web_source("report.css")
+}
+
+/// `1234567` → `1,234,567`: totals read at a glance.
+fn thousands(value: i64) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if value < 0 {
+        grouped.push('-');
+    }
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
 fn environment() -> Result<Environment<'static>, ReportError> {
     let mut environment = Environment::new();
+    environment.add_filter("thousands", thousands);
     environment.add_template("report.html", REPORT_TEMPLATE)?;
     environment.add_template("diff.html", DIFF_TEMPLATE)?;
     Ok(environment)
@@ -91,9 +121,10 @@ pub fn render_run_report(data: &ReportData, echarts_script: &str) -> Result<Stri
     Ok(template.render(context! {
         data => data,
         data_json => data_block_json(data),
-        style => STYLE,
+        style => style(),
         echarts => script_safe(echarts_script),
-        script => script_safe(REPORT_SCRIPT),
+        shared_scripts => SHARED_VIEWS.map(|name| script_safe(assets::web_source(name))),
+        script => script_safe(assets::web_source("report.js")),
     })?)
 }
 
@@ -108,7 +139,7 @@ pub fn render_diff_report(
     Ok(template.render(context! {
         diff => diff,
         data_json => data_block_json(diff),
-        style => STYLE,
+        style => style(),
         echarts => script_safe(echarts_script),
         script => script_safe(DIFF_SCRIPT),
         version => env!("CARGO_PKG_VERSION"),
@@ -138,4 +169,34 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
         return Err(io(source));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits_by_three() {
+        let cases = [0, 7, 999, 1000, 12345, -1234567, 5913964];
+        let grouped = cases.map(thousands);
+        assert_eq!(
+            grouped,
+            [
+                "0",
+                "7",
+                "999",
+                "1,000",
+                "12,345",
+                "-1,234,567",
+                "5,913,964"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_files_a_report_inlines_are_embedded() {
+        for name in SHARED_VIEWS.iter().chain(&["report.js", "report.css"]) {
+            assert!(!assets::web_source(name).is_empty(), "web/src/{name}");
+        }
+    }
 }
