@@ -308,7 +308,7 @@ function updateActiveScenario(element, instance) {
   // Only an active scenario can be stopped; a settling one is already on its way out, and the
   // server would refuse (409). The button stays, disabled, so the layout does not jump.
   const stoppable = instance.status === 'active' || instance.status === 'pending';
-  if (!stopButton.matches(':focus') || stoppable) stopButton.disabled = !stoppable;
+  stopButton.disabled = !stoppable;
   stopButton.title = stoppable ? 'Start settling back to the baseline' : 'Already settling';
   stopButton.setAttribute('aria-label', `Stop ${instance.type}`);
 }

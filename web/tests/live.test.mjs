@@ -344,6 +344,11 @@ async function adminScenarioWalkthrough(page, library) {
     for (const [index, card] of cards.entries()) {
       assert.ok(card.hasButton, `${card.id}: no Activate button`);
       assert.ok(card.text.includes(library[index].duration), `${card.id}: the duration is not shown`);
+      // Every stream and lever it moves (`lever:demand` is shown as `demand`).
+      for (const touched of library[index].touches) {
+        const shown = touched.replace(/^lever:/, '').replaceAll('_', ' ');
+        assert.ok(card.text.includes(shown), `${card.id}: ${touched} is not shown`);
+      }
     }
     assert.equal(await page.locator('a[href="/dashboard"]').count() > 0, true, 'no link to the dashboard');
     assert.equal(await page.getAttribute('#status', 'data-kind'), 'info');
