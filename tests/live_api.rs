@@ -80,6 +80,14 @@ async fn every_endpoint_answers_in_the_seed_shapes() {
     }
     assert!(exam["touches"].as_array().is_some_and(|t| !t.is_empty()));
 
+    let state = ok_json(&client, "GET", "/api/simulation/state", None).await;
+    assert_eq!(state["epoch"], EPOCH);
+    assert!(state["now"]
+        .as_str()
+        .is_some_and(|now| now >= "2025-01-16T14:00:00.000Z"));
+    assert_eq!(state["clients"], 0);
+    assert_eq!(state["speed"], 600.0);
+
     // The event library: what the admin page offers for injection, red herrings marked.
     let library = ok_json(&client, "GET", "/api/simulation/event-library", None).await;
     let template = |id: &str| {
@@ -96,14 +104,6 @@ async fn every_endpoint_answers_in_the_seed_shapes() {
         .as_array()
         .is_some_and(|streams| streams.contains(&json!("customer.tutor.search"))));
     assert_eq!(template("newspaper-feature")["hasEffect"], false);
-
-    let state = ok_json(&client, "GET", "/api/simulation/state", None).await;
-    assert_eq!(state["epoch"], EPOCH);
-    assert!(state["now"]
-        .as_str()
-        .is_some_and(|now| now >= "2025-01-16T14:00:00.000Z"));
-    assert_eq!(state["clients"], 0);
-    assert_eq!(state["speed"], 600.0);
 
     // Activation: the seed's response shape.
     let activated = ok_json(
