@@ -106,6 +106,23 @@ async fn every_endpoint_answers_in_the_seed_shapes() {
     assert_eq!(state["clients"], 0);
     assert_eq!(state["speed"], 600.0);
 
+    // The event library: what the admin page offers for injection, red herrings marked.
+    let library = ok_json(&client, "GET", "/api/simulation/event-library", None).await;
+    let template = |id: &str| {
+        library["events"]
+            .as_array()
+            .and_then(|list| list.iter().find(|e| e["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {library:#}"))
+    };
+    let exam_event = template("ib-exam-season");
+    assert_eq!(exam_event["type"], "academic");
+    assert_eq!(exam_event["hasEffect"], true);
+    assert!(exam_event["expectedStreams"]
+        .as_array()
+        .is_some_and(|streams| streams.contains(&json!("customer.tutor.search"))));
+    assert_eq!(template("newspaper-feature")["hasEffect"], false);
+
     // Activation: the seed's response shape.
     let activated = ok_json(
         &client,

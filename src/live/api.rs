@@ -52,6 +52,7 @@ pub const DEFAULT_HISTORY_MS: u64 = 7 * MS_PER_DAY;
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/simulation/scenario"),
     ("GET", "/api/simulation/scenarios"),
+    ("GET", "/api/simulation/event-library"),
     ("POST", "/api/simulation/reset"),
     ("POST", "/api/simulation/stop"),
     ("GET", "/api/simulation/state"),
@@ -74,6 +75,7 @@ fn handler_of(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
     let handler = match (method, path) {
         ("POST", "/api/simulation/scenario") => post(activate_scenario),
         ("GET", "/api/simulation/scenarios") => get(list_scenarios),
+        ("GET", "/api/simulation/event-library") => get(list_event_library),
         ("POST", "/api/simulation/reset") => post(reset_simulation),
         ("POST", "/api/simulation/stop") => post(stop_scenario),
         ("GET", "/api/simulation/state") => get(simulation_state),
@@ -119,6 +121,7 @@ pub fn router() -> Router<AppState> {
     paths(
         activate_scenario,
         list_scenarios,
+        list_event_library,
         reset_simulation,
         stop_scenario,
         simulation_state,
@@ -923,6 +926,64 @@ async fn list_scenarios(State(app): State<AppState>) -> Json<ScenarioList> {
                 description: scenario.description.clone(),
                 duration: human_duration(scenario.duration_ms),
                 touches: scenario.touches.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// One external-event template of the library, as the admin page offers it for injection.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTemplateListing {
+    pub id: String,
+    /// `academic`, `marketing`, `product`, `infrastructure`, `competitive` or `operational`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub description: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// The streams people expect it to move (the seed's `expectedImpact.streams`).
+    pub expected_streams: Vec<String>,
+    /// Whether it changes the marketplace at all; `false` for a red herring. The admin page
+    /// drives the simulation and may know this; the dashboard never shows it.
+    pub has_effect: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventLibraryList {
+    pub events: Vec<EventTemplateListing>,
+}
+
+/// The external-event library: the templates `POST /api/simulation/events` takes as `eventId`.
+#[utoipa::path(
+    get,
+    path = "/api/simulation/event-library",
+    tag = "simulation",
+    responses((status = 200, description = "Every event template of the library", body = EventLibraryList))
+)]
+async fn list_event_library(State(app): State<AppState>) -> Json<EventLibraryList> {
+    // The enums serialize to their snake_case names; a failure cannot happen for a unit
+    // variant, and would show as an empty string rather than fail the listing.
+    let name_of = |value: serde_json::Result<serde_json::Value>| {
+        value
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    Json(EventLibraryList {
+        events: app
+            .library
+            .events
+            .iter()
+            .map(|template| EventTemplateListing {
+                id: template.id.clone(),
+                kind: name_of(serde_json::to_value(template.kind)),
+                title: template.title.clone(),
+                description: template.description.clone(),
+                severity: name_of(serde_json::to_value(template.severity)),
+                expected_streams: template.expected_impact.streams.clone(),
+                has_effect: template.effect.is_some(),
             })
             .collect(),
     })

@@ -26,8 +26,9 @@ fn main() -> ExitCode {
                  \x20          lacks it), the 30-day baseline with --analyze into out/base and its report,\n\
                  \x20          reports/baseline.html\n\
                  \x20 ci       fmt check, clippy -D warnings, tests with snapshots checked, then e2e (the whole gate)\n\
-                 \x20 e2e      render a report and a diff report of two short runs and test them in Debian's\n\
-                 \x20          Chromium (node --test web/tests/); screenshots in target/e2e/. Installs\n\
+                 \x20 e2e      render a report and a diff report of two short runs, start `marketsim serve`, and\n\
+                 \x20          test the reports, /dashboard and /admin in Debian's Chromium (node --test\n\
+                 \x20          web/tests/); screenshots in target/e2e/. Installs\n\
                  \x20          chromium with apt-get (as root) and web/node_modules with npm ci when missing\n\
                  \x20 reports  run every bundled scenario script with --analyze (release build) and render\n\
                  \x20          reports/NAME.html\n\
@@ -326,6 +327,9 @@ fn e2e() -> Result<(), String> {
         })
         .collect();
     tests.sort();
+    // The live pages are tested against a real server; the tests kill it and start another
+    // on the same port (the dashboard must reconnect), so they get its pid, binary and flags.
+    let server = LiveServer::start(&binary, &root.join(out))?;
     let mut node = Command::new("node");
     node.current_dir(&root)
         .arg("--test")
@@ -333,14 +337,120 @@ fn e2e() -> Result<(), String> {
         .env("MARKETSIM_REPORT", &report)
         .env("MARKETSIM_DIFF_REPORT", &diff_report)
         .env("MARKETSIM_CHROMIUM", &chromium)
-        .env("MARKETSIM_E2E_OUT", out);
-    run(node)?;
+        .env("MARKETSIM_E2E_OUT", out)
+        .env("MARKETSIM_SERVE_URL", &server.url)
+        .env("MARKETSIM_SERVE_PID", server.child.id().to_string())
+        .env("MARKETSIM_BIN", &binary)
+        .env("MARKETSIM_SERVE_ARGS", LIVE_SERVER_FLAGS.join("\t"));
+    let tested = run(node);
+    drop(server);
+    tested?;
     eprintln!(
-        "xtask e2e: browser tests passed; screenshots: {}, {}",
-        out.join("report.png").display(),
-        out.join("diff.png").display()
+        "xtask e2e: browser tests passed; screenshots in {} (report, diff, dashboard-*, admin-*)",
+        out.display()
     );
     Ok(())
+}
+
+/// The flags of the server the live browser tests run against (besides `--port`): a week of
+/// history (what the dashboard loads first, 7 days × 50 streams) at 600×, so an hour's bucket
+/// closes every 6 s and a scenario shows within a minute.
+const LIVE_SERVER_FLAGS: [&str; 5] = ["serve", "--history-days", "7", "--speed", "600"];
+
+/// How long the server may take to simulate its history and print its URL (a debug build).
+const LIVE_SERVER_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// A `marketsim serve` on a free port, stopped (SIGTERM, then SIGKILL) when dropped. Its log
+/// goes to `target/e2e/serve.log`.
+struct LiveServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl LiveServer {
+    fn start(binary: &Path, out: &Path) -> Result<LiveServer, String> {
+        let log_path = out.join("serve.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let mut command = marketsim(binary);
+        command
+            .args(LIVE_SERVER_FLAGS)
+            .args(["--port", "0"])
+            .env_remove("PORT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log);
+        eprintln!("$ {command:?} 2> {}", log_path.display());
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            return Err("the server's standard output was not captured".to_string());
+        };
+        // The URL is on the first line; the reader then keeps draining the pipe so the server
+        // never blocks on a full one.
+        let (url_sender, url_receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut url_sender = Some(url_sender);
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(sender) = url_sender.take() {
+                    let _ = sender.send(line);
+                }
+            }
+        });
+        let mut server = LiveServer {
+            child,
+            url: String::new(),
+        };
+        let first_line = url_receiver
+            .recv_timeout(LIVE_SERVER_START_TIMEOUT)
+            .map_err(|_| {
+                format!(
+                    "the server printed no URL within {} s; see {}",
+                    LIVE_SERVER_START_TIMEOUT.as_secs(),
+                    log_path.display()
+                )
+            })?;
+        server.url = live_url_of(&first_line).ok_or_else(|| {
+            format!(
+                "the server's first line names no URL: {first_line:?}; see {}",
+                log_path.display()
+            )
+        })?;
+        eprintln!("xtask e2e: live server at {}", server.url);
+        Ok(server)
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        // The tests may have killed it already (to test reconnection); then this only reaps it.
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id() as libc::pid_t;
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// `http://127.0.0.1:PORT` of "marketsim is live at http://127.0.0.1:PORT/ (…)".
+fn live_url_of(line: &str) -> Option<String> {
+    let start = line.find("http://")?;
+    let rest = &line[start..];
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    Some(rest[..end].trim_end_matches('/').to_string())
 }
 
 /// The bundled scenario scripts: every `scenarios/*.yaml` but the catalog and the event library.
