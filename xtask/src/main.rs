@@ -59,11 +59,27 @@ fn project_root() -> PathBuf {
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
-    // `cargo run` sets this for xtask; passed on, it would make build scripts that watch it
-    // (ring's) rebuild whenever one switches between `cargo xtask` and plain cargo.
-    command
-        .current_dir(project_root())
-        .env_remove("CARGO_MANIFEST_DIR");
+    // `cargo run` sets these for xtask (its manifest, its package's name and version); passed
+    // on, they would make build scripts that watch them (ring's watches CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME and CARGO_PKG_VERSION_*) rebuild whenever one switches between
+    // `cargo xtask` and plain cargo.
+    command.current_dir(project_root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
     command
 }
 
