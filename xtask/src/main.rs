@@ -1,8 +1,10 @@
 //! `cargo xtask`: the project's automation — the CI gate, browser tests of the HTML reports,
 //! the bundled scenarios' reports, snapshot blessing and benchmarks.
 //!
-//! Kept to the standard library (plus `libc` for peak-memory measurement) so it compiles in
-//! seconds. Every task prints the commands it runs.
+//! Kept to the standard library (plus `libc` for peak-memory measurement, signals and the
+//! open-file limit) so it compiles in seconds. Every task prints the commands it runs.
+
+mod live_bench;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ fn main() -> ExitCode {
         "reports" => reports(),
         "demo" => demo(),
         "bless" => bless(),
-        "bench" => bench(),
+        "bench" => bench(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -32,7 +34,9 @@ fn main() -> ExitCode {
                  \x20 reports  run every bundled scenario script with --analyze (release build) and render\n\
                  \x20          reports/NAME.html\n\
                  \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
-                 \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis)"
+                 \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis), then the\n\
+                 \x20          live server (start-up, pacing, WebSocket fan-out; about 5 minutes)\n\
+                 \x20          `bench model`: only the first two; `bench live`: only the live server"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -534,7 +538,23 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn bench() -> Result<(), String> {
+/// `cargo xtask bench [model|live]`: both groups by default.
+fn bench(group: Option<&str>) -> Result<(), String> {
+    match group {
+        None => {
+            bench_model()?;
+            live_bench::bench_live()
+        }
+        Some("model") => bench_model(),
+        Some("live") => live_bench::bench_live(),
+        Some(other) => Err(format!(
+            "unknown benchmark group `{other}`; write `cargo xtask bench`, `bench model` or `bench live`"
+        )),
+    }
+}
+
+/// The engine alone (divan) and the full model over 30-day runs.
+fn bench_model() -> Result<(), String> {
     let root = project_root();
     // (a) The engine alone, with divan (pinned to one core).
     let mut build = cargo();
