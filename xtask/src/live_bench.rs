@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{cargo, json_number, median, project_root, release_binary, run};
@@ -29,8 +29,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 struct Server {
     child: Child,
     port: u16,
-    /// Kept open so a late line on stdout (none is expected) never meets a closed pipe.
-    _stdout: BufReader<ChildStdout>,
     log: PathBuf,
     /// From launch to the first 200 of `/healthz`.
     ready_seconds: f64,
@@ -67,47 +65,43 @@ impl Server {
         let Some(stdout) = child.stdout.take() else {
             return Err("the server's stdout was not captured".to_string());
         };
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        let read = stdout.read_line(&mut line);
-        let port = match read {
-            Ok(n) if n > 0 => parse_port(&line),
-            _ => None,
-        };
-        let Some(port) = port else {
+        // A thread reads stdout, so a server that never prints its URL cannot hang the
+        // benchmark; it then drains the pipe until the server exits.
+        let (first_line, url_line) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first_line.send(lines.next().and_then(Result::ok).unwrap_or_default());
+            lines.for_each(drop);
+        });
+        let line = url_line.recv_timeout(READY_TIMEOUT).unwrap_or_default();
+        let Some(port) = parse_port(&line) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "the server printed no URL (first line: {:?}); the end of {}:\n{}",
-                line.trim_end(),
+                "the server printed no URL within {READY_TIMEOUT:?} (first line: {line:?}); \
+                 the end of {}:\n{}",
                 log.display(),
                 log_tail(&log)
             ));
+        };
+        let mut server = Server {
+            child,
+            port,
+            log,
+            ready_seconds: 0.0,
         };
         loop {
             if matches!(http_get(port, "/healthz"), Ok((200, _))) {
                 break;
             }
             if launched.elapsed() > READY_TIMEOUT {
-                let mut server = Server {
-                    child,
-                    port,
-                    _stdout: stdout,
-                    log,
-                    ready_seconds: 0.0,
-                };
                 server.stop();
                 return Err(format!("/healthz did not answer within {READY_TIMEOUT:?}"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(Server {
-            child,
-            port,
-            _stdout: stdout,
-            log,
-            ready_seconds: launched.elapsed().as_secs_f64(),
-        })
+        server.ready_seconds = launched.elapsed().as_secs_f64();
+        Ok(server)
     }
 
     fn pid(&self) -> u32 {
