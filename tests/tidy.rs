@@ -17,7 +17,7 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
 #[test]
 fn every_rust_file_is_tidy() {
     let mut files = Vec::new();
-    for dir in ["src", "tests", "xtask/src", "benches"] {
+    for dir in ["src", "tests", "xtask/src", "benches", "examples"] {
         rust_files(Path::new(dir), &mut files);
     }
     files.push(PathBuf::from("build.rs"));

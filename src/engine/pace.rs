@@ -50,6 +50,14 @@ impl PaceSchedule {
         self.paused
     }
 
+    /// The anchor `(wall, virtual)`: the wall time (since the caller's origin) at which virtual
+    /// time stood at the anchor's virtual time. With the speed it is the whole mapping, so a
+    /// client that knows it (and the origin as a clock reading) can compute any event's due
+    /// wall time itself.
+    pub fn anchor(&self) -> (Duration, VirtualTimeMs) {
+        (self.anchor_wall, self.anchor_virtual)
+    }
+
     /// The wall time at which virtual time `t` is due, or `None` while paused.
     pub fn wall_deadline(&self, t: VirtualTimeMs) -> Option<Duration> {
         if self.paused {

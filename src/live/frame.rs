@@ -109,4 +109,14 @@ pub struct LiveState {
     pub analyzed: bool,
     /// Connected WebSocket clients.
     pub clients: usize,
+    /// The pace schedule's anchor on the wall clock: Unix milliseconds (fractional) at which
+    /// virtual time stood at `anchor_virtual_ms`. While not paused, virtual time `t` is due at
+    /// wall `anchor_wall_unix_ms + (t − anchor_virtual_ms) / speed`; a client on the same clock
+    /// measures delivery latency with it.
+    pub anchor_wall_unix_ms: f64,
+    pub anchor_virtual_ms: u64,
+    /// Unix milliseconds (fractional), read on the system clock when the runner computed the
+    /// target of the frame that reached `virtual_ms`. Two states a minute apart give the drift:
+    /// virtual time advanced against `speed` × the wall time between them.
+    pub wall_unix_ms: f64,
 }

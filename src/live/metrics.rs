@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Every counter and gauge, updated with relaxed atomics (they are statistics, not state).
 #[derive(Debug, Default)]
@@ -22,6 +23,65 @@ pub struct Metrics {
     pub analyst_calls: AtomicU64,
     pub analyst_fallbacks: AtomicU64,
     pub http_requests: AtomicU64,
+    /// How late each runner frame started against its due wall time.
+    pub frame_lateness: LatenessHistogram,
+}
+
+/// Upper bounds of the lateness histogram's buckets, in microseconds: a 1-2-5 series from
+/// 50 µs (a timer wake-up on an idle machine) to 5 s (a runner stalled for 50 frames), fine
+/// enough that a quantile read from it is within a factor of about two.
+pub const LATENESS_BOUNDS_MICROS: [u64; 17] = [
+    50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+    1_000_000, 2_000_000, 5_000_000, 10_000_000,
+];
+
+/// A Prometheus histogram of durations: a count per bucket of [`LATENESS_BOUNDS_MICROS`] (the
+/// last slot counts what exceeds every bound), their sum and count. Only the runner records;
+/// `/metrics` reads it with relaxed loads, so one scrape may see a frame in the count and not
+/// yet in its bucket (statistics, not state).
+#[derive(Debug, Default)]
+pub struct LatenessHistogram {
+    buckets: [AtomicU64; LATENESS_BOUNDS_MICROS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatenessHistogram {
+    pub fn record(&self, lateness: Duration) {
+        let micros = u64::try_from(lateness.as_micros()).unwrap_or(u64::MAX);
+        let slot = LATENESS_BOUNDS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(LATENESS_BOUNDS_MICROS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The histogram in Prometheus text format (cumulative `_bucket{le}` lines, `_sum`,
+    /// `_count`), in seconds.
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP marketsim_{name} {help}");
+        let _ = writeln!(out, "# TYPE marketsim_{name} histogram");
+        let mut cumulative = 0;
+        for (slot, bound) in LATENESS_BOUNDS_MICROS.iter().enumerate() {
+            cumulative += self.buckets[slot].load(Ordering::Relaxed);
+            let bound_seconds = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "marketsim_{name}_bucket{{le=\"{bound_seconds}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.buckets[LATENESS_BOUNDS_MICROS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "marketsim_{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum_seconds = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "marketsim_{name}_sum {sum_seconds:.6}");
+        let _ = writeln!(
+            out,
+            "marketsim_{name}_count {}",
+            self.count.load(Ordering::Relaxed)
+        );
+    }
 }
 
 impl Metrics {
@@ -133,6 +193,32 @@ impl Metrics {
             "HTTP requests served.",
             get(&self.http_requests).to_string(),
         );
+        self.frame_lateness.render(
+            &mut out,
+            "frame_lateness_seconds",
+            "How late each runner frame started against its due wall time.",
+        );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_histogram_renders_cumulative_buckets() {
+        let histogram = LatenessHistogram::default();
+        for micros in [40, 150, 150, 3_000, 20_000_000] {
+            histogram.record(Duration::from_micros(micros));
+        }
+        let mut text = String::new();
+        histogram.render(&mut text, "lateness", "Test.");
+        assert!(text.contains("marketsim_lateness_bucket{le=\"0.00005\"} 1\n"));
+        assert!(text.contains("marketsim_lateness_bucket{le=\"0.0002\"} 3\n"));
+        assert!(text.contains("marketsim_lateness_bucket{le=\"0.005\"} 4\n"));
+        assert!(text.contains("marketsim_lateness_bucket{le=\"10\"} 4\n"));
+        assert!(text.contains("marketsim_lateness_bucket{le=\"+Inf\"} 5\n"));
+        assert!(text.contains("marketsim_lateness_count 5\n"));
     }
 }

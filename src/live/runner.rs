@@ -9,7 +9,7 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
@@ -240,6 +240,13 @@ pub struct Runner {
     session: Session,
     schedule: PaceSchedule,
     wall_origin: Instant,
+    /// `wall_origin` read on the system clock (Unix ms), so the schedule can be published in
+    /// a form other processes on this machine can use.
+    wall_origin_unix_ms: f64,
+    /// The system clock (Unix ms) read when the last frame computed its target, next to the
+    /// monotonic reading the schedule used: published so drift can be checked against a clock
+    /// the runner does not pace by.
+    target_wall_unix_ms: f64,
     frames: tokio::sync::mpsc::Sender<Frame>,
     state: watch::Sender<LiveState>,
     metrics: Arc<Metrics>,
@@ -266,10 +273,13 @@ pub fn spawn(
 ) {
     let (sender, requests) = mpsc::channel();
     let wall_origin = Instant::now();
+    let wall_origin_unix_ms = unix_ms_now();
     let schedule = PaceSchedule::new(Duration::ZERO, session.now(), speed);
     let runner = Runner {
         schedule,
         wall_origin,
+        wall_origin_unix_ms,
+        target_wall_unix_ms: wall_origin_unix_ms,
         frames,
         state: watch::channel(LiveState {
             epoch: String::new(),
@@ -283,6 +293,9 @@ pub fn spawn(
             bucket_ms: session.bucket_ms(),
             analyzed: false,
             clients: 0,
+            anchor_wall_unix_ms: wall_origin_unix_ms,
+            anchor_virtual_ms: session.now(),
+            wall_unix_ms: wall_origin_unix_ms,
         })
         .0,
         session,
@@ -317,6 +330,10 @@ impl Runner {
                 }
                 Ok(request) => self.answer(request),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // How late this frame starts against its due time: the thread's wake-up
+                    // latency plus any request answered or frame overrun just before.
+                    let lateness = Instant::now().saturating_duration_since(next_frame);
+                    self.metrics.frame_lateness.record(lateness);
                     self.step();
                     next_frame += frame;
                     let now = Instant::now();
@@ -350,6 +367,7 @@ impl Runner {
             }
         }
         let target = self.schedule.virtual_at(self.wall());
+        self.target_wall_unix_ms = unix_ms_now();
         let now = self.session.now();
         let budget = (self.schedule.speed() * (FRAME_MS * MAX_FRAMES_BEHIND) as f64) as u64;
         let reach = target.min(now.saturating_add(budget.max(1)));
@@ -610,6 +628,7 @@ impl Runner {
         let now = session.now();
         let scenarios = self.scenario_summaries(|phase, _, _| phase != Phase::Settled);
         let clients = self.state.borrow().clients;
+        let (anchor_wall, anchor_virtual_ms) = self.schedule.anchor();
         self.state.send_replace(LiveState {
             epoch: epoch.format(0),
             now: epoch.format(now),
@@ -622,6 +641,9 @@ impl Runner {
             bucket_ms: session.bucket_ms(),
             analyzed: session.analysis().is_some(),
             clients,
+            anchor_wall_unix_ms: self.wall_origin_unix_ms + anchor_wall.as_secs_f64() * 1_000.0,
+            anchor_virtual_ms,
+            wall_unix_ms: self.target_wall_unix_ms,
         });
     }
 
@@ -879,6 +901,14 @@ impl Runner {
             })
             .collect()
     }
+}
+
+/// The system clock in Unix milliseconds (0 if it reads before 1970).
+fn unix_ms_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since| since.as_secs_f64() * 1_000.0)
+        .unwrap_or(0.0)
 }
 
 fn round(value: f64, decimals: i32) -> f64 {

@@ -1,8 +1,10 @@
 //! `cargo xtask`: the project's automation — the CI gate, browser tests of the HTML reports,
 //! the bundled scenarios' reports, snapshot blessing and benchmarks.
 //!
-//! Kept to the standard library (plus `libc` for peak-memory measurement) so it compiles in
-//! seconds. Every task prints the commands it runs.
+//! Kept to the standard library (plus `libc` for peak-memory measurement, signals and the
+//! open-file limit) so it compiles in seconds. Every task prints the commands it runs.
+
+mod live_bench;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ fn main() -> ExitCode {
         "reports" => reports(),
         "demo" => demo(),
         "bless" => bless(),
-        "bench" => bench(),
+        "bench" => bench(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -33,7 +35,9 @@ fn main() -> ExitCode {
                  \x20 reports  run every bundled scenario script with --analyze (release build) and render\n\
                  \x20          reports/NAME.html\n\
                  \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
-                 \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis)"
+                 \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis), then the\n\
+                 \x20          live server (start-up, pacing, WebSocket fan-out; about 5 minutes)\n\
+                 \x20          `bench model`: only the first two; `bench live`: only the live server"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -60,11 +64,27 @@ fn project_root() -> PathBuf {
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
-    // `cargo run` sets this for xtask; passed on, it would make build scripts that watch it
-    // (ring's) rebuild whenever one switches between `cargo xtask` and plain cargo.
-    command
-        .current_dir(project_root())
-        .env_remove("CARGO_MANIFEST_DIR");
+    // `cargo run` sets these for xtask (its manifest, its package's name and version); passed
+    // on, they would make build scripts that watch them (ring's watches CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME and CARGO_PKG_VERSION_*) rebuild whenever one switches between
+    // `cargo xtask` and plain cargo.
+    command.current_dir(project_root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
     command
 }
 
@@ -628,7 +648,23 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn bench() -> Result<(), String> {
+/// `cargo xtask bench [model|live]`: both groups by default.
+fn bench(group: Option<&str>) -> Result<(), String> {
+    match group {
+        None => {
+            bench_model()?;
+            live_bench::bench_live()
+        }
+        Some("model") => bench_model(),
+        Some("live") => live_bench::bench_live(),
+        Some(other) => Err(format!(
+            "unknown benchmark group `{other}`; write `cargo xtask bench`, `bench model` or `bench live`"
+        )),
+    }
+}
+
+/// The engine alone (divan) and the full model over 30-day runs.
+fn bench_model() -> Result<(), String> {
     let root = project_root();
     // (a) The engine alone, with divan (pinned to one core).
     let mut build = cargo();
