@@ -336,6 +336,10 @@ pub fn serve_until_signal(options: ServeOptions) -> Result<(), AppError> {
             server.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             server.startup_seconds
         );
+        println!(
+            "  dashboard: http://{address}/dashboard   admin: http://{address}/admin",
+            address = server.address
+        );
         wait_for_signal().await;
         tracing::info!("shutting down");
         if let Some(path) = server.shutdown().await? {
