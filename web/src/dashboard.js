@@ -349,18 +349,21 @@
       });
   }
 
+  /** Merges a history answer (streams, events, scenario windows) into the store and redraws. */
+  function mergeLoadedHistory(history) {
+    page.store.mergeHistory(history.streams);
+    page.store.addEvents(history.events);
+    page.store.addScenarios(history.scenarios || []);
+    page.eventsDirty = true;
+    page.chart.render(true);
+    scheduleUi();
+  }
+
   /** A backdated command rewrote history from `fromMs`: refetch it and redraw. */
   function refetchFrom(fromMs) {
     const startMs = Math.max(bucketStart(fromMs), page.store.oldestLoadedMs);
     getJson(historyPath(startMs, page.virtualNowMs || undefined))
-      .then((history) => {
-        page.store.mergeHistory(history.streams);
-        page.store.addEvents(history.events);
-        page.store.addScenarios(history.scenarios || []);
-        page.eventsDirty = true;
-        page.chart.render(true);
-        scheduleUi();
-      })
+      .then(mergeLoadedHistory)
       .catch(() => {});
   }
 
@@ -373,14 +376,7 @@
         const endMs = Date.parse(state.now);
         return getJson(historyPath(endMs - Math.min(spanMs, LONG_SPAN_MS), endMs));
       })
-      .then((history) => {
-        page.store.mergeHistory(history.streams);
-        page.store.addEvents(history.events);
-        page.store.addScenarios(history.scenarios || []);
-        page.eventsDirty = true;
-        page.chart.render(true);
-        scheduleUi();
-      })
+      .then(mergeLoadedHistory)
       .catch(() => {});
   }
 
