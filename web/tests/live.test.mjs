@@ -28,10 +28,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const chromiumPath = process.env.MARKETSIM_CHROMIUM || '/usr/bin/chromium';
 const outputDir = path.resolve(projectRoot, process.env.MARKETSIM_E2E_OUT || 'target/e2e');
 const initialServeUrl = process.env.MARKETSIM_SERVE_URL?.replace(/\/$/, '');
 const initialServePid = Number(process.env.MARKETSIM_SERVE_PID || 0);
@@ -79,33 +78,15 @@ let browser;
 
 before(async () => {
   if (skipWithoutServer) return;
-  if (!fs.existsSync(chromiumPath)) {
-    throw new Error(
-      `no browser at ${chromiumPath}: install Debian's Chromium with \`apt-get install chromium\` ` +
-        '(or point MARKETSIM_CHROMIUM at one); browsers are never downloaded by the tests',
-    );
-  }
   fs.mkdirSync(outputDir, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-quic',
-      '--disable-sync',
-      '--no-first-run',
-      // performance.memory reports real (unbucketed) sizes only with this flag.
-      '--enable-precise-memory-info',
-      // A page the test fulfils from MARKETSIM_WEB_DIR has no server address, so Chromium
-      // would block its WebSocket to 127.0.0.1 as a local-network request; pages the server
-      // itself sends are tested with the checks on.
-      ...(localWebDir ? ['--disable-features=LocalNetworkAccessChecks'] : []),
-    ],
-  });
+  browser = await launchChromium([
+    // performance.memory reports real (unbucketed) sizes only with this flag.
+    '--enable-precise-memory-info',
+    // A page the test fulfils from MARKETSIM_WEB_DIR has no server address, so Chromium
+    // would block its WebSocket to 127.0.0.1 as a local-network request; pages the server
+    // itself sends are tested with the checks on.
+    ...(localWebDir ? ['--disable-features=LocalNetworkAccessChecks'] : []),
+  ]);
 });
 
 after(async () => {

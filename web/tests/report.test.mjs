@@ -22,10 +22,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const chromiumPath = process.env.MARKETSIM_CHROMIUM || '/usr/bin/chromium';
 const outputDir = path.resolve(projectRoot, process.env.MARKETSIM_E2E_OUT || 'target/e2e');
 const reportPath = process.env.MARKETSIM_REPORT;
 const diffReportPath = process.env.MARKETSIM_DIFF_REPORT;
@@ -44,26 +43,7 @@ let browser;
 
 before(async () => {
   if (!reportPath && !diffReportPath) return;
-  if (!fs.existsSync(chromiumPath)) {
-    throw new Error(
-      `no browser at ${chromiumPath}: install Debian's Chromium with \`apt-get install chromium\` ` +
-        '(or point MARKETSIM_CHROMIUM at one); browsers are never downloaded by the tests',
-    );
-  }
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-quic',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
