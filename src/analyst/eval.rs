@@ -19,13 +19,18 @@
 //! - stream precision and recall compare the union of `affectedStreams` with the streams the
 //!   true causes materially moved;
 //! - time to first correct recommendation = from the cause's start to the first recommendation
-//!   that names it.
+//!   that names it;
+//! - false alarms (from a run directory's `series.csv`): warning and critical stream-buckets
+//!   outside the measured effects of real causes (a stream a non-red-herring item measurably
+//!   moved, within that item's window), as a share of all scored stream-buckets outside them,
+//!   and recommendations per week.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::recommendation::Recommendation;
+use crate::stats::AnomalyFlag;
 
 /// The smallest relative change (vs the counterfactual) that counts as a real effect.
 pub const MATERIAL_CHANGE: f64 = 0.10;
@@ -52,6 +57,11 @@ pub struct TruthEntry {
     pub active_until: String,
     pub settled_at: String,
     pub red_herring: bool,
+    /// The window ground truth measured the item over (absent in files of older versions).
+    #[serde(default)]
+    pub window_start: String,
+    #[serde(default)]
+    pub window_end: String,
     pub measured: Vec<TruthMeasured>,
 }
 
@@ -114,6 +124,74 @@ pub struct RunEvaluation {
     pub true_streams: usize,
     pub streams_correct: usize,
     pub causes: Vec<CauseLatency>,
+    /// Set when the run's scored series was read (`marketsim eval` on a run directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub false_alarms: Option<FalseAlarms>,
+}
+
+/// The false-alarm side of a run: flags and recommendations where no real cause was at work.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FalseAlarms {
+    /// Scored stream-buckets outside the measured effects of real causes.
+    pub quiet_stream_buckets: usize,
+    pub warning: usize,
+    pub critical: usize,
+    pub days: f64,
+    pub recommendations: usize,
+}
+
+/// Counts the flags of `rows` — (stream, bucket start in Unix ms, flag) — that fall outside the
+/// measured effects of `truth`'s real causes; `days` is the run's length.
+pub fn count_false_alarms<'a>(
+    truth: &TruthFile,
+    rows: impl Iterator<Item = (&'a str, i64, AnomalyFlag)>,
+    days: f64,
+    recommendations: usize,
+) -> FalseAlarms {
+    let effects: Vec<(&str, i64, i64)> = truth
+        .items
+        .iter()
+        .filter(|item| !item.red_herring)
+        .filter_map(|item| Some((item, millis(&item.window_start)?, millis(&item.window_end)?)))
+        .flat_map(|(item, start, end)| {
+            item.measured
+                .iter()
+                .map(move |m| (m.stream.as_str(), start, end))
+        })
+        .collect();
+    let mut counts = FalseAlarms {
+        quiet_stream_buckets: 0,
+        warning: 0,
+        critical: 0,
+        days,
+        recommendations,
+    };
+    for (stream, at, flag) in rows {
+        let in_effect = effects
+            .iter()
+            .any(|(moved, start, end)| *moved == stream && at >= *start && at < *end);
+        if in_effect {
+            continue;
+        }
+        counts.quiet_stream_buckets += 1;
+        match flag {
+            AnomalyFlag::Warning => counts.warning += 1,
+            AnomalyFlag::Critical => counts.critical += 1,
+            AnomalyFlag::Normal => {}
+        }
+    }
+    counts
+}
+
+/// A flag count's share of the quiet stream-buckets, summed over the runs that have them (to
+/// five decimals: the targets are fractions of a percent).
+fn alarm_ratio(runs: &[RunEvaluation], count: fn(&FalseAlarms) -> usize) -> Option<f64> {
+    let alarms = runs.iter().filter_map(|r| r.false_alarms.as_ref());
+    let (flagged, total) = alarms.fold((0, 0), |(f, t), a| {
+        (f + count(a), t + a.quiet_stream_buckets)
+    });
+    (total > 0).then(|| ((flagged as f64 / total as f64) * 100_000.0).round() / 100_000.0)
 }
 
 fn ratio(numerator: usize, denominator: usize) -> Option<f64> {
@@ -133,6 +211,11 @@ pub struct Scores {
     pub stream_recall: Option<f64>,
     /// Mean over named scripted causes.
     pub mean_time_to_first_correct_ms: Option<i64>,
+    /// Warning and critical shares of the stream-buckets outside real effects, and
+    /// recommendations per week, over the runs whose series was read.
+    pub quiet_warning_rate: Option<f64>,
+    pub quiet_critical_rate: Option<f64>,
+    pub recommendations_per_week: Option<f64>,
 }
 
 impl Scores {
@@ -154,6 +237,14 @@ impl Scores {
             stream_recall: ratio(sum(|r| r.streams_correct), sum(|r| r.true_streams)),
             mean_time_to_first_correct_ms: (!latencies.is_empty())
                 .then(|| latencies.iter().sum::<i64>() / latencies.len() as i64),
+            quiet_warning_rate: alarm_ratio(runs, |a| a.warning),
+            quiet_critical_rate: alarm_ratio(runs, |a| a.critical),
+            recommendations_per_week: {
+                let alarms = runs.iter().filter_map(|r| r.false_alarms.as_ref());
+                let (recommendations, days) =
+                    alarms.fold((0, 0.0), |(n, d), a| (n + a.recommendations, d + a.days));
+                (days > 0.0).then(|| (recommendations as f64 / days * 7.0 * 10.0).round() / 10.0)
+            },
         }
     }
 }
@@ -298,6 +389,7 @@ pub fn evaluate_run(
         true_streams: true_streams.len(),
         streams_correct: predicted.intersection(&true_streams).count(),
         causes,
+        false_alarms: None,
     }
 }
 
@@ -316,10 +408,15 @@ fn percent(value: Option<f64>) -> String {
     value.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0))
 }
 
+/// A share to two decimals of a percent (`0.05 %`), for the false-alarm rates.
+fn fine_percent(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), |v| format!("{:.2} %", v * 100.0))
+}
+
 /// The table `marketsim eval` prints.
 pub fn render_table(report: &EvalReport) -> String {
     let mut lines = vec![format!(
-        "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10} {:>14}",
+        "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10} {:>14} {:>7} {:>7} {:>7}",
         "run",
         "recs",
         "causes named",
@@ -328,11 +425,14 @@ pub fn render_table(report: &EvalReport) -> String {
         "strm P",
         "strm R",
         "first hit",
-        "found by strm"
+        "found by strm",
+        "quiet W",
+        "quiet C",
+        "recs/wk"
     )];
     let row = |name: &str, scores: &Scores, recs: usize, named: String, found: String| {
         format!(
-            "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10} {:>14}",
+            "{:<24} {:>5} {:>14} {:>8} {:>9} {:>7} {:>7} {:>10} {:>14} {:>7} {:>7} {:>7}",
             name,
             recs,
             named,
@@ -347,6 +447,11 @@ pub fn render_table(report: &EvalReport) -> String {
                     ms as f64 / 3_600_000.0
                 )),
             found,
+            fine_percent(scores.quiet_warning_rate),
+            fine_percent(scores.quiet_critical_rate),
+            scores
+                .recommendations_per_week
+                .map_or("-".to_string(), |n| format!("{n:.1}")),
         )
     };
     for run in &report.runs {
@@ -395,7 +500,8 @@ pub fn render_table(report: &EvalReport) -> String {
 mod tests {
     use serde_json::json;
 
-    use super::{evaluate_run, Recommendation, TruthFile};
+    use super::{count_false_alarms, evaluate_run, Recommendation, TruthFile};
+    use crate::stats::AnomalyFlag;
 
     fn truth() -> TruthFile {
         let item = |id: &str,
@@ -408,6 +514,7 @@ mod tests {
                 "id": id, "kind": kind, "ref": reference, "origin": origin, "name": reference,
                 "start": "2025-03-03T10:00:00.000Z", "activeUntil": "2025-03-03T14:00:00.000Z",
                 "settledAt": "2025-03-03T16:00:00.000Z", "redHerring": herring,
+                "windowStart": "2025-03-03T10:00:00.000Z", "windowEnd": "2025-03-03T16:00:00.000Z",
                 "measured": moved.iter().map(|stream| json!({"stream": stream, "relativeDelta": 0.5})).collect::<Vec<_>>(),
             })
         };
@@ -479,5 +586,45 @@ mod tests {
             // It is not among the causes that can be named by id.
             assert_eq!(scored.scripted_causes, 1);
         }
+    }
+
+    #[test]
+    fn flags_inside_a_real_effect_are_not_false_alarms() {
+        let truth = truth();
+        let at = |time: &str| {
+            chrono::DateTime::parse_from_rfc3339(time)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let rows = [
+            // In mod_001's window, on the stream it moved: its effect, not an alarm.
+            (
+                "session.booking.expired",
+                at("2025-03-03T12:00:00Z"),
+                AnomalyFlag::Critical,
+            ),
+            // The same stream after the window: an alarm.
+            (
+                "session.booking.expired",
+                at("2025-03-03T18:00:00Z"),
+                AnomalyFlag::Critical,
+            ),
+            // A stream only the red herring "moved" (nothing): an alarm.
+            (
+                "platform.page.view",
+                at("2025-03-03T12:00:00Z"),
+                AnomalyFlag::Warning,
+            ),
+            (
+                "platform.page.view",
+                at("2025-03-03T13:00:00Z"),
+                AnomalyFlag::Normal,
+            ),
+        ];
+        let alarms = count_false_alarms(&truth, rows.into_iter(), 1.0, 2);
+        assert_eq!(
+            (alarms.quiet_stream_buckets, alarms.warning, alarms.critical),
+            (3, 1, 1)
+        );
     }
 }

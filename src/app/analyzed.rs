@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use crate::analyst::context::ContextEvent;
-use crate::analyst::eval::{evaluate_run, RunEvaluation, TruthFile};
+use crate::analyst::eval::{count_false_alarms, evaluate_run, RunEvaluation, TruthFile};
 use crate::analyst::{recommend_over_run, Analyst, RecommendationsFile, ScoredRun};
+use crate::engine::MS_PER_DAY;
 use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
 use crate::market::Epoch;
 use crate::output::analysis::{BASELINE_FILE, RECOMMENDATIONS_FILE};
@@ -137,10 +138,31 @@ pub fn evaluate_directory(
             parse(&recommendations_path)?
         }
     };
-    Ok(evaluate_run(
+    let mut evaluation = evaluate_run(
         &path.display().to_string(),
         &recommendations.analyst,
         &truth,
         &recommendations.recommendations,
-    ))
+    );
+    let series = RunSeries::load(&run)?;
+    if series.is_analyzed() {
+        let rows = (0..series.n_buckets()).flat_map(|bucket| {
+            let start_ms = series.bucket_starts[bucket].timestamp_millis();
+            (0..series.n_streams()).filter_map({
+                let series = &series;
+                move |stream| {
+                    let flag = series.row(bucket, stream).flag?;
+                    Some((series.stream_names[stream].as_str(), start_ms, flag))
+                }
+            })
+        });
+        let days = run.summary.duration_ms as f64 / MS_PER_DAY as f64;
+        evaluation.false_alarms = Some(count_false_alarms(
+            &truth,
+            rows,
+            days,
+            recommendations.recommendations.len(),
+        ));
+    }
+    Ok(evaluation)
 }
