@@ -188,6 +188,36 @@ impl Hub {
         self.client_left.notify_waiters();
     }
 
+    /// Changes a client's subscription by `topics` (`change`: add or remove them) and queues the
+    /// reply `kind` (`subscribed`, `unsubscribed`) with the topics it now has, then the
+    /// catch-up from `catch_up_from` if asked — all under one lock, so no frame comes between —
+    /// or an `error` for topics not understood.
+    fn change_subscription(
+        &self,
+        id: ClientId,
+        topics: &[String],
+        kind: &str,
+        change: fn(Subscription, Subscription) -> Subscription,
+        catch_up_from: Option<DateTime<Utc>>,
+    ) {
+        let resolved = protocol::resolve_topics(&self.catalog, topics);
+        let mut registry = self.registry();
+        let resolved = match resolved {
+            Ok(resolved) => resolved,
+            Err(error) => return registry.send_error(id, &error, &self.metrics),
+        };
+        let Some(slot) = registry.clients.get_mut(&id) else {
+            return;
+        };
+        slot.subscription = change(slot.subscription, resolved);
+        let names = slot.subscription.topic_names(&self.catalog);
+        let reply = protocol::subscription_message(kind, &names);
+        deliver(slot, reply.into(), &self.metrics, id);
+        if let Some(last_timestamp) = catch_up_from {
+            registry.catch_up(id, last_timestamp, &self.metrics);
+        }
+    }
+
     /// Acts on a client's message: the reply (and any catch-up) is queued in order with the
     /// client's events.
     pub fn handle(&self, id: ClientId, message: ClientMessage) {
@@ -197,39 +227,16 @@ impl Hub {
                 topics,
                 last_timestamp,
             } => {
-                let added = protocol::resolve_topics(&self.catalog, &topics);
-                let mut registry = self.registry();
-                match added {
-                    Ok(added) => {
-                        let Some(slot) = registry.clients.get_mut(&id) else {
-                            return;
-                        };
-                        slot.subscription = slot.subscription.union(added);
-                        let names = slot.subscription.topic_names(&self.catalog);
-                        let reply = protocol::subscription_message("subscribed", &names);
-                        deliver(slot, reply.into(), &self.metrics, id);
-                        if let Some(last_timestamp) = last_timestamp {
-                            registry.catch_up(id, last_timestamp, &self.metrics);
-                        }
-                    }
-                    Err(error) => registry.send_error(id, &error, &self.metrics),
-                }
+                self.change_subscription(
+                    id,
+                    &topics,
+                    "subscribed",
+                    Subscription::union,
+                    last_timestamp,
+                );
             }
             ClientMessage::Unsubscribe { topics } => {
-                let removed = protocol::resolve_topics(&self.catalog, &topics);
-                let mut registry = self.registry();
-                match removed {
-                    Ok(removed) => {
-                        let Some(slot) = registry.clients.get_mut(&id) else {
-                            return;
-                        };
-                        slot.subscription = slot.subscription.without(removed);
-                        let names = slot.subscription.topic_names(&self.catalog);
-                        let reply = protocol::subscription_message("unsubscribed", &names);
-                        deliver(slot, reply.into(), &self.metrics, id);
-                    }
-                    Err(error) => registry.send_error(id, &error, &self.metrics),
-                }
+                self.change_subscription(id, &topics, "unsubscribed", Subscription::without, None);
             }
             ClientMessage::Catchup { last_timestamp } => {
                 self.registry().catch_up(id, last_timestamp, &self.metrics);

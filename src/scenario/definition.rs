@@ -220,18 +220,22 @@ pub struct RawEventTemplate {
 
 /// A template's `background:` as written: `false` (the default: only scripts inject it), `true`
 /// (the old spelling: weekly, always), or a schedule.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum RawBackground {
-    #[default]
-    Off,
     Always(bool),
     Schedule(RawBackgroundSchedule),
 }
 
+impl Default for RawBackground {
+    fn default() -> Self {
+        RawBackground::Always(false)
+    }
+}
+
 impl RawBackground {
     fn is_off(&self) -> bool {
-        matches!(self, RawBackground::Off | RawBackground::Always(false))
+        *self == RawBackground::Always(false)
     }
 }
 
@@ -732,7 +736,7 @@ fn resolve_background(
     raw: &RawBackground,
 ) -> Result<Option<BackgroundSchedule>, Diagnostic> {
     let schedule = match raw {
-        RawBackground::Off | RawBackground::Always(false) => return Ok(None),
+        RawBackground::Always(false) => return Ok(None),
         RawBackground::Always(true) => return Ok(Some(BackgroundSchedule::WEEKLY)),
         RawBackground::Schedule(schedule) => schedule,
     };

@@ -365,7 +365,8 @@ impl BackgroundEvents {
                         && template.random.chance(per_day.min(1.0))
                 }
                 Recurrence::Weekly | Recurrence::Monthly => {
-                    let (period, last_date) = period_of(schedule.recurrence, date);
+                    let monthly = schedule.recurrence == Recurrence::Monthly;
+                    let (period, last_date) = period_of(monthly, date);
                     if template.period != Some(period) {
                         // A new period: decide now whether it has the event, and on which of
                         // its remaining allowed days.
@@ -402,28 +403,26 @@ impl BackgroundEvents {
     }
 }
 
-/// The ISO week or the calendar month of `date`, as a key, and the period's last date.
-fn period_of(recurrence: Recurrence, date: NaiveDate) -> ((i32, u32), NaiveDate) {
-    match recurrence {
-        Recurrence::Monthly => {
-            let first_of_next = if date.month() == 12 {
-                NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
-            } else {
-                NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
-            };
-            let last = first_of_next
-                .and_then(|first| first.pred_opt())
-                .unwrap_or(date);
-            ((date.year(), date.month()), last)
-        }
-        Recurrence::Weekly | Recurrence::Once => {
-            let week = date.iso_week();
-            let days_to_sunday = 6 - u64::from(date.weekday().num_days_from_monday());
-            (
-                (week.year(), week.week()),
-                date + chrono::Days::new(days_to_sunday),
-            )
-        }
+/// The calendar month (`monthly`) or the ISO week of `date`, as a key, and the period's last
+/// date.
+fn period_of(monthly: bool, date: NaiveDate) -> ((i32, u32), NaiveDate) {
+    if monthly {
+        let first_of_next = if date.month() == 12 {
+            NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+        };
+        let last = first_of_next
+            .and_then(|first| first.pred_opt())
+            .unwrap_or(date);
+        ((date.year(), date.month()), last)
+    } else {
+        let week = date.iso_week();
+        let days_to_sunday = 6 - u64::from(date.weekday().num_days_from_monday());
+        (
+            (week.year(), week.week()),
+            date + chrono::Days::new(days_to_sunday),
+        )
     }
 }
 
