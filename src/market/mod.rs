@@ -5,6 +5,7 @@
 
 pub mod calendar;
 pub mod catalog;
+pub mod coupling;
 pub mod director;
 pub mod model;
 pub mod payload;

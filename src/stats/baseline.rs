@@ -11,7 +11,10 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::MS_PER_DAY;
-use crate::market::catalog::Catalog;
+use crate::market::catalog::{Catalog, Origin};
+use crate::market::coupling::{
+    demand_couplings, escalation_pressure, CouplingShape, DemandCoupling,
+};
 
 pub const BASELINE_FORMAT: &str = "marketsim-baseline/1";
 pub const MS_PER_WEEK: u64 = 7 * MS_PER_DAY;
@@ -102,6 +105,24 @@ pub struct StreamBaseline {
     pub seasonal: bool,
     /// Grows with the marketplace (the catalog's `growth_per_month`).
     pub grows: bool,
+    /// Feels the calendar a booking lead later (lessons start after they were booked).
+    #[serde(default)]
+    pub lagged: bool,
+    /// Per slot, how much of the level scales with the load (1 when empty: all of it); a gauge
+    /// such as API latency is only partly load-driven.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elasticity: Vec<f64>,
+    /// A queue's level, predicted one bucket ahead from its last reading, the arrivals
+    /// observed and the agents' capacity (see [`QueueBaseline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueBaseline>,
+    /// The queue (a stream index) this stream serves: expected to be the queue's capacity while
+    /// there is a backlog, otherwise what arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serves: Option<usize>,
+    /// A stream this one follows (see [`FollowBaseline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<FollowBaseline>,
     /// Squared coefficient of the day-to-day variation beyond counting noise, pooled over
     /// slots (the median of per-slot estimates).
     pub dispersion: f64,
@@ -116,6 +137,44 @@ pub struct StreamBaseline {
     pub warmup: Vec<f64>,
 }
 
+/// A queue gauge's expectation: `max(0, last reading + net inflow)`, where the net inflow
+/// between two mean readings is the arrivals observed minus the service the history shows in
+/// that slot, blended over the current and the previous bucket (a bucket's mean reading is
+/// taken `currentShare` of the way into it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueBaseline {
+    /// Index of the stream that adds to the queue.
+    pub arrivals: usize,
+    /// What the agents can take per bucket, slot by slot (the model's staffing).
+    pub capacity: Vec<f64>,
+    pub current_share: f64,
+    /// Variance of the one-bucket prediction per event moved (pooled over the history).
+    pub residual_dispersion: f64,
+}
+
+/// A stream expected at `share` × the mean of stream `feed` over this bucket and the one
+/// before, times the escalation pressure of queue `pressure.0` (scale `pressure.1`) when set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowBaseline {
+    pub feed: usize,
+    pub share: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<(usize, f64)>,
+}
+
+impl FollowBaseline {
+    /// The expected value from the feed (now, last bucket) and the queue's last reading.
+    pub fn expected(&self, feed: (f64, f64), backlog: Option<f64>) -> Option<f64> {
+        let pressure = match self.pressure {
+            Some((_, scale)) => escalation_pressure(backlog?, scale),
+            None => 1.0,
+        };
+        Some(self.share * pressure * (feed.0 + feed.1) / 2.0)
+    }
+}
+
 /// How long a run's start is scored against the measured fill factors.
 pub const WARMUP_MS: u64 = 4 * MS_PER_DAY;
 pub const WARMUP_BLOCK_MS: u64 = 6 * 3_600_000;
@@ -126,7 +185,7 @@ const WARMUP_MIN_EXPECTED: f64 = 20.0;
 const GAUGE_VARIANCE_FLOOR: f64 = 0.25;
 /// A count stream's variance is never taken below this many events², so a slot that was
 /// always empty in the history does not make its first event infinitely surprising.
-const COUNT_VARIANCE_FLOOR: f64 = 0.5;
+pub const COUNT_VARIANCE_FLOOR: f64 = 0.5;
 
 impl StreamBaseline {
     pub fn slot(&self, slot: usize) -> Option<SlotStats> {
@@ -151,13 +210,19 @@ impl StreamBaseline {
         since_start_ms: u64,
     ) -> Option<(f64, f64)> {
         let stats = self.slot(slot)?;
-        let mut factor = 1.0;
+        let mut load = 1.0;
         if self.seasonal {
-            factor *= factors.academic;
+            load *= if self.lagged {
+                factors.academic_lagged
+            } else {
+                factors.academic
+            };
         }
         if self.grows {
-            factor *= factors.growth;
+            load *= factors.growth;
         }
+        let elasticity = self.elasticity.get(slot).copied().unwrap_or(1.0);
+        let mut factor = 1.0 + elasticity * (load - 1.0);
         if since_start_ms < WARMUP_MS {
             factor *= self
                 .warmup
@@ -204,20 +269,9 @@ impl StreamBaseline {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SeasonalFactor {
     pub academic: f64,
+    /// The academic factor as lessons feel it: averaged over the booking lead before now.
+    pub academic_lagged: f64,
     pub growth: f64,
-}
-
-/// Streams the model grows: every count stream but tutor supply, tutor sign-ups and deploys.
-pub fn growing_streams(catalog: &Catalog) -> Vec<bool> {
-    catalog
-        .streams
-        .iter()
-        .map(|s| {
-            !s.origin.is_gauge()
-                && !s.name.starts_with("tutor.")
-                && s.name != "platform.deploy.completed"
-        })
-        .collect()
 }
 
 /// Where a baseline's history came from.
@@ -265,39 +319,6 @@ fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values
 }
 
-/// Streams whose rate follows student demand: sources on an `academic` profile and everything
-/// the flows feed from them, except tutor supply, gauges and the streams growth leaves alone.
-pub fn seasonal_streams(catalog: &Catalog) -> Vec<bool> {
-    use crate::market::catalog::Origin;
-    use crate::market::roles::FLOW_EDGES;
-    let index_of = |name: &str| catalog.streams.iter().position(|s| s.name == name);
-    let mut seasonal: Vec<bool> = catalog
-        .streams
-        .iter()
-        .map(|s| match s.origin {
-            Origin::Source { profile, .. } => catalog.profiles[profile].academic,
-            _ => false,
-        })
-        .collect();
-    loop {
-        let mut changed = false;
-        for (from, to, _) in FLOW_EDGES {
-            let (Some(from), Some(to)) = (index_of(from), index_of(to)) else {
-                continue;
-            };
-            let eligible = !catalog.streams[to].origin.is_gauge()
-                && !catalog.streams[to].name.starts_with("tutor.");
-            if seasonal[from] && !seasonal[to] && eligible {
-                seasonal[to] = true;
-                changed = true;
-            }
-        }
-        if !changed {
-            return seasonal;
-        }
-    }
-}
-
 /// The history's own start against its warm weeks, block by block (see
 /// [`StreamBaseline::warmup`]).
 fn warmup_factors(history: &BucketMatrix, stream: usize, baseline: &StreamBaseline) -> Vec<f64> {
@@ -329,6 +350,151 @@ fn warmup_factors(history: &BucketMatrix, stream: usize, baseline: &StreamBaseli
         .collect()
 }
 
+/// Fills in the gauges that are not proportional to their load: the elasticity of an affine
+/// gauge slot by slot, and a queue's prediction with its residual spread on the history.
+fn couple_gauges(
+    catalog: &Catalog,
+    couplings: &[DemandCoupling],
+    history: &BucketMatrix,
+    warmup_buckets: usize,
+    mut streams: Vec<StreamBaseline>,
+) -> Vec<StreamBaseline> {
+    let bucket_hours = history.bucket_ms as f64 / 3_600_000.0;
+    for (index, coupling) in couplings.iter().enumerate() {
+        match coupling.shape {
+            CouplingShape::Affine {
+                load_stream,
+                load_per_hour,
+                fixed,
+                per_load,
+            } => {
+                let elasticity = streams[load_stream]
+                    .mean
+                    .iter()
+                    .map(|mean| {
+                        let load = mean / (load_per_hour * bucket_hours);
+                        round4(per_load * load / (fixed + per_load * load))
+                    })
+                    .collect();
+                streams[index].elasticity = elasticity;
+            }
+            CouplingShape::Queue {
+                arrivals,
+                capacity_per_hour,
+                profile,
+            } => {
+                let every_ms = match catalog.streams[index].origin {
+                    Origin::Gauge { every_ms, .. } => every_ms.min(history.bucket_ms),
+                    _ => history.bucket_ms,
+                };
+                let current_share =
+                    round4((history.bucket_ms - every_ms) as f64 / 2.0 / history.bucket_ms as f64);
+                let capacity = (0..slots_per_week(history.bucket_ms))
+                    .map(|slot| {
+                        let hours_into_week = slot as u64 * history.bucket_ms / 3_600_000;
+                        let (weekday, hour) = (
+                            (hours_into_week / 24) as usize % 7,
+                            hours_into_week as usize % 24,
+                        );
+                        let shape = &catalog.profiles[profile];
+                        round4(
+                            capacity_per_hour
+                                * shape.hourly[hour]
+                                * shape.weekly[weekday]
+                                * bucket_hours,
+                        )
+                    })
+                    .collect();
+                let mut queue = QueueBaseline {
+                    arrivals,
+                    capacity,
+                    current_share,
+                    residual_dispersion: 1.0,
+                };
+                let (mut squares, mut moved) = (0.0, 0.0);
+                for bucket in warmup_buckets.max(1)..history.n_buckets() {
+                    let (Some(value), Some(previous)) =
+                        (history.get(bucket, index), history.get(bucket - 1, index))
+                    else {
+                        continue;
+                    };
+                    let arrived = (
+                        history.get(bucket, arrivals).unwrap_or(0.0),
+                        history.get(bucket - 1, arrivals).unwrap_or(0.0),
+                    );
+                    let slots = (history.slot(bucket), history.slot(bucket - 1));
+                    let (predicted, served) = queue.predict(previous, arrived, slots);
+                    squares += (value - predicted).powi(2);
+                    moved += arrived.0 + served;
+                }
+                if moved > 0.0 {
+                    queue.residual_dispersion = round4((squares / moved).max(0.05));
+                }
+                streams[index].queue = Some(queue);
+            }
+            CouplingShape::Served { queue } => streams[index].serves = Some(queue),
+            CouplingShape::Follows { feed, pressure } => {
+                let mut follow = FollowBaseline {
+                    feed,
+                    share: 1.0,
+                    pressure,
+                };
+                let (mut followed, mut fed) = (0.0, 0.0);
+                for bucket in warmup_buckets.max(1)..history.n_buckets() {
+                    let backlog = pressure.and_then(|(queue, _)| history.get(bucket - 1, queue));
+                    let feeds = (history.get(bucket, feed), history.get(bucket - 1, feed));
+                    if let (Some(value), (Some(now), Some(before))) =
+                        (history.get(bucket, index), feeds)
+                    {
+                        if let Some(expected) = follow.expected((now, before), backlog) {
+                            followed += value;
+                            fed += expected;
+                        }
+                    }
+                }
+                if fed > 0.0 {
+                    follow.share = round4(followed / fed);
+                    streams[index].follows = Some(follow);
+                }
+            }
+            CouplingShape::Flat => {
+                streams[index].seasonal = false;
+                streams[index].grows = false;
+            }
+            CouplingShape::Proportional => {}
+        }
+    }
+    streams
+}
+
+impl QueueBaseline {
+    /// What the agents can take in `slot`.
+    pub fn capacity_of(&self, slot: usize) -> f64 {
+        self.capacity.get(slot).copied().unwrap_or(0.0)
+    }
+
+    /// What is expected to be served in a bucket that starts with `backlog` waiting and sees
+    /// `arrived`: the capacity, or less when the queue runs dry.
+    pub fn served(&self, backlog: f64, arrived: f64, slot: usize) -> f64 {
+        self.capacity_of(slot).min(backlog.max(0.0) + arrived)
+    }
+
+    /// The next mean reading after `previous`, given (this bucket's, the last bucket's)
+    /// arrivals and (this, the last) slot; with this bucket's expected service.
+    pub fn predict(&self, previous: f64, arrived: (f64, f64), slots: (usize, usize)) -> (f64, f64) {
+        let share = self.current_share;
+        let served_now = self.served(previous, arrived.0, slots.0);
+        let served_before = self.served(previous, arrived.1, slots.1);
+        let net = share * (arrived.0 - served_now) + (1.0 - share) * (arrived.1 - served_before);
+        ((previous + net).max(0.0), served_now)
+    }
+
+    /// Variance of [`QueueBaseline::predict`] when `moved` events arrive and are served.
+    pub fn variance(&self, moved: f64) -> f64 {
+        (self.residual_dispersion * moved).max(GAUGE_VARIANCE_FLOOR)
+    }
+}
+
 impl Baseline {
     /// Fits the baseline on `history`, leaving out buckets that start inside `excluded`
     /// (Unix-millisecond ranges). The history's first [`WARMUP_MS`] (the marketplace filling
@@ -340,8 +506,7 @@ impl Baseline {
         source: BaselineSource,
     ) -> Baseline {
         let slots = slots_per_week(history.bucket_ms);
-        let seasonal = seasonal_streams(catalog);
-        let grows = growing_streams(catalog);
+        let couplings = demand_couplings(catalog);
         let warmup_buckets = (WARMUP_MS / history.bucket_ms) as usize;
         let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); slots]; history.n_streams];
         for bucket in warmup_buckets..history.n_buckets() {
@@ -362,11 +527,17 @@ impl Baseline {
             .zip(samples)
             .map(|(definition, per_slot)| {
                 let gauge = definition.origin.is_gauge();
+                let coupling = couplings[definition.id.index()];
                 let mut baseline = StreamBaseline {
                     stream: definition.name.clone(),
                     gauge,
-                    seasonal: seasonal[definition.id.index()],
-                    grows: grows[definition.id.index()],
+                    seasonal: coupling.seasonal,
+                    grows: coupling.grows,
+                    lagged: coupling.lagged,
+                    elasticity: Vec::new(),
+                    queue: None,
+                    serves: None,
+                    follows: None,
                     dispersion: 0.0,
                     mean: Vec::with_capacity(slots),
                     std_dev: Vec::with_capacity(slots),
@@ -403,11 +574,20 @@ impl Baseline {
                     baseline.median.push(round4(median));
                     baseline.mad.push(round4(mad));
                 }
-                baseline.dispersion = round4(median_of(&sorted(dispersions)).max(1e-4));
+                // A per-slot variance from n samples is a χ²(n−1)/(n−1) draw, whose median is
+                // below its mean; the median of them underestimates the variance by that much.
+                let typical_n = median_of(&sorted(
+                    baseline.count.iter().map(|&c| f64::from(c)).collect(),
+                ));
+                let degrees = (typical_n - 1.0).max(1.0);
+                let median_bias = (1.0 - 2.0 / (9.0 * degrees)).powi(3);
+                baseline.dispersion =
+                    round4((median_of(&sorted(dispersions)) / median_bias).max(1e-4));
                 baseline.warmup = warmup_factors(history, definition.id.index(), &baseline);
                 baseline
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let streams = couple_gauges(catalog, &couplings, history, warmup_buckets, streams);
         Baseline {
             format: BASELINE_FORMAT.to_string(),
             catalog_sha256: catalog.sha256.clone(),

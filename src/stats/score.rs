@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::baseline::{slot_of_week, Baseline, BucketMatrix, SeasonalFactor};
+use super::baseline::{slot_of_week, Baseline, BucketMatrix, SeasonalFactor, COUNT_VARIANCE_FLOOR};
 use std::sync::Arc;
 
 use crate::engine::VirtualTimeMs;
@@ -15,7 +15,7 @@ use crate::market::Epoch;
 /// |z| at which a bucket reaches `warning`.
 pub const WARNING_Z: f64 = 2.0;
 /// |z| at which a bucket reaches `critical`.
-pub const CRITICAL_Z: f64 = 3.0;
+pub const CRITICAL_Z: f64 = 3.5;
 /// Normalization points per standard deviation.
 pub const POINTS_PER_SIGMA: f64 = 10.0;
 /// A count stream expecting fewer events than this a bucket is scored over a rolling window
@@ -120,21 +120,43 @@ impl ScoreTable {
 pub struct SeasonalFactors {
     days: DayTable,
     growth_per_month: f64,
+    booking_lead_ms: u64,
 }
+
+/// The lagged academic factor averages the calendar over this many steps of
+/// [`LAG_STEP_MS`] before a bucket, weighted like the booking lead.
+const LAG_STEPS: u64 = 48;
+const LAG_STEP_MS: u64 = 2 * 3_600_000;
 
 impl SeasonalFactors {
     pub fn new(catalog: &Catalog, epoch: Epoch) -> Self {
         SeasonalFactors {
             days: DayTable::new(epoch, &catalog.calendar),
             growth_per_month: catalog.growth_per_month,
+            booking_lead_ms: catalog.flows.booking_lead_mean.max(1),
         }
     }
 
     pub fn at(&mut self, t: VirtualTimeMs) -> SeasonalFactor {
         SeasonalFactor {
             academic: self.days.facts(t).academic_factor,
+            academic_lagged: self.lagged_academic(t),
             growth: growth_factor(self.growth_per_month, self.days.epoch(), t),
         }
+    }
+
+    /// The academic factor of the hours before `t`, weighted by how likely a lesson starting
+    /// at `t` was booked then (an exponential booking lead): lessons on the first day after a
+    /// holiday were booked in the holiday.
+    fn lagged_academic(&mut self, t: VirtualTimeMs) -> f64 {
+        let (mut sum, mut weights) = (0.0, 0.0);
+        for step in 0..LAG_STEPS {
+            let lag = step * LAG_STEP_MS + LAG_STEP_MS / 2;
+            let weight = (-(lag as f64) / self.booking_lead_ms as f64).exp();
+            sum += weight * self.days.facts(t.saturating_sub(lag)).academic_factor;
+            weights += weight;
+        }
+        sum / weights
     }
 }
 
@@ -144,6 +166,8 @@ struct StreamWindow {
     length: usize,
     recent: std::collections::VecDeque<(f64, f64, f64)>,
     previous: Option<(AnomalyFlag, f64)>,
+    /// The stream's last value, for queues predicted one bucket ahead.
+    last_value: Option<f64>,
 }
 
 /// Scores buckets one after the other against a baseline (shared, so a long-lived session owns
@@ -192,6 +216,7 @@ impl Scorer {
         for window in &mut scorer.windows {
             window.recent.clear();
             window.previous = None;
+            window.last_value = None;
         }
         scorer
     }
@@ -208,8 +233,13 @@ impl Scorer {
         values: &[Option<f64>],
     ) -> Vec<Option<BucketScore>> {
         let slot = slot_of_week(self.epoch.absolute_ms(start), self.bucket_ms);
+        let previous_slot = slot_of_week(
+            self.epoch.absolute_ms(start) - self.bucket_ms as i64,
+            self.bucket_ms,
+        );
         let factor = self.seasons.at(start);
         let mut scores = Vec::with_capacity(values.len());
+        let last_values: Vec<Option<f64>> = self.windows.iter().map(|w| w.last_value).collect();
         for (stream, value) in values.iter().enumerate() {
             let (Some(baseline), Some(window)) =
                 (self.baseline.stream(stream), self.windows.get_mut(stream))
@@ -217,9 +247,47 @@ impl Scorer {
                 scores.push(None);
                 continue;
             };
-            let (Some(value), Some((expected, variance))) =
-                (*value, baseline.expectation(slot, factor, start))
-            else {
+            window.last_value = *value;
+            let count_factor = |slot: usize| {
+                baseline
+                    .slot(slot)
+                    .map(|stats| 1.0 + 1.0 / f64::from(stats.count))
+            };
+            let last = |stream: usize| last_values.get(stream).copied().flatten();
+            let now = |stream: usize| values.get(stream).copied().flatten();
+            let queue_expectation = baseline.queue.as_ref().and_then(|queue| {
+                let previous = last(stream)?;
+                let arrived = (now(queue.arrivals)?, last(queue.arrivals)?);
+                let (expected, served) = queue.predict(previous, arrived, (slot, previous_slot));
+                Some((
+                    expected,
+                    queue.variance(arrived.0 + served) * count_factor(slot)?,
+                ))
+            });
+            let served_expectation = baseline.serves.and_then(|queue_stream| {
+                let queue = self.baseline.stream(queue_stream)?.queue.as_ref()?;
+                let backlog = last(queue_stream)?;
+                let expected = queue.served(backlog, now(queue.arrivals)?, slot);
+                Some((
+                    expected,
+                    expected.max(COUNT_VARIANCE_FLOOR) * count_factor(slot)?,
+                ))
+            });
+            let followed_expectation = baseline.follows.and_then(|follow| {
+                let backlog = follow.pressure.and_then(|(queue, _)| last(queue));
+                let expected = follow.expected((now(follow.feed)?, last(follow.feed)?), backlog)?;
+                let variance = expected + baseline.dispersion * expected * expected;
+                Some((
+                    expected,
+                    variance.max(COUNT_VARIANCE_FLOOR) * count_factor(slot)?,
+                ))
+            });
+            let model_expectation = queue_expectation
+                .or(served_expectation)
+                .or(followed_expectation);
+            let expectation =
+                model_expectation.or_else(|| baseline.expectation(slot, factor, start));
+            let (Some(value), Some((expected, variance))) = (*value, expectation) else {
                 // No reading (a gauge that did not report) or no history for the slot.
                 window.previous = None;
                 scores.push(None);

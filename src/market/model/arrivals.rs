@@ -6,6 +6,7 @@ use super::{MarketEvent, Marketplace};
 use crate::engine::{Context, RandomStream, Sink, VirtualTimeMs, MS_PER_HOUR};
 use crate::market::calendar::{growth_factor, Epoch};
 use crate::market::catalog::{GaugeMetric, Origin, StreamId};
+use crate::market::coupling::{LATENCY_FIXED_SHARE, LATENCY_LOAD_SHARE};
 use crate::market::payload::{
     GaugeDetail, Payload, StreamEvent, AD_CHANNELS, CAMPAIGNS, ENDPOINTS, HTTP_STATUSES, PAGES,
     SERVICES, SIGNUP_CHANNELS,
@@ -313,7 +314,7 @@ impl Marketplace {
                 let z = self.streams[stream.index()].arrivals.standard_normal();
                 let error_pressure = 1.0 + 0.5 * (self.levers.api_errors - 1.0).max(0.0);
                 let mean = self.catalog.flows.api_latency_ms
-                    * (0.8 + 0.25 * load)
+                    * (LATENCY_FIXED_SHARE + LATENCY_LOAD_SHARE * load)
                     * error_pressure
                     * (0.08 * z).exp();
                 let spread = 1.8 + 0.2 * self.streams[stream.index()].arrivals.uniform();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::super::{MarketEvent, Marketplace, SUPPORT_SHIFT_MS};
 use crate::engine::{Context, Sink, MS_PER_HOUR, MS_PER_MINUTE};
+use crate::market::coupling::{escalation_pressure, ESCALATION_BACKLOG_HOURS};
 use crate::market::payload::{Payload, Reason, StreamEvent};
 use crate::market::roles::Role;
 
@@ -43,11 +44,12 @@ impl Marketplace {
                     self.support_shift_scheduled = true;
                     context.schedule_after(SUPPORT_SHIFT_MS, MarketEvent::SupportShift);
                 }
-                let pressure = 1.0
-                    + self.ticket_queue.len() as f64
-                        / (flows.support_capacity as f64 * 8.0).max(1.0);
+                let pressure = escalation_pressure(
+                    self.ticket_queue.len() as f64,
+                    flows.support_capacity as f64 * ESCALATION_BACKLOG_HOURS,
+                );
                 let random = &mut self.random.support;
-                if random.chance((flows.escalation_share * pressure.min(3.0)).min(1.0)) {
+                if random.chance((flows.escalation_share * pressure).min(1.0)) {
                     let delay = random.exponential(2.0 * MS_PER_HOUR as f64) as u64;
                     Self::emit_later(context, delay, ids.ticket_escalated, payload.clone());
                 }
