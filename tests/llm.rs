@@ -189,6 +189,8 @@ fn anomaly(stream: &str, flag: AnomalyFlag, z: f64, value: f64, expected: f64) -
 /// shortfall) and one event.
 fn context() -> AnalysisContext {
     AnalysisContext {
+        rates: Vec::new(),
+        bucket_ms: 3_600_000,
         now: "2025-01-16T14:00:00Z".to_string(),
         anomalies: vec![
             anomaly("tutor.online.count", AnomalyFlag::Critical, -4.5, 9.0, 15.0),

@@ -22,6 +22,10 @@ use crate::stats::{AnomalyFlag, ScoreTable};
 
 /// At most this many anomalies (the largest |z| first).
 pub const MAX_ANOMALIES: usize = 20;
+/// An anomaly's onset counts back through calm gaps of at most this many buckets.
+pub const ONSET_GAP_BUCKETS: usize = 6;
+/// And at most this far back.
+pub const LOOKBACK_BUCKETS_FOR_ONSET: usize = 7 * 24;
 /// At most this many external events (the most recent first).
 pub const MAX_EVENTS: usize = 40;
 /// Recent values per anomalous stream, in buckets.
@@ -66,7 +70,9 @@ pub struct ContextAnomaly {
     pub normalized: f64,
     /// (value − expected) / expected, in percent.
     pub change_percent: f64,
-    /// Start of the flagged run of buckets this anomaly is part of.
+    /// Start of the flagged episode this anomaly is part of: counted back through flagged buckets
+    /// on the same side, bridging gaps of at most `ONSET_GAP_BUCKETS` quiet buckets (a surge that
+    /// dips below the line for an hour is one episode, not two).
     pub since: String,
     #[serde(skip)]
     pub since_ms: VirtualTimeMs,
@@ -92,6 +98,49 @@ pub struct ContextPoint {
     pub normalized: f64,
 }
 
+/// A rate that moved: `numerator` per `denominator` over the last [`RATE_BUCKETS`] buckets,
+/// against what the baseline expects of it. Counts scale with volume (more lessons, more low
+/// ratings); a rate does not, so a diagnosis that is about quality or supply reads rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContextRate {
+    pub numerator: String,
+    pub denominator: String,
+    /// Observed numerator per denominator.
+    pub rate: f64,
+    pub expected_rate: f64,
+    /// (rate − expected) / expected, in percent.
+    pub change_percent: f64,
+    /// The numerator's standard score given the denominator's observed volume.
+    pub z: f64,
+    pub direction: String,
+    /// When the numerator's flags began (its anomaly's `since`), or now when it is not flagged.
+    #[serde(skip)]
+    pub since_ms: VirtualTimeMs,
+}
+
+/// Rates the context reports when they move (numerator, denominator): outcomes per request,
+/// per lesson, per charge, per ticket. Both streams of a pair happen within the same hour or
+/// so, so the rate over a few buckets is not skewed by a lag between them.
+pub const RATE_PAIRS: &[(&str, &str)] = &[
+    ("session.booking.expired", "session.booking.requested"),
+    ("session.booking.confirmed", "session.booking.requested"),
+    ("session.booking.declined", "session.booking.requested"),
+    ("session.booking.requested", "customer.tutor.search"),
+    ("session.review.flagged", "session.rating.submitted"),
+    ("payment.refund.issued", "session.completed"),
+    ("session.noshow.tutor", "session.started"),
+    ("session.noshow.student", "session.started"),
+    ("payment.charge.failed", "payment.charge.attempted"),
+    ("payment.charge.succeeded", "payment.charge.attempted"),
+    ("support.ticket.escalated", "support.ticket.created"),
+    ("customer.signup.completed", "marketing.campaign.click"),
+];
+/// Rates are measured over this many buckets up to now.
+pub const RATE_BUCKETS: usize = 3;
+/// A rate is reported when its numerator's conditional z reaches this.
+pub const RATE_REPORT_Z: f64 = 2.5;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ContextCorrelations {
@@ -108,17 +157,29 @@ pub struct AnalysisContext {
     pub events: Vec<ContextEvent>,
     pub baseline_stats: BTreeMap<String, ContextBaseline>,
     pub recent_values: BTreeMap<String, Vec<ContextPoint>>,
+    /// Rates (see [`RATE_PAIRS`]) that moved beyond [`RATE_REPORT_Z`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<ContextRate>,
     pub correlations: ContextCorrelations,
     /// Every stream name of the catalog, so an answer can be checked against it.
     #[serde(skip)]
     pub known_streams: Vec<String>,
     #[serde(skip)]
     pub now_ms: VirtualTimeMs,
+    /// The run's bucket length.
+    #[serde(skip)]
+    pub bucket_ms: u64,
 }
 
 impl AnalysisContext {
     pub fn anomaly(&self, stream: &str) -> Option<&ContextAnomaly> {
         self.anomalies.iter().find(|a| a.stream == stream)
+    }
+
+    pub fn rate(&self, numerator: &str, denominator: &str) -> Option<&ContextRate> {
+        self.rates
+            .iter()
+            .find(|r| r.numerator == numerator && r.denominator == denominator)
     }
 }
 
@@ -139,7 +200,63 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
+fn round4(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
 impl RunView<'_> {
+    /// The rates of [`RATE_PAIRS`] over the buckets up to `bucket` that moved: the numerator
+    /// against what the baseline expects of it given the denominator's observed volume.
+    fn rates_at(&self, bucket: usize, anomalies: &[ContextAnomaly]) -> Vec<ContextRate> {
+        let index_of = |name: &str| self.stream_names.iter().position(|n| n == name);
+        let first = (bucket + 1).saturating_sub(RATE_BUCKETS);
+        let mut rates = Vec::new();
+        for (numerator, denominator) in RATE_PAIRS {
+            let (Some(top), Some(bottom)) = (index_of(numerator), index_of(denominator)) else {
+                continue;
+            };
+            let (mut value_top, mut value_bottom, mut expected_top, mut expected_bottom) =
+                (0.0, 0.0, 0.0, 0.0);
+            for b in first..=bucket {
+                let (Some(score_top), Some(score_bottom)) =
+                    (self.scores.get(b, top), self.scores.get(b, bottom))
+                else {
+                    continue;
+                };
+                value_top += self.values.get(b, top).unwrap_or(0.0);
+                value_bottom += self.values.get(b, bottom).unwrap_or(0.0);
+                expected_top += score_top.expected;
+                expected_bottom += score_bottom.expected;
+            }
+            if expected_bottom <= 0.0 || value_bottom <= 0.0 || expected_top <= 0.0 {
+                continue;
+            }
+            let expected_rate = expected_top / expected_bottom;
+            // What the numerator should be given how many of the denominator there were.
+            let conditional = expected_rate * value_bottom;
+            let z = (value_top - conditional) / conditional.max(1.0).sqrt();
+            if z.abs() < RATE_REPORT_Z {
+                continue;
+            }
+            let rate = value_top / value_bottom;
+            let since_ms = anomalies
+                .iter()
+                .find(|a| a.stream == *numerator)
+                .map_or(bucket as u64 * self.bucket_ms, |a| a.since_ms);
+            rates.push(ContextRate {
+                numerator: numerator.to_string(),
+                denominator: denominator.to_string(),
+                rate: round4(rate),
+                expected_rate: round4(expected_rate),
+                change_percent: round2(100.0 * (rate - expected_rate) / expected_rate),
+                z: round2(z),
+                direction: if z >= 0.0 { "up" } else { "down" }.to_string(),
+                since_ms,
+            });
+        }
+        rates
+    }
+
     fn time(&self, bucket: usize) -> String {
         self.epoch.format(bucket as u64 * self.bucket_ms)
     }
@@ -155,14 +272,22 @@ impl RunView<'_> {
             if score.flag == AnomalyFlag::Normal {
                 continue;
             }
+            // The shift began where the stream was first flagged on this side, counting
+            // through short calm gaps (a sparse stream flickers in and out of its flag).
+            let same_side = |b: usize| {
+                self.scores.get(b, stream).is_some_and(|s| {
+                    s.flag != AnomalyFlag::Normal && s.z.signum() == score.z.signum()
+                })
+            };
             let mut since = bucket;
-            while since > 0
-                && self
-                    .scores
-                    .get(since - 1, stream)
-                    .is_some_and(|s| s.flag != AnomalyFlag::Normal)
-            {
-                since -= 1;
+            let mut probe = bucket;
+            while probe > 0 && bucket - probe <= LOOKBACK_BUCKETS_FOR_ONSET {
+                probe -= 1;
+                if same_side(probe) {
+                    since = probe;
+                } else if since - probe > ONSET_GAP_BUCKETS {
+                    break;
+                }
             }
             let value = self.values.get(bucket, stream).unwrap_or(0.0);
             anomalies.push(ContextAnomaly {
@@ -232,6 +357,7 @@ impl RunView<'_> {
             recent_values.insert(anomaly.stream.clone(), points);
         }
 
+        let rates = self.rates_at(bucket, &anomalies);
         let correlations = ContextCorrelations {
             events: events
                 .iter()
@@ -273,9 +399,11 @@ impl RunView<'_> {
             events,
             baseline_stats,
             recent_values,
+            rates,
             correlations,
             known_streams: self.stream_names.to_vec(),
             now_ms,
+            bucket_ms: self.bucket_ms,
         }
     }
 }

@@ -124,6 +124,16 @@ pub struct RecommendationBook {
     pub recommendations: Vec<Recommendation>,
 }
 
+/// A cleared recommendation whose finding returns within this many hours is reopened.
+pub const REOPEN_WITHIN_HOURS: f64 = 24.0;
+
+/// Hours from ISO 8601 instant `from` to `to`; `None` when either does not parse.
+fn hours_between(from: &str, to: &str) -> Option<f64> {
+    let from = chrono::DateTime::parse_from_rfc3339(from).ok()?;
+    let to = chrono::DateTime::parse_from_rfc3339(to).ok()?;
+    Some((to - from).num_milliseconds() as f64 / 3_600_000.0)
+}
+
 impl RecommendationBook {
     /// Adds fresh recommendations made at `timestamp`: one whose key matches an active
     /// recommendation updates it (streams and events merged, priority and confidence raised);
@@ -132,14 +142,39 @@ impl RecommendationBook {
         for mut recommendation in fresh {
             // The same diagnosis is the same recommendation while it is active, unless it now
             // names a cause the active one did not: that is a new finding.
-            let existing = self.recommendations.iter_mut().find(|r| {
-                r.status == Status::Active
-                    && r.key == recommendation.key
+            let same_finding = |r: &Recommendation| {
+                r.key == recommendation.key
                     && recommendation
                         .related_events
                         .iter()
                         .all(|e| r.related_events.contains(e))
-            });
+            };
+            // A finding whose streams calmed down for a few buckets and then flared up again
+            // is the same finding: it is reopened rather than raised anew.
+            let reopenable = |r: &Recommendation| {
+                r.status == Status::Resolved
+                    && r.resolution.as_ref().is_some_and(|x| x.kind == "cleared")
+                    && r.resolved_at
+                        .as_deref()
+                        .and_then(|at| hours_between(at, timestamp))
+                        .is_some_and(|hours| hours <= REOPEN_WITHIN_HOURS)
+            };
+            let index = self
+                .recommendations
+                .iter()
+                .position(|r| r.status == Status::Active && same_finding(r))
+                .or_else(|| {
+                    self.recommendations
+                        .iter()
+                        .rposition(|r| reopenable(r) && same_finding(r))
+                });
+            if let Some(index) = index {
+                let reopened = &mut self.recommendations[index];
+                reopened.status = Status::Active;
+                reopened.resolved_at = None;
+                reopened.resolution = None;
+            }
+            let existing = index.map(|index| &mut self.recommendations[index]);
             match existing {
                 Some(active) => {
                     for stream in recommendation.affected_streams {

@@ -4,11 +4,12 @@
 //! and names a cause among the recent external events only when timing, the streams the event
 //! was expected to move, and what actually moved after it agree.
 
-use super::context::{AnalysisContext, ContextAnomaly, ContextEvent};
+use super::context::{AnalysisContext, ContextAnomaly, ContextEvent, ContextRate};
 use super::recommendation::{Priority, Recommendation, RecommendedAction, Status};
 use super::Analyst;
 use crate::diagnostics::parse_duration_ms;
 use crate::scenario::definition::{Direction, EventType, Magnitude};
+use crate::stats::correlation::EVENT_SHIFT_Z;
 use crate::stats::AnomalyFlag;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,15 @@ struct ActionTemplate {
     time_to_effect: &'static str,
 }
 
+/// A rate that moved in a direction by at least a relative change: (numerator, denominator,
+/// direction, smallest |change| as a fraction; 0 for any change beyond noise).
+type RateCue = (&'static str, &'static str, Move, f64);
+
+/// Peak-hour expiry per request roughly doubles under a demand season alone (measured on the
+/// model: demand ×1.3 → expired ×1.5 over a day, ×2–2.5 at the evening peak, with supply
+/// unchanged), so the expiry rate establishes a supply shortfall by itself only beyond that.
+const EXPIRY_RATE_SHORTFALL: f64 = 2.0;
+
 /// One diagnosis: the anomalies that establish it, those that support it, and what to do.
 struct Diagnosis {
     key: &'static str,
@@ -38,6 +48,12 @@ struct Diagnosis {
     /// The diagnosis does not apply while any of these is anomalous in the given direction
     /// (a more specific diagnosis explains the picture).
     unless: &'static [(&'static str, Move)],
+    /// Rates (numerator, denominator, direction; see [`super::context::RATE_PAIRS`]) that establish it like
+    /// `required` streams do; for diagnoses about quality or supply, where counts scale with
+    /// volume, these are the only evidence that establishes it.
+    required_rates: &'static [RateCue],
+    /// The diagnosis does not apply while any of these rates moved in the given direction.
+    unless_rates: &'static [RateCue],
     /// Event types that can plausibly cause it.
     cause_types: &'static [EventType],
     summary: &'static str,
@@ -67,6 +83,16 @@ const DIAGNOSES: &[Diagnosis] = &[
             ("payment.charge.succeeded", Down),
         ],
         unless: &[],
+        required_rates: &[
+            (
+                "session.booking.expired",
+                "session.booking.requested",
+                Up,
+                EXPIRY_RATE_SHORTFALL,
+            ),
+        ],
+        // Requests answered better than usual: whatever moved, supply is not short.
+        unless_rates: &[("session.booking.expired", "session.booking.requested", Down, 0.0)],
         cause_types: &[EventType::Operational, EventType::Competitive],
         summary: "Fewer tutors are online than usual while demand holds, so requests go unanswered: a supply problem, not a demand one.",
         impact: "Students who cannot book leave or book elsewhere; expired requests are lost revenue.",
@@ -95,6 +121,8 @@ const DIAGNOSES: &[Diagnosis] = &[
         ],
         supporting: &[("tutor.online.count", Down), ("tutor.availability.set", Down)],
         unless: &[],
+        required_rates: &[],
+        unless_rates: &[],
         cause_types: &[EventType::Competitive, EventType::Operational],
         summary: "Fewer tutors join and more leave, so the pool shrinks before it shows in bookings.",
         impact: "Supply shortfalls follow within days, first in high-demand subjects.",
@@ -137,6 +165,8 @@ const DIAGNOSES: &[Diagnosis] = &[
             ("marketing.campaign.click", Up),
         ],
         unless: &[("tutor.online.count", Down)],
+        required_rates: &[],
+        unless_rates: &[],
         cause_types: &[
             EventType::Academic,
             EventType::Marketing,
@@ -181,6 +211,8 @@ const DIAGNOSES: &[Diagnosis] = &[
             ("marketing.campaign.click", Down),
         ],
         unless: &[("tutor.online.count", Down)],
+        required_rates: &[],
+        unless_rates: &[],
         cause_types: &[EventType::Competitive, EventType::Academic],
         summary: "Fewer students than usual are searching and booking.",
         impact: "Revenue falls with bookings; tutors with empty calendars may leave.",
@@ -213,6 +245,8 @@ const DIAGNOSES: &[Diagnosis] = &[
             ("support.queue.depth", Up),
         ],
         unless: &[("payment.charge.attempted", Down)],
+        required_rates: &[("payment.charge.failed", "payment.charge.attempted", Up, 0.0)],
+        unless_rates: &[],
         cause_types: &[EventType::Infrastructure, EventType::Operational],
         summary: "Charges are failing far more often than usual.",
         impact: "Unpaid lessons, tickets from students charged twice or not at all, churn risk.",
@@ -249,6 +283,8 @@ const DIAGNOSES: &[Diagnosis] = &[
             ("platform.deploy.completed", Up),
         ],
         unless: &[],
+        required_rates: &[],
+        unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Infrastructure],
         summary: "Errors, crashes or latency are well above normal.",
         impact: "Students and tutors cannot complete what they came for; support load rises.",
@@ -278,6 +314,8 @@ const DIAGNOSES: &[Diagnosis] = &[
         ],
         supporting: &[("support.ticket.created", Up), ("support.chat.started", Up)],
         unless: &[],
+        required_rates: &[],
+        unless_rates: &[],
         cause_types: &[EventType::Operational, EventType::Product],
         summary: "Tickets arrive faster than the team resolves them and the queue grows.",
         impact: "Longer waits, lower satisfaction, escalations.",
@@ -299,17 +337,23 @@ const DIAGNOSES: &[Diagnosis] = &[
     Diagnosis {
         key: "lesson-quality",
         title: "Lesson quality problem",
-        required: &[
+        // Counts of flags and refunds rise with the number of lessons; only rates establish it.
+        required: &[],
+        supporting: &[
             ("session.review.flagged", Up),
             ("payment.refund.issued", Up),
             ("session.noshow.tutor", Up),
-        ],
-        supporting: &[
             ("customer.churn.risk_flagged", Up),
             ("support.ticket.created", Up),
             ("session.rating.submitted", Either),
         ],
         unless: &[],
+        required_rates: &[
+            ("session.review.flagged", "session.rating.submitted", Up, 0.0),
+            ("payment.refund.issued", "session.completed", Up, 0.0),
+            ("session.noshow.tutor", "session.started", Up, 0.0),
+        ],
+        unless_rates: &[],
         cause_types: &[EventType::Infrastructure, EventType::Product, EventType::Operational],
         summary: "More lessons end badly: low ratings, refunds or tutors not showing up.",
         impact: "Refunds cost money now; unhappy students churn later.",
@@ -338,6 +382,8 @@ const DIAGNOSES: &[Diagnosis] = &[
         ],
         supporting: &[("marketing.referral.sent", Down)],
         unless: &[],
+        required_rates: &[],
+        unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Competitive],
         summary: "More students are at risk of leaving, or leaving.",
         impact: "Lifetime value falls; acquisition has to make up for it.",
@@ -357,6 +403,99 @@ const DIAGNOSES: &[Diagnosis] = &[
         ],
     },
     Diagnosis {
+        key: "tutor-acceptance",
+        title: "Tutors declining requests",
+        required: &[],
+        supporting: &[
+            ("session.booking.declined", Up),
+            ("session.booking.confirmed", Down),
+            ("session.started", Down),
+            ("session.completed", Down),
+            ("payment.charge.attempted", Down),
+            ("payment.charge.succeeded", Down),
+        ],
+        unless: &[],
+        required_rates: &[
+            ("session.booking.declined", "session.booking.requested", Up, 0.0),
+            ("session.booking.confirmed", "session.booking.requested", Down, 0.0),
+        ],
+        unless_rates: &[("session.booking.expired", "session.booking.requested", Up, 0.0)],
+        cause_types: &[EventType::Operational, EventType::Competitive, EventType::Product],
+        summary: "Tutors answer requests but decline far more of them than usual, so fewer lessons are booked from the same demand.",
+        impact: "Students who are turned down book elsewhere; confirmed lessons and revenue fall.",
+        actions: &[
+            ActionTemplate {
+                label: "Ask tutors why they decline",
+                description: "Survey the tutors with the most declines today: schedule, price, subject or student fit.",
+                expected_impact: "Cause identified",
+                time_to_effect: "same day",
+            },
+            ActionTemplate {
+                label: "Re-route declined requests",
+                description: "Offer each declined request to two more tutors in the subject straight away.",
+                expected_impact: "Confirmation rate back towards normal",
+                time_to_effect: "immediate",
+            },
+        ],
+    },
+    Diagnosis {
+        key: "student-noshows",
+        title: "Students missing lessons",
+        required: &[],
+        supporting: &[("session.noshow.student", Up), ("session.completed", Down)],
+        unless: &[],
+        required_rates: &[("session.noshow.student", "session.started", Up, 0.0)],
+        unless_rates: &[],
+        cause_types: &[EventType::Product, EventType::Infrastructure, EventType::Academic],
+        summary: "More students than usual do not turn up to lessons they booked.",
+        impact: "Tutors lose paid time and may leave; students who miss lessons churn.",
+        actions: &[ActionTemplate {
+            label: "Send lesson reminders",
+            description: "Send an extra reminder an hour before each lesson and check that reminders are being delivered.",
+            expected_impact: "No-shows back towards normal",
+            time_to_effect: "same day",
+        }],
+    },
+    Diagnosis {
+        key: "booking-conversion",
+        title: "Searches no longer turn into requests",
+        required: &[],
+        supporting: &[
+            ("session.booking.requested", Down),
+            ("session.booking.confirmed", Down),
+        ],
+        unless: &[("tutor.online.count", Down)],
+        required_rates: &[("session.booking.requested", "customer.tutor.search", Down, 0.0)],
+        unless_rates: &[],
+        cause_types: &[EventType::Product, EventType::Infrastructure, EventType::Competitive],
+        summary: "Students search as usual but far fewer send a booking request: the path from search to request is broken or unattractive.",
+        impact: "Demand is there but does not convert; bookings and revenue fall.",
+        actions: &[ActionTemplate {
+            label: "Check the booking form",
+            description: "Test the request flow end to end on web and app; roll back the last change to it.",
+            expected_impact: "Requests per search back to normal",
+            time_to_effect: "1-2 hours",
+        }],
+    },
+    Diagnosis {
+        key: "signup-conversion",
+        title: "Sign-up conversion drop",
+        required: &[],
+        supporting: &[("customer.signup.completed", Down)],
+        unless: &[("marketing.campaign.click", Down)],
+        required_rates: &[("customer.signup.completed", "marketing.campaign.click", Down, 0.0)],
+        unless_rates: &[],
+        cause_types: &[EventType::Product, EventType::Marketing, EventType::Infrastructure],
+        summary: "Visitors arrive from campaigns but far fewer complete sign-up.",
+        impact: "Paid traffic is wasted; fewer new students reach a first lesson.",
+        actions: &[ActionTemplate {
+            label: "Check the sign-up flow",
+            description: "Test sign-up on every platform and compare with the last release.",
+            expected_impact: "Sign-ups per click back to normal",
+            time_to_effect: "1-2 hours",
+        }],
+    },
+    Diagnosis {
         key: "marketing-shift",
         title: "Marketing traffic change",
         required: &[
@@ -368,6 +507,8 @@ const DIAGNOSES: &[Diagnosis] = &[
         ],
         supporting: &[("customer.signup.completed", Either)],
         unless: &[],
+        required_rates: &[],
+        unless_rates: &[],
         cause_types: &[EventType::Marketing, EventType::Competitive],
         summary: "Paid or email marketing activity is far from usual.",
         impact: "Acquisition cost and sign-ups move with it.",
@@ -385,17 +526,78 @@ const DIAGNOSES: &[Diagnosis] = &[
 const MIN_EVIDENCE_Z: f64 = 6.0;
 /// A diagnosis resting on a single stream needs it at least this far out.
 const SINGLE_STREAM_Z: f64 = 5.0;
+/// A critical anomaly that no diagnosis explains is still reported when it is this far out.
+const UNEXPLAINED_Z: f64 = 6.0;
 /// A cause is named only above this score (see [`cause_score`]).
 const MIN_CAUSE_SCORE: f64 = 0.5;
-/// An event may follow the first flagged bucket by this much and still be its cause: flags
-/// need two buckets, so the bucket before the first flag already moved.
-const CAUSE_LEAD_TOLERANCE_MS: u64 = 2 * 3_600_000;
+/// A shift that begins within this many buckets of an event must show in the event's
+/// before/after comparison (see `event_stream_shifts`).
+const SHIFT_WINDOW_MS: u64 = 6 * 3_600_000;
+/// The largest relative change each declared magnitude can explain (a "low" headline does
+/// not triple a stream).
+const LOW_IMPACT_MAX_CHANGE: f64 = 0.5;
+const MEDIUM_IMPACT_MAX_CHANGE: f64 = 1.5;
 
-fn moves(anomaly: &ContextAnomaly, wanted: Move) -> bool {
+fn moves(direction: &str, wanted: Move) -> bool {
     match wanted {
         Either => true,
-        Up => anomaly.direction == "up",
-        Down => anomaly.direction == "down",
+        Up => direction == "up",
+        Down => direction == "down",
+    }
+}
+
+/// One piece of evidence: a flagged stream, or a rate that moved (named by its numerator).
+#[derive(Debug, Clone)]
+struct Evidence {
+    stream: String,
+    z: f64,
+    direction: String,
+    flag: AnomalyFlag,
+    change_percent: f64,
+    since_ms: u64,
+    text: String,
+}
+
+impl Evidence {
+    fn of_anomaly(anomaly: &ContextAnomaly) -> Evidence {
+        Evidence {
+            stream: anomaly.stream.clone(),
+            z: anomaly.z,
+            direction: anomaly.direction.clone(),
+            flag: anomaly.flag,
+            change_percent: anomaly.change_percent,
+            since_ms: anomaly.since_ms,
+            text: format!(
+                "{} {} {:.0} % vs expected ({:.1} vs {:.1}, z {:+.1})",
+                anomaly.stream,
+                anomaly.direction,
+                anomaly.change_percent.abs(),
+                anomaly.value,
+                anomaly.expected,
+                anomaly.z
+            ),
+        }
+    }
+
+    fn of_rate(rate: &ContextRate) -> Evidence {
+        Evidence {
+            stream: rate.numerator.clone(),
+            z: rate.z,
+            direction: rate.direction.clone(),
+            flag: AnomalyFlag::level_of(rate.z),
+            change_percent: rate.change_percent,
+            since_ms: rate.since_ms,
+            text: format!(
+                "{} per {} {} {:.0} % ({:.3} vs {:.3} expected, z {:+.1})",
+                rate.numerator,
+                rate.denominator,
+                rate.direction,
+                rate.change_percent.abs(),
+                rate.rate,
+                rate.expected_rate,
+                rate.z
+            ),
+        }
     }
 }
 
@@ -415,105 +617,224 @@ impl Analyst for RulesAnalyst {
 
 /// The rules analysis of one context, as a pure function.
 pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
-    let mut explained: Vec<&str> = Vec::new();
+    let mut explained: Vec<String> = Vec::new();
     let mut recommendations = Vec::new();
-    for diagnosis in DIAGNOSES {
-        let find = |list: &[(&str, Move)]| -> Vec<&ContextAnomaly> {
-            list.iter()
-                .filter_map(|(stream, wanted)| {
-                    context.anomaly(stream).filter(|a| moves(a, *wanted))
+    let find_streams = |list: &[(&str, Move)]| -> Vec<Evidence> {
+        list.iter()
+            .filter_map(|(stream, wanted)| {
+                context
+                    .anomaly(stream)
+                    .filter(|a| moves(&a.direction, *wanted))
+            })
+            .map(Evidence::of_anomaly)
+            .collect()
+    };
+    let find_rates = |list: &[RateCue]| -> Vec<Evidence> {
+        list.iter()
+            .filter_map(|(numerator, denominator, wanted, min_change)| {
+                context.rate(numerator, denominator).filter(|r| {
+                    moves(&r.direction, *wanted) && r.change_percent.abs() / 100.0 >= *min_change
                 })
-                .collect()
-        };
-        let required = find(diagnosis.required);
-        if required.is_empty() || !find(diagnosis.unless).is_empty() {
-            continue;
+            })
+            .map(Evidence::of_rate)
+            .collect()
+    };
+    let required_of = |diagnosis: &Diagnosis| -> Option<Vec<Evidence>> {
+        let mut required = find_streams(diagnosis.required);
+        // A rate and its numerator's count are one piece of evidence, not two: keep the
+        // stronger.
+        for rate in find_rates(diagnosis.required_rates) {
+            match required.iter_mut().find(|e| e.stream == rate.stream) {
+                Some(count) if count.z.abs() >= rate.z.abs() => {}
+                Some(count) => *count = rate,
+                None => required.push(rate),
+            }
         }
+        let applies = !required.is_empty()
+            && find_streams(diagnosis.unless).is_empty()
+            && find_rates(diagnosis.unless_rates).is_empty();
+        applies.then_some(required)
+    };
+    // Streams that establish some applicable diagnosis belong to it, not to another one that
+    // merely lists them as support.
+    let candidates: Vec<(&Diagnosis, Vec<Evidence>)> = DIAGNOSES
+        .iter()
+        .filter_map(|diagnosis| Some((diagnosis, required_of(diagnosis)?)))
+        .collect();
+    let establishing: Vec<String> = candidates
+        .iter()
+        .flat_map(|(_, required)| required.iter().map(|e| e.stream.clone()))
+        .collect();
+    for (diagnosis, required) in candidates {
         let mut evidence = required;
-        evidence.extend(find(diagnosis.supporting));
-        evidence.retain(|a| !explained.contains(&a.stream.as_str()));
-        let strength: f64 = evidence.iter().map(|a| a.z.abs()).sum();
-        let critical = evidence.iter().any(|a| a.flag == AnomalyFlag::Critical);
-        let strongest = evidence.iter().map(|a| a.z.abs()).fold(0.0, f64::max);
-        // Enough evidence: several streams together, or one far out of line.
-        let enough = evidence.len() >= 2 || strongest >= SINGLE_STREAM_Z;
-        if strength < MIN_EVIDENCE_Z || !enough {
+        for supporting in find_streams(diagnosis.supporting) {
+            if !evidence.iter().any(|e| e.stream == supporting.stream)
+                && !establishing.contains(&supporting.stream)
+            {
+                evidence.push(supporting);
+            }
+        }
+        evidence.retain(|e| !explained.contains(&e.stream));
+        if !enough_evidence(&evidence) {
             continue;
         }
-        explained.extend(evidence.iter().map(|a| a.stream.as_str()));
-        recommendations.push(recommend(context, diagnosis, &evidence, critical));
+        explained.extend(evidence.iter().map(|e| e.stream.clone()));
+        recommendations.extend(recommend(context, &diagnosis.into(), &evidence));
+    }
+    // A strong anomaly no diagnosis explains is still a finding: one per domain.
+    let mut domains: Vec<&str> = Vec::new();
+    for anomaly in &context.anomalies {
+        if !domains.contains(&anomaly.domain.as_str()) {
+            domains.push(&anomaly.domain);
+        }
+    }
+    for domain in domains {
+        let evidence: Vec<Evidence> = context
+            .anomalies
+            .iter()
+            .filter(|a| a.domain == domain && !explained.contains(&a.stream))
+            .filter(|a| a.flag == AnomalyFlag::Critical && a.z.abs() >= UNEXPLAINED_Z)
+            .map(Evidence::of_anomaly)
+            .collect();
+        if evidence.is_empty() {
+            continue;
+        }
+        explained.extend(evidence.iter().map(|e| e.stream.clone()));
+        let finding = Finding {
+            key: format!("unexplained-{domain}"),
+            title: format!("Unexplained {domain} anomaly"),
+            summary: format!(
+                "{} moved far from normal and matches none of the known failure patterns.",
+                evidence
+                    .iter()
+                    .map(|e| e.stream.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            impact: "Unknown until investigated; a large unexplained shift is often the first sign of an incident.".to_string(),
+            cause_types: &[
+                EventType::Marketing,
+                EventType::Product,
+                EventType::Infrastructure,
+                EventType::Academic,
+                EventType::Competitive,
+                EventType::Operational,
+            ],
+            actions: &[ActionTemplate {
+                label: "Investigate the stream",
+                description: "Open the stream's recent events and compare with the last deploys, campaigns and operational changes.",
+                expected_impact: "Cause identified",
+                time_to_effect: "1-2 hours",
+            }],
+        };
+        recommendations.extend(recommend(context, &finding, &evidence));
     }
     recommendations
 }
 
-/// How well `event` explains `evidence` whose first anomaly started at `onset_ms`; 0 when it
-/// cannot. An event before the onset must have been expected to move some of the evidence,
-/// in the direction it moved, and the onset must fall within the event's declared duration.
-/// An event after the onset (announced while the anomaly was under way) must in addition be
-/// supported by the data: a stream it was expected to move actually shifted after it.
-fn cause_score(
+/// Several streams together, or one far out of line.
+fn enough_evidence(evidence: &[Evidence]) -> bool {
+    let strength: f64 = evidence.iter().map(|e| e.z.abs()).sum();
+    let strongest = evidence.iter().map(|e| e.z.abs()).fold(0.0, f64::max);
+    strength >= MIN_EVIDENCE_Z && (evidence.len() >= 2 || strongest >= SINGLE_STREAM_Z)
+}
+
+/// What a recommendation is made from: a diagnosis, or an unexplained anomaly.
+struct Finding {
+    key: String,
+    title: String,
+    summary: String,
+    impact: String,
+    cause_types: &'static [EventType],
+    actions: &'static [ActionTemplate],
+}
+
+impl From<&Diagnosis> for Finding {
+    fn from(diagnosis: &Diagnosis) -> Finding {
+        Finding {
+            key: diagnosis.key.to_string(),
+            title: diagnosis.title.to_string(),
+            summary: diagnosis.summary.to_string(),
+            impact: diagnosis.impact.to_string(),
+            cause_types: diagnosis.cause_types,
+            actions: diagnosis.actions,
+        }
+    }
+}
+
+/// Whether `event` can have caused `evidence`: the event declared the stream and the
+/// direction; the stream's flags began after the event's bucket and within the declared
+/// duration; and when they began soon after it, the stream shifted across the event (it was
+/// not already off before). Size is weighed in [`cause_score`], not required: what people
+/// expect of an event is not always what it does (a "low" release can ship a crash).
+fn explains(
     context: &AnalysisContext,
     event: &ContextEvent,
-    evidence: &[&ContextAnomaly],
-    onset_ms: u64,
-    cause_types: &[EventType],
-) -> f64 {
+    evidence: &Evidence,
+    bucket_ms: u64,
+) -> bool {
     let declared = &event.expected_impact;
-    let direction_matches = |direction: &str| match declared.direction {
-        Direction::Increase => direction == "up",
-        Direction::Decrease => direction == "down",
-        Direction::Mixed => true,
+    let wanted = match declared.direction {
+        Direction::Increase => Up,
+        Direction::Decrease => Down,
+        Direction::Mixed => Either,
     };
-    let declared_evidence = evidence
-        .iter()
-        .filter(|a| declared.streams.contains(&a.stream) && direction_matches(&a.direction))
-        .count();
-    if declared_evidence == 0 {
+    if !declared.streams.contains(&evidence.stream) || !moves(&evidence.direction, wanted) {
+        return false;
+    }
+    let event_bucket_start = event.time_ms / bucket_ms * bucket_ms;
+    if evidence.since_ms < event_bucket_start + bucket_ms {
+        return false;
+    }
+    let declared_ms = parse_duration_ms(&declared.duration).unwrap_or(u64::MAX);
+    let after_ms = evidence.since_ms - event.time_ms;
+    if after_ms > declared_ms.saturating_add(bucket_ms) {
+        return false;
+    }
+    if after_ms <= SHIFT_WINDOW_MS {
+        let shifted = context
+            .correlations
+            .events
+            .iter()
+            .find(|c| c.event_id == event.id)
+            .is_some_and(|c| {
+                c.streams.iter().any(|s| {
+                    s.stream == evidence.stream
+                        && s.direction == evidence.direction
+                        && s.strength.abs() >= EVENT_SHIFT_Z
+                })
+            });
+        if !shifted {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the declared magnitude can explain the size of `evidence`.
+fn size_fits(event: &ContextEvent, evidence: &Evidence) -> bool {
+    let change = evidence.change_percent.abs() / 100.0;
+    match event.expected_impact.magnitude {
+        Magnitude::Low => change <= LOW_IMPACT_MAX_CHANGE,
+        Magnitude::Medium => change <= MEDIUM_IMPACT_MAX_CHANGE,
+        Magnitude::High => true,
+    }
+}
+
+/// How well `event` explains the evidence streams it can explain (`explained`): recent
+/// events, events of a type that produces this finding, a declared magnitude that fits the
+/// size of what moved, and a larger declared magnitude score higher.
+fn cause_score(event: &ContextEvent, explained: &[&Evidence], cause_types: &[EventType]) -> f64 {
+    if explained.is_empty() {
         return 0.0;
     }
-    let shifted: Vec<&str> = context
-        .correlations
-        .events
-        .iter()
-        .find(|c| c.event_id == event.id)
-        .map(|c| {
-            c.streams
-                .iter()
-                .filter(|s| direction_matches(s.direction))
-                .map(|s| s.stream.as_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    let shifted_evidence = evidence
-        .iter()
-        .filter(|a| shifted.contains(&a.stream.as_str()))
-        .count();
-    let timing = if event.time_ms <= onset_ms + CAUSE_LEAD_TOLERANCE_MS {
-        let declared_ms = parse_duration_ms(&declared.duration).unwrap_or(u64::MAX);
-        if onset_ms.saturating_sub(event.time_ms) > declared_ms {
-            return 0.0;
-        }
-        let hours_before = onset_ms.saturating_sub(event.time_ms) as f64 / 3_600_000.0;
-        // Slow events (a 30-day recruiting drive) are given longer to show than quick ones.
-        let scale_hours = (declared_ms as f64 / 3_600_000.0 / 4.0).clamp(6.0, 48.0);
-        1.0 / (1.0 + hours_before / scale_hours)
-    } else {
-        // Announced while the anomaly was under way: only if a stream it was expected to move
-        // became anomalous after it, and shifted after it.
-        let new_after = evidence.iter().any(|a| {
-            a.since_ms + CAUSE_LEAD_TOLERANCE_MS >= event.time_ms
-                && declared.streams.contains(&a.stream)
-                && direction_matches(&a.direction)
-        });
-        let supported = declared
-            .streams
-            .iter()
-            .any(|s| shifted.contains(&s.as_str()));
-        if !(new_after && supported) {
-            return 0.0;
-        }
-        0.5
-    };
+    let declared = &event.expected_impact;
+    let onset_ms = explained.iter().map(|e| e.since_ms).min().unwrap_or(0);
+    let declared_ms = parse_duration_ms(&declared.duration).unwrap_or(u64::MAX);
+    let hours_before = onset_ms.saturating_sub(event.time_ms) as f64 / 3_600_000.0;
+    // Slow events (a 30-day recruiting drive) are given longer to show than quick ones.
+    let scale_hours = (declared_ms as f64 / 3_600_000.0 / 4.0).clamp(6.0, 48.0);
+    let timing = 1.0 / (1.0 + hours_before / scale_hours);
     let affinity = if cause_types.contains(&event.kind) {
         1.0
     } else {
@@ -524,63 +845,90 @@ fn cause_score(
         Magnitude::Medium => 1.0,
         Magnitude::Low => 0.8,
     };
-    timing
-        * affinity
-        * magnitude
-        * (1.0 + declared_evidence.min(3) as f64 * 0.5 + shifted_evidence.min(3) as f64 * 0.25)
+    let fitting = explained.iter().filter(|e| size_fits(event, e)).count();
+    let size = 0.5 + 0.5 * fitting as f64 / explained.len() as f64;
+    timing * affinity * magnitude * size * (1.0 + explained.len().min(3) as f64 * 0.5)
 }
 
-fn describe(anomaly: &ContextAnomaly) -> String {
-    format!(
-        "{} {} {:.0} % vs expected ({:.1} vs {:.1}, z {:+.1})",
-        anomaly.stream,
-        if anomaly.direction == "up" {
-            "up"
-        } else {
-            "down"
-        },
-        anomaly.change_percent.abs(),
-        anomaly.value,
-        anomaly.expected,
-        anomaly.z
-    )
-}
-
+/// The recommendations of one finding: one per cause that explains part of the evidence (a
+/// new cause is a new finding, not a footnote to an older one), or one without a cause.
+/// Evidence no cause explains goes with the earliest cause.
 fn recommend(
     context: &AnalysisContext,
-    diagnosis: &Diagnosis,
-    evidence: &[&ContextAnomaly],
-    critical: bool,
-) -> Recommendation {
-    let onset_ms = evidence.iter().map(|a| a.since_ms).min().unwrap_or(0);
-    let mut scored: Vec<(f64, &ContextEvent)> = context
-        .events
-        .iter()
-        .map(|e| {
-            (
-                cause_score(context, e, evidence, onset_ms, diagnosis.cause_types),
-                e,
-            )
-        })
-        .filter(|(score, _)| *score >= MIN_CAUSE_SCORE)
-        .collect();
-    scored.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then_with(|| b.1.time_ms.cmp(&a.1.time_ms))
-            .then_with(|| a.1.id.cmp(&b.1.id))
-    });
-    // The best cause, and any event that fired with it (a scenario often brings several).
-    let causes: Vec<&ContextEvent> = match scored.first() {
-        Some((best, first)) => scored
+    finding: &Finding,
+    evidence: &[Evidence],
+) -> Vec<Recommendation> {
+    let bucket_ms = context_bucket_ms(context);
+    // Each piece of evidence goes to the best event that explains it.
+    let mut groups: Vec<(&ContextEvent, f64, Vec<&Evidence>)> = Vec::new();
+    let mut unexplained: Vec<&Evidence> = Vec::new();
+    for item in evidence {
+        let best = context
+            .events
             .iter()
-            .filter(|(score, e)| e.time_ms == first.time_ms && *score >= best * 0.5)
-            .map(|(_, e)| *e)
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut ordered: Vec<&&ContextAnomaly> = evidence.iter().collect();
-    ordered.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
-    let facts: Vec<String> = ordered.iter().take(3).map(|a| describe(a)).collect();
+            .filter(|event| explains(context, event, item, bucket_ms))
+            .map(|event| {
+                let explained: Vec<&Evidence> = evidence
+                    .iter()
+                    .filter(|e| explains(context, event, e, bucket_ms))
+                    .collect();
+                (event, cause_score(event, &explained, finding.cause_types))
+            })
+            .filter(|(_, score)| *score >= MIN_CAUSE_SCORE)
+            .max_by(|a, b| {
+                a.1.total_cmp(&b.1)
+                    .then_with(|| a.0.time_ms.cmp(&b.0.time_ms))
+                    .then_with(|| b.0.id.cmp(&a.0.id))
+            });
+        match best {
+            Some((event, score)) => match groups.iter_mut().find(|g| g.0.id == event.id) {
+                Some(group) => group.2.push(item),
+                None => groups.push((event, score, vec![item])),
+            },
+            None => unexplained.push(item),
+        }
+    }
+    groups.sort_by(|a, b| {
+        a.0.time_ms
+            .cmp(&b.0.time_ms)
+            .then_with(|| a.0.id.cmp(&b.0.id))
+    });
+    if groups.is_empty() {
+        return vec![recommendation(context, finding, &unexplained, &[], 0.0)];
+    }
+    let mut recommendations = Vec::new();
+    for (index, (event, score, mut items)) in groups.iter().cloned().enumerate() {
+        if index == 0 {
+            items.extend(unexplained.iter().copied());
+        }
+        // Events that fired with the cause and explain the same evidence (a scenario often
+        // injects several at once).
+        let mut causes: Vec<&ContextEvent> = vec![event];
+        for other in &context.events {
+            if other.id != event.id
+                && other.time_ms == event.time_ms
+                && items.iter().any(|e| explains(context, other, e, bucket_ms))
+            {
+                causes.push(other);
+            }
+        }
+        recommendations.push(recommendation(context, finding, &items, &causes, score));
+    }
+    recommendations
+}
+
+/// The bucket length the context was built with (the spacing of its recent values).
+fn context_bucket_ms(context: &AnalysisContext) -> u64 {
+    context.bucket_ms.max(1)
+}
+
+fn recommendation(
+    context: &AnalysisContext,
+    finding: &Finding,
+    evidence: &[&Evidence],
+    causes: &[&ContextEvent],
+    cause_score: f64,
+) -> Recommendation {
     let cause = if causes.is_empty() {
         "No recent external event explains this; look for an internal change.".to_string()
     } else {
@@ -589,14 +937,17 @@ fn recommend(
             .map(|e| format!("{} ({}, {})", e.title, e.id, e.timestamp))
             .collect();
         format!(
-            "{} — it came shortly before the first anomaly and was expected to move {}.",
+            "{} — it came before the first anomaly and was expected to move {}.",
             names.join(" and "),
             causes[0].expected_impact.streams.join(", ")
         )
     };
-    let best_score = scored.first().map_or(0.0, |s| s.0);
-    let strength: f64 = evidence.iter().map(|a| a.z.abs()).sum();
-    let confidence = (40.0 + strength.min(30.0) + 20.0 * best_score.min(1.5)).min(95.0) as u8;
+    let mut ordered: Vec<&&Evidence> = evidence.iter().collect();
+    ordered.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+    let facts: Vec<String> = ordered.iter().take(3).map(|e| e.text.clone()).collect();
+    let strength: f64 = evidence.iter().map(|e| e.z.abs()).sum();
+    let critical = evidence.iter().any(|e| e.flag == AnomalyFlag::Critical);
+    let confidence = (40.0 + strength.min(30.0) + 20.0 * cause_score.min(1.5)).min(95.0) as u8;
     Recommendation {
         id: String::new(),
         priority: if critical {
@@ -604,11 +955,11 @@ fn recommend(
         } else {
             Priority::Warning
         },
-        title: diagnosis.title.to_string(),
-        description: format!("{} {}.", diagnosis.summary, facts.join("; ")),
-        impact: diagnosis.impact.to_string(),
+        title: finding.title.clone(),
+        description: format!("{} {}.", finding.summary, facts.join("; ")),
+        impact: finding.impact.clone(),
         cause,
-        actions: diagnosis
+        actions: finding
             .actions
             .iter()
             .map(|a| RecommendedAction {
@@ -620,8 +971,9 @@ fn recommend(
             })
             .collect(),
         affected_streams: {
-            let mut streams: Vec<String> = evidence.iter().map(|a| a.stream.clone()).collect();
+            let mut streams: Vec<String> = evidence.iter().map(|e| e.stream.clone()).collect();
             streams.sort();
+            streams.dedup();
             streams
         },
         related_events: causes.iter().map(|e| e.id.clone()).collect(),
@@ -632,7 +984,7 @@ fn recommend(
         resolution: None,
         source: "rules".to_string(),
         fallback_reason: None,
-        key: diagnosis.key.to_string(),
+        key: finding.key.clone(),
         last_seen: context.now.clone(),
     }
 }

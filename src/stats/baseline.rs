@@ -112,6 +112,9 @@ pub struct StreamBaseline {
     /// such as API latency is only partly load-driven.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub elasticity: Vec<f64>,
+    /// An affine gauge's load: expected from the load actually observed (see [`LoadBaseline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadBaseline>,
     /// A queue's level, predicted one bucket ahead from its last reading, the arrivals
     /// observed and the agents' capacity (see [`QueueBaseline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,6 +138,27 @@ pub struct StreamBaseline {
     /// simulated marketplace starts with no lessons booked, and its pipelines fill over a few
     /// days; this is how far below (or above) a warm week the history's own start was.
     pub warmup: Vec<f64>,
+}
+
+/// A gauge reading `fixed + per_load × load` (relative to the stream's unit), with load the
+/// observed count of stream `stream` over `per_bucket` (its catalog rate for one bucket): the
+/// expectation follows the load that is actually there, so latency is an anomaly only when it
+/// is out of line with the traffic, not because traffic grew.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBaseline {
+    pub stream: usize,
+    pub per_bucket: f64,
+    pub fixed: f64,
+    pub per_load: f64,
+}
+
+impl LoadBaseline {
+    /// How much higher the reading is expected at `observed` load than at `usual` load.
+    pub fn ratio(&self, observed: f64, usual: f64) -> f64 {
+        let level = |count: f64| self.fixed + self.per_load * count / self.per_bucket.max(1e-9);
+        level(observed) / level(usual).max(1e-9)
+    }
 }
 
 /// A queue gauge's expectation: `max(0, last reading + net inflow)`, where the net inflow
@@ -377,6 +401,12 @@ fn couple_gauges(
                     })
                     .collect();
                 streams[index].elasticity = elasticity;
+                streams[index].load = Some(LoadBaseline {
+                    stream: load_stream,
+                    per_bucket: load_per_hour * bucket_hours,
+                    fixed,
+                    per_load,
+                });
             }
             CouplingShape::Queue {
                 arrivals,
@@ -535,6 +565,7 @@ impl Baseline {
                     grows: coupling.grows,
                     lagged: coupling.lagged,
                     elasticity: Vec::new(),
+                    load: None,
                     queue: None,
                     serves: None,
                     follows: None,

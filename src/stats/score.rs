@@ -282,7 +282,14 @@ impl Scorer {
                     variance.max(COUNT_VARIANCE_FLOOR) * count_factor(slot)?,
                 ))
             });
+            let load_expectation = baseline.load.and_then(|load| {
+                let usual = self.baseline.stream(load.stream)?.slot(slot)?.mean;
+                let own = baseline.slot(slot)?.mean;
+                let (_, variance) = baseline.expectation(slot, factor, start)?;
+                Some((own * load.ratio(now(load.stream)?, usual), variance))
+            });
             let model_expectation = queue_expectation
+                .or(load_expectation)
                 .or(served_expectation)
                 .or(followed_expectation);
             let expectation =
