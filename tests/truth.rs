@@ -1,6 +1,7 @@
 //! Ground truth checked against the counterfactual it stands for: a scenario stopped early is
 //! measured over its window up to its stop and settlement, and what it measures there is exactly
-//! the difference from a run of the same script without it (`fixtures/truth/`).
+//! the difference from a run of the same script without it, and drift after the random paths
+//! part is told apart from an effect (`fixtures/truth/`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -82,4 +83,38 @@ fn a_scenario_stopped_early_measures_what_the_run_without_it_shows() {
             "{name}: truth says {delta}, the run without the scenario differs by {counterfactual}"
         );
     }
+}
+
+/// `fixtures/truth/small-effect.yaml`: a shorter booking form adds 4 % to demand for 12 hours.
+/// Once it changes one draw the run's and the twin's random paths part, and the support queue
+/// (a slow, wandering gauge) drifts by ±20 % whatever the form did. Truth must say so: the
+/// queue's difference lies inside its drift band (not material), while the demand streams the
+/// form does move are material, with intervals that exclude zero.
+#[test]
+fn drift_after_the_paths_part_is_not_called_an_effect() {
+    let dir = temp_dir();
+    let out = dir.path().join("run");
+    let output = run_script("fixtures/truth/small-effect.yaml", &out, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let truth: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("truth.json")).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let measured = truth["items"][0]["measured"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let find = |name: &str| measured.iter().find(|m| m["stream"] == name).cloned();
+    if let Some(queue) = find("support.queue.depth") {
+        assert_eq!(queue["material"], false, "{queue:#}");
+        let low = queue["interval"][0].as_f64().unwrap_or(f64::NAN);
+        let high = queue["interval"][1].as_f64().unwrap_or(f64::NAN);
+        assert!(low < 0.0 && high > 0.0, "{queue:#}");
+    }
+    let search = find("customer.tutor.search").unwrap_or_else(|| panic!("{measured:#?}"));
+    assert_eq!(search["material"], true, "{search:#}");
+    assert!(
+        search["interval"][0].as_f64().unwrap_or(f64::NAN) > 0.0,
+        "{search:#}"
+    );
 }

@@ -1,8 +1,9 @@
 //! Evaluation: how well a run's recommendations match its ground truth (`truth.json`).
 //!
 //! Definitions (also printed with `marketsim eval --help`):
-//! - a *true cause* is a truth item that is not a red herring and measurably moved at least one
-//!   stream by [`MATERIAL_CHANGE`] or more (relative to its counterfactual twin);
+//! - a *true cause* is a truth item that is not a red herring and materially moved at least one
+//!   stream: by [`MATERIAL_CHANGE`] or more relative to its counterfactual twin, and outside the
+//!   drift band truth measured with its noise twin (`material: true`);
 //! - a *scripted cause* is a true cause the script put on the timeline (not background);
 //! - a recommendation *names* an item when its `relatedEvents` holds the item's id, or, for a
 //!   scenario, the id of an event the scenario injected;
@@ -42,6 +43,13 @@ pub struct TruthMeasured {
     pub relative_delta: f64,
     #[serde(default)]
     pub peak_delta: f64,
+    /// Outside the drift band of the noise twin (absent in older files: taken as material).
+    #[serde(default = "material_by_default")]
+    pub material: bool,
+}
+
+fn material_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,7 +84,7 @@ impl TruthEntry {
     fn material_streams(&self) -> impl Iterator<Item = &str> {
         self.measured
             .iter()
-            .filter(|m| m.relative_delta.abs() >= MATERIAL_CHANGE)
+            .filter(|m| m.material && m.relative_delta.abs() >= MATERIAL_CHANGE)
             .map(|m| m.stream.as_str())
     }
 

@@ -36,6 +36,17 @@ impl RandomStream {
         RandomStream { generator }
     }
 
+    /// Moves this stream onto another path, decided by `salt` and where it stands now. Ground
+    /// truth's noise twin uses it to see how far two runs drift apart by chance alone.
+    pub fn resalt(&mut self, salt: u64) {
+        let here = self.generator.next_u64();
+        let state = ((here as u128) << 64) | (xxh3_64_with_seed(&salt.to_le_bytes(), here) as u128);
+        self.generator = Pcg64Mcg::new(state | 1);
+        for _ in 0..4 {
+            self.generator.next_u64();
+        }
+    }
+
     /// Uniform in [0, 1).
     #[inline]
     pub fn uniform(&mut self) -> f64 {

@@ -6,6 +6,12 @@
 //! branches are compared bucket by bucket over the instance's window. Both branches share every
 //! random draw until the instance changes something, so an instance with no effect (a red
 //! herring) measures exactly zero.
+//!
+//! Once the instance has changed a draw, the branches' random paths part and noisy streams drift
+//! apart by chance. Each measured stream therefore carries the size of that drift, taken from a
+//! noise twin (the counterfactual on other random paths): `noise` (one standard deviation of
+//! `totalDelta` under drift alone), a 95 % `interval` around `relativeDelta`, and `material`
+//! (the effect lies outside a 99 % drift band, so the instance really did it).
 
 use serde::Serialize;
 
@@ -35,6 +41,61 @@ pub struct MeasuredStream {
     pub lag_ms: u64,
     /// From the first to the end of the last bucket that differs beyond noise.
     pub duration_ms: u64,
+    /// One standard deviation of `total_delta` under random drift alone (from the noise twin);
+    /// 0 when the instance changes nothing the model reads.
+    pub noise: f64,
+    /// 95 % interval of `relative_delta` given that drift: [low, high].
+    pub interval: [f64; 2],
+    /// The effect lies outside the 99 % drift band: the instance, not chance, moved the stream.
+    pub material: bool,
+}
+
+/// z of the 95 % interval written with each measured stream.
+const INTERVAL_Z: f64 = 1.96;
+/// z beyond which a measured difference is the instance's doing rather than drift (99 %).
+const MATERIAL_Z: f64 = 2.576;
+/// Cap on the lag-1 autocorrelation used to widen the drift of slow streams (a queue's depth
+/// carries its past): at 0.9 the band is √19 ≈ 4.4 times the independent-bucket width.
+const MAX_DRIFT_AUTOCORRELATION: f64 = 0.9;
+
+/// One standard deviation of a window's summed difference between two branches under drift
+/// alone, from their bucket differences: √Σd² widened by the lag-1 autocorrelation of d (buckets
+/// of a slow stream do not drift independently).
+fn pair_drift_sd(differences: &[f64]) -> f64 {
+    let sum_squares: f64 = differences.iter().map(|d| d * d).sum();
+    if sum_squares == 0.0 {
+        return 0.0;
+    }
+    let lagged: f64 = differences.windows(2).map(|w| w[0] * w[1]).sum();
+    let rho = (lagged / sum_squares).clamp(0.0, MAX_DRIFT_AUTOCORRELATION);
+    (sum_squares * (1.0 + rho) / (1.0 - rho)).sqrt()
+}
+
+/// One standard deviation of (run − twin) under drift alone, from the counterfactual branches
+/// (the twin first, then its noise twins), each a list of bucket values over the window. Two
+/// estimates, the larger wins: the bucket-level one per twin–noise pair, and the spread of the
+/// branches' totals (which catches a queue's slow wander that lag-1 cannot see).
+fn drift_sd(branches: &[Vec<f64>]) -> f64 {
+    let Some((twin, noise_twins)) = branches.split_first() else {
+        return 0.0;
+    };
+    if noise_twins.is_empty() {
+        return 0.0;
+    }
+    let pair_variance = noise_twins
+        .iter()
+        .map(|noise| {
+            let differences: Vec<f64> = twin.iter().zip(noise).map(|(t, n)| t - n).collect();
+            pair_drift_sd(&differences).powi(2)
+        })
+        .sum::<f64>()
+        / noise_twins.len() as f64;
+    let totals: Vec<f64> = branches.iter().map(|b| b.iter().sum()).collect();
+    let mean = totals.iter().sum::<f64>() / totals.len() as f64;
+    let branch_variance =
+        totals.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (totals.len() - 1) as f64;
+    // A difference of two branches has twice one branch's variance.
+    pair_variance.max(2.0 * branch_variance).sqrt()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -186,9 +247,16 @@ fn measure(
         let mut total_twin = 0.0;
         let mut peak = (0.0f64, twin.first_bucket);
         let mut significant: Option<(usize, usize)> = None;
+        let mut branches = vec![Vec::new(); 1 + twin.noise.len()];
         for bucket in twin.first_bucket..twin.end_bucket.min(until_bucket) {
             let a = actual.bucket_value(bucket, index).unwrap_or(0.0);
             let b = twin.twin.bucket_value(bucket, index).unwrap_or(0.0);
+            for (branch, collector) in branches
+                .iter_mut()
+                .zip(std::iter::once(&twin.twin).chain(&twin.noise))
+            {
+                branch.push(collector.bucket_value(bucket, index).unwrap_or(0.0));
+            }
             total_actual += a;
             total_twin += b;
             let diff = a - b;
@@ -219,6 +287,8 @@ fn measure(
         let Some((first, last)) = significant.filter(|_| beyond_noise) else {
             continue;
         };
+        let noise = drift_sd(&branches);
+        let scale = total_twin.abs().max(1.0);
         measured.push(MeasuredStream {
             stream: stream.name.clone(),
             total_delta: round3(total_delta),
@@ -227,6 +297,12 @@ fn measure(
             peak_at: epoch.format(peak.1 as u64 * bucket_ms),
             lag_ms: (first as u64 * bucket_ms).saturating_sub(start_ms),
             duration_ms: (last + 1 - first) as u64 * bucket_ms,
+            noise: round3(noise),
+            interval: [
+                round3((total_delta - INTERVAL_Z * noise) / scale),
+                round3((total_delta + INTERVAL_Z * noise) / scale),
+            ],
+            material: total_delta.abs() > MATERIAL_Z * noise,
         });
     }
     measured.sort_by(|a, b| {

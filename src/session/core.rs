@@ -104,6 +104,15 @@ impl Core {
         twin
     }
 
+    /// A twin without `command` whose random paths part from this core's at once: what the
+    /// counterfactual would have looked like on another roll of the dice, for measuring how far
+    /// paths that have parted drift apart by chance.
+    pub fn noise_twin_without(&self, command: u64, salt: u64) -> Core {
+        let mut twin = self.twin_without(command);
+        twin.simulation.model_mut().resalt_random_paths(salt);
+        twin
+    }
+
     /// Adds a script or live command; it takes effect when its time comes (now, if it is due).
     /// Entries at the same time keep the order they were fed in.
     pub fn feed(&mut self, at_ms: VirtualTimeMs, action: TimelineAction) {

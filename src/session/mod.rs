@@ -132,6 +132,12 @@ struct Checkpoint {
 /// How often a live session keeps a checkpoint, and how many it keeps.
 const CHECKPOINT_EVERY_MS: VirtualTimeMs = MS_PER_DAY;
 const CHECKPOINTS_KEPT: usize = 8;
+/// Noise twins per item: two other rolls of the dice give, with the twin, three counterfactual
+/// totals to measure drift from (one is too few for a queue, whose drift wanders).
+const NOISE_TWINS: usize = 2;
+/// Salt of the noise twins' random paths (mixed with the item's index and the twin's number):
+/// fixed, so truth is reproducible.
+const NOISE_TWIN_SALT: u64 = 0x6e6f_6973_6500_0000;
 
 /// The stepping core of a run or a live session.
 pub struct Session {
@@ -522,8 +528,21 @@ impl Session {
             }
             let command = self.core.item_commands[index];
             let twin = fork.core.twin_without(command);
+            // An item that changes nothing the model reads has the run itself as its twin:
+            // nothing parts, so there is no drift to measure.
+            let noise_twins = if item.is_red_herring() {
+                Vec::new()
+            } else {
+                (0..NOISE_TWINS)
+                    .map(|k| {
+                        let salt = NOISE_TWIN_SALT ^ ((index as u64) << 8) ^ k as u64;
+                        fork.core.noise_twin_without(command, salt)
+                    })
+                    .collect()
+            };
             self.twins.push(twins::run_twin(
                 twin,
+                noise_twins,
                 index,
                 item,
                 until,

@@ -18,12 +18,16 @@ pub struct TwinMeasurement {
     pub first_bucket: usize,
     pub end_bucket: usize,
     pub twin: RunCollector,
+    /// The counterfactual on other random paths, over the same buckets; empty when the item
+    /// changes nothing the model reads (its twin equals the run).
+    pub noise: Vec<RunCollector>,
 }
 
 /// Runs `twin` (forked at the start of the item's bucket, the item suppressed) to the end of the
-/// item's window, cut at `until_ms`.
+/// item's window, cut at `until_ms`, and its noise twin over the same buckets.
 pub(super) fn run_twin(
-    mut twin: Core,
+    twin: Core,
+    noise_twins: Vec<Core>,
     index: usize,
     item: &PlanItem,
     until_ms: VirtualTimeMs,
@@ -35,14 +39,18 @@ pub(super) fn run_twin(
     let window_end = item.window_end_ms.min(until_ms).max(fork_time + 1);
     let end_bucket = (window_end.div_ceil(bucket_ms) as usize).min(n_buckets);
     let end_time = (end_bucket as u64 * bucket_ms).min(until_ms);
-    let mut collector = RunCollector::new(catalog, bucket_ms, n_buckets);
-    if end_time > fork_time {
-        twin.advance_to(end_time, &mut collector, &mut Vec::new());
-    }
+    let run_branch = |mut branch: Core| {
+        let mut collector = RunCollector::new(catalog, bucket_ms, n_buckets);
+        if end_time > fork_time {
+            branch.advance_to(end_time, &mut collector, &mut Vec::new());
+        }
+        collector
+    };
     TwinMeasurement {
         item: index,
         first_bucket: (fork_time / bucket_ms) as usize,
         end_bucket,
-        twin: collector,
+        twin: run_branch(twin),
+        noise: noise_twins.into_iter().map(run_branch).collect(),
     }
 }

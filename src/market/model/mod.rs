@@ -232,6 +232,25 @@ struct FlowRandom {
 }
 
 impl FlowRandom {
+    fn resalt(&mut self, salt: u64) {
+        for (offset, stream) in [
+            &mut self.search,
+            &mut self.booking,
+            &mut self.session,
+            &mut self.payment,
+            &mut self.support,
+            &mut self.marketing,
+            &mut self.tutor,
+            &mut self.platform,
+            &mut self.supply,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            stream.resalt(salt.wrapping_add(offset as u64));
+        }
+    }
+
     fn new(seed: u64) -> Self {
         let stream = |name: &str| RandomStream::for_name(seed, &format!("flow:{name}"));
         FlowRandom {
@@ -335,6 +354,18 @@ pub struct Marketplace {
 }
 
 impl Marketplace {
+    /// Puts every flow and arrival generator on another random path (see
+    /// [`RandomStream::resalt`]). The day-level noise generators keep theirs: a day's mood is
+    /// shared by a run and its twins, only the paths of single draws part.
+    pub fn resalt_random_paths(&mut self, salt: u64) {
+        self.random.resalt(salt);
+        for (index, stream) in self.streams.iter_mut().enumerate() {
+            stream
+                .arrivals
+                .resalt(salt ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+    }
+
     pub fn new(catalog: Arc<Catalog>, seed: u64, epoch: Epoch) -> Result<Self, String> {
         let ids = FlowStreams::resolve(&catalog)?;
         let roles = catalog.streams.iter().map(|s| s.role).collect();
