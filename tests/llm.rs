@@ -181,6 +181,7 @@ fn anomaly(stream: &str, flag: AnomalyFlag, z: f64, value: f64, expected: f64) -
         change_percent: 100.0 * (value - expected) / expected,
         since: "2025-01-16T11:00:00Z".to_string(),
         since_ms: 11 * 3_600_000,
+        earlier_flags: 0,
         stream_index: 0,
     }
 }

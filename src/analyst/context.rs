@@ -76,9 +76,17 @@ pub struct ContextAnomaly {
     pub since: String,
     #[serde(skip)]
     pub since_ms: VirtualTimeMs,
+    /// Same-side flags in the [`EARLIER_FLAG_BUCKETS`] buckets before this episode began: bit
+    /// k is the bucket k + 1 before `since` (a condition that was there before an event cannot
+    /// have been started by it).
+    #[serde(skip)]
+    pub earlier_flags: u64,
     #[serde(skip)]
     pub stream_index: usize,
 }
+
+/// Buckets before an episode whose same-side flags are kept (`ContextAnomaly::earlier_flags`).
+pub const EARLIER_FLAG_BUCKETS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,6 +122,9 @@ pub struct ContextRate {
     /// The numerator's standard score given the denominator's observed volume.
     pub z: f64,
     pub direction: String,
+    /// The numerator's same-side flags before `since_ms` (see `ContextAnomaly::earlier_flags`).
+    #[serde(skip)]
+    pub earlier_flags: u64,
     /// When the numerator's flags began (its anomaly's `since`), or now when it is not flagged.
     #[serde(skip)]
     pub since_ms: VirtualTimeMs,
@@ -239,10 +250,18 @@ impl RunView<'_> {
                 continue;
             }
             let rate = value_top / value_bottom;
-            let since_ms = anomalies
+            let (since_ms, earlier_flags) = anomalies
                 .iter()
                 .find(|a| a.stream == *numerator)
-                .map_or(bucket as u64 * self.bucket_ms, |a| a.since_ms);
+                .map_or_else(
+                    || {
+                        (
+                            bucket as u64 * self.bucket_ms,
+                            self.earlier_flags(top, bucket, z),
+                        )
+                    },
+                    |a| (a.since_ms, a.earlier_flags),
+                );
             rates.push(ContextRate {
                 numerator: numerator.to_string(),
                 denominator: denominator.to_string(),
@@ -252,6 +271,7 @@ impl RunView<'_> {
                 z: round2(z),
                 direction: if z >= 0.0 { "up" } else { "down" }.to_string(),
                 since_ms,
+                earlier_flags,
             });
         }
         rates
@@ -259,6 +279,18 @@ impl RunView<'_> {
 
     fn time(&self, bucket: usize) -> String {
         self.epoch.format(bucket as u64 * self.bucket_ms)
+    }
+
+    /// `stream`'s flags on the side of `z` in the [`EARLIER_FLAG_BUCKETS`] buckets before
+    /// `since`: bit k is the bucket k + 1 before it.
+    fn earlier_flags(&self, stream: usize, since: usize, z: f64) -> u64 {
+        (0..EARLIER_FLAG_BUCKETS.min(since))
+            .filter(|k| {
+                self.scores
+                    .get(since - 1 - k, stream)
+                    .is_some_and(|s| s.flag != AnomalyFlag::Normal && s.z.signum() == z.signum())
+            })
+            .fold(0u64, |bits, k| bits | (1 << k))
     }
 
     /// The context after bucket `bucket` has closed.
@@ -289,6 +321,7 @@ impl RunView<'_> {
                     break;
                 }
             }
+            let earlier_flags = self.earlier_flags(stream, since, score.z);
             let value = self.values.get(bucket, stream).unwrap_or(0.0);
             anomalies.push(ContextAnomaly {
                 stream: name.clone(),
@@ -302,6 +335,7 @@ impl RunView<'_> {
                 change_percent: round2(100.0 * (value - score.expected) / score.expected.max(1e-9)),
                 since: self.time(since),
                 since_ms: since as u64 * self.bucket_ms,
+                earlier_flags,
                 stream_index: stream,
             });
         }

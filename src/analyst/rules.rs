@@ -4,10 +4,13 @@
 //! and names a cause among the recent external events only when timing, the streams the event
 //! was expected to move, and what actually moved after it agree.
 
-use super::context::{AnalysisContext, ContextAnomaly, ContextEvent, ContextRate};
+use super::context::{
+    AnalysisContext, ContextAnomaly, ContextEvent, ContextRate, EARLIER_FLAG_BUCKETS,
+};
 use super::recommendation::{Priority, Recommendation, RecommendedAction, Status};
 use super::Analyst;
 use crate::diagnostics::parse_duration_ms;
+use crate::market::roles::FLOW_EDGES;
 use crate::scenario::definition::{Direction, EventType, Magnitude};
 use crate::stats::correlation::EVENT_SHIFT_Z;
 use crate::stats::AnomalyFlag;
@@ -533,6 +536,10 @@ const MIN_CAUSE_SCORE: f64 = 0.5;
 /// A shift that begins within this many buckets of an event must show in the event's
 /// before/after comparison (see `event_stream_shifts`).
 const SHIFT_WINDOW_MS: u64 = 6 * 3_600_000;
+/// A stream flagged on the same side at least [`PREEXISTING_FLAGS`] times in the two days
+/// before an event was already shifting: the event did not start it.
+const PREEXISTING_MS: u64 = 48 * 3_600_000;
+const PREEXISTING_FLAGS: u32 = 2;
 /// The largest relative change each declared magnitude can explain (a "low" headline does
 /// not triple a stream).
 const LOW_IMPACT_MAX_CHANGE: f64 = 0.5;
@@ -555,6 +562,10 @@ struct Evidence {
     flag: AnomalyFlag,
     change_percent: f64,
     since_ms: u64,
+    /// See `ContextAnomaly::earlier_flags` (a rate's are its numerator's).
+    earlier_flags: u64,
+    /// The evidence establishes its diagnosis (rather than supporting it).
+    establishing: bool,
     text: String,
 }
 
@@ -567,6 +578,8 @@ impl Evidence {
             flag: anomaly.flag,
             change_percent: anomaly.change_percent,
             since_ms: anomaly.since_ms,
+            earlier_flags: anomaly.earlier_flags,
+            establishing: true,
             text: format!(
                 "{} {} {:.0} % vs expected ({:.1} vs {:.1}, z {:+.1})",
                 anomaly.stream,
@@ -587,6 +600,8 @@ impl Evidence {
             flag: AnomalyFlag::level_of(rate.z),
             change_percent: rate.change_percent,
             since_ms: rate.since_ms,
+            earlier_flags: rate.earlier_flags,
+            establishing: true,
             text: format!(
                 "{} per {} {} {:.0} % ({:.3} vs {:.3} expected, z {:+.1})",
                 rate.numerator,
@@ -671,7 +686,10 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
             if !evidence.iter().any(|e| e.stream == supporting.stream)
                 && !establishing.contains(&supporting.stream)
             {
-                evidence.push(supporting);
+                evidence.push(Evidence {
+                    establishing: false,
+                    ..supporting
+                });
             }
         }
         evidence.retain(|e| !explained.contains(&e.stream));
@@ -729,7 +747,81 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
         };
         recommendations.extend(recommend(context, &finding, &evidence));
     }
+    attach_footprint(context, &explained, &mut recommendations);
     recommendations
+}
+
+/// Flow hops within which a flagged stream counts as part of a finding's footprint.
+const FOOTPRINT_HOPS: usize = 2;
+
+/// Streams flagged now that no finding took as evidence, but that sit on the marketplace's flows
+/// next to a finding's evidence (within [`FOOTPRINT_HOPS`] edges of `FLOW_EDGES`, either way)
+/// and began with or after it: a demand drop also thins ratings and cancellations, a support
+/// backlog also slows resolutions. They are listed in the finding's `affectedStreams` — where
+/// an operator should look — without counting as evidence for its diagnosis or cause.
+fn attach_footprint(
+    context: &AnalysisContext,
+    explained: &[String],
+    recommendations: &mut [Recommendation],
+) {
+    let bucket_ms = context_bucket_ms(context);
+    let neighbours = |stream: &str| -> Vec<&'static str> {
+        FLOW_EDGES
+            .iter()
+            .filter_map(|(from, to, _)| {
+                if *from == stream {
+                    Some(*to)
+                } else if *to == stream {
+                    Some(*from)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    let within_hops = |start: &str, target: &str| -> bool {
+        let mut frontier = vec![start.to_string()];
+        let mut seen = vec![start.to_string()];
+        for _ in 0..FOOTPRINT_HOPS {
+            let mut next = Vec::new();
+            for stream in &frontier {
+                for neighbour in neighbours(stream) {
+                    if neighbour == target {
+                        return true;
+                    }
+                    if !seen.iter().any(|s| s == neighbour) {
+                        seen.push(neighbour.to_string());
+                        next.push(neighbour.to_string());
+                    }
+                }
+            }
+            frontier = next;
+        }
+        false
+    };
+    for anomaly in &context.anomalies {
+        if explained.contains(&anomaly.stream) || anomaly.flag == AnomalyFlag::Normal {
+            continue;
+        }
+        let onset = |r: &Recommendation| {
+            r.affected_streams
+                .iter()
+                .filter_map(|s| context.anomaly(s).map(|a| a.since_ms))
+                .min()
+        };
+        let home = recommendations.iter_mut().find(|r| {
+            onset(r).is_some_and(|first| anomaly.since_ms + bucket_ms >= first)
+                && r.affected_streams
+                    .iter()
+                    .any(|s| within_hops(s, &anomaly.stream))
+        });
+        if let Some(home) = home {
+            if !home.affected_streams.contains(&anomaly.stream) {
+                home.affected_streams.push(anomaly.stream.clone());
+                home.affected_streams.sort();
+            }
+        }
+    }
 }
 
 /// Several streams together, or one far out of line.
@@ -786,6 +878,9 @@ fn explains(
     if evidence.since_ms < event_bucket_start + bucket_ms {
         return false;
     }
+    if flagged_before(evidence, event_bucket_start, bucket_ms) >= PREEXISTING_FLAGS {
+        return false;
+    }
     let declared_ms = parse_duration_ms(&declared.duration).unwrap_or(u64::MAX);
     let after_ms = evidence.since_ms - event.time_ms;
     if after_ms > declared_ms.saturating_add(bucket_ms) {
@@ -809,6 +904,26 @@ fn explains(
         }
     }
     true
+}
+
+/// How many same-side flags `evidence`'s stream had in the [`PREEXISTING_MS`] before
+/// `before_ms` (a bucket start).
+fn flagged_before(evidence: &Evidence, before_ms: u64, bucket_ms: u64) -> u32 {
+    let window_buckets = (PREEXISTING_MS / bucket_ms).max(1);
+    let mut count = 0;
+    for k in 0..EARLIER_FLAG_BUCKETS as u64 {
+        if evidence.earlier_flags & (1 << k) == 0 {
+            continue;
+        }
+        // Bit k is the bucket starting at since − (k + 1) buckets.
+        let Some(bucket_start) = evidence.since_ms.checked_sub((k + 1) * bucket_ms) else {
+            continue;
+        };
+        if bucket_start < before_ms && bucket_start + window_buckets * bucket_ms >= before_ms {
+            count += 1;
+        }
+    }
+    count
 }
 
 /// Whether the declared magnitude can explain the size of `evidence`.
@@ -888,6 +1003,15 @@ fn recommend(
             None => unexplained.push(item),
         }
     }
+    // A cause must explain what establishes the finding, not only what supports it: an event
+    // that explains a side effect of a payment failure is not the payment failure's cause.
+    groups.retain(|(_, _, items)| {
+        let keep = items.iter().any(|e| e.establishing);
+        if !keep {
+            unexplained.extend(items.iter().copied());
+        }
+        keep
+    });
     groups.sort_by(|a, b| {
         a.0.time_ms
             .cmp(&b.0.time_ms)
