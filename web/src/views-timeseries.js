@@ -1,6 +1,6 @@
 // The normalized time-series chart (ECharts): the chosen streams on the 0–100 scale, the
-// baseline band (±2σ) and 3σ lines, external events as labelled vertical lines, scenario windows
-// shaded, flagged buckets marked; keeps the user's zoom while live data arrives.
+// baseline band (±2σ) and the ±3.5σ critical lines, external events as labelled vertical lines,
+// scenario windows shaded, flagged buckets marked; keeps the user's zoom while live data arrives.
 (function attachTimeSeriesView(global) {
   'use strict';
   const Marketsim = global.Marketsim || (global.Marketsim = {});
@@ -8,8 +8,8 @@
 
   const BAND_LOW = 30; // −2σ
   const BAND_HIGH = 70; // +2σ
-  const LINE_LOW = 20; // −3σ
-  const LINE_HIGH = 80; // +3σ
+  const LINE_LOW = 15; // −3.5σ: the critical line (stats::score::CRITICAL_Z)
+  const LINE_HIGH = 85; // +3.5σ
   const EVENT_LABEL_CHARS = 26;
   const CONTEXT_GREY = '#c3c8d0';
 
@@ -294,8 +294,8 @@
           symbol: 'none',
           data: this.options.normalized === false ? [] : [
             { yAxis: 50, lineStyle: { color: '#3c8c5a', type: 'solid', width: 1 }, label: { formatter: 'expected', position: 'insideStartTop', color: '#3c8c5a', fontSize: 10 } },
-            { yAxis: LINE_HIGH, lineStyle: { color: '#c62828', type: 'dotted', width: 1 }, label: { formatter: '+3σ', position: 'insideStartTop', color: '#c62828', fontSize: 10 } },
-            { yAxis: LINE_LOW, lineStyle: { color: '#c62828', type: 'dotted', width: 1 }, label: { formatter: '−3σ', position: 'insideStartBottom', color: '#c62828', fontSize: 10 } },
+            { yAxis: LINE_HIGH, lineStyle: { color: '#c62828', type: 'dotted', width: 1 }, label: { formatter: '+3.5σ', position: 'insideStartTop', color: '#c62828', fontSize: 10 } },
+            { yAxis: LINE_LOW, lineStyle: { color: '#c62828', type: 'dotted', width: 1 }, label: { formatter: '−3.5σ', position: 'insideStartBottom', color: '#c62828', fontSize: 10 } },
           ],
         },
         z: 1,
