@@ -202,6 +202,9 @@ impl FollowBaseline {
 /// How long a run's start is scored against the measured fill factors.
 pub const WARMUP_MS: u64 = 4 * MS_PER_DAY;
 pub const WARMUP_BLOCK_MS: u64 = 6 * 3_600_000;
+/// The share of a warm-up block's fill correction (1 − factor) taken as one standard deviation
+/// of uncertainty: a block at 60 % of a warm week is expected within ±20 %.
+const WARMUP_FILL_UNCERTAINTY: f64 = 0.5;
 /// Blocks with fewer expected events than this keep a factor of 1 (too noisy to measure).
 const WARMUP_MIN_EXPECTED: f64 = 20.0;
 
@@ -247,14 +250,20 @@ impl StreamBaseline {
         }
         let elasticity = self.elasticity.get(slot).copied().unwrap_or(1.0);
         let mut factor = 1.0 + elasticity * (load - 1.0);
+        let mut fill = 1.0;
         if since_start_ms < WARMUP_MS {
-            factor *= self
+            fill = self
                 .warmup
                 .get((since_start_ms / WARMUP_BLOCK_MS) as usize)
                 .copied()
                 .unwrap_or(1.0);
+            factor *= fill;
         }
         let mean = stats.mean * factor;
+        // The fill factor comes from one history's start; the run fills along its own random
+        // path (how many lessons happen to be booked for tonight), so the further the start is
+        // from a warm week, the less sure the correction: a share of it is noise.
+        let fill_uncertainty = (WARMUP_FILL_UNCERTAINTY * (1.0 - fill) * mean).powi(2);
         let modelled = if self.gauge {
             // A gauge such as a queue moves fast around its daily turning points; being one
             // bucket early or late is no anomaly, so the change over one bucket is noise too.
@@ -269,7 +278,7 @@ impl StreamBaseline {
         // The slot's own spread, when it is wider than the pooled model says (a gauge such as
         // a queue that builds up differently every weekend).
         let observed = (stats.std_dev * factor).powi(2);
-        let variance = modelled.max(observed);
+        let variance = modelled.max(observed) + fill_uncertainty;
         Some((mean, variance * (1.0 + 1.0 / f64::from(stats.count))))
     }
 
