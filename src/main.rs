@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect(args),
         Command::Scenarios(args) => commands::scenarios(args),
         Command::Validate(args) => commands::validate(args),
+        Command::Generate(args) => commands::generate(args),
         Command::Streams(args) => commands::streams(args),
         Command::Diff(args) => commands::diff(args),
         Command::Report(args) => commands::report(args),

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod llm;
 pub mod recommendation;
 pub mod rules;
+pub mod targets;
 
 use std::collections::BTreeMap;
 

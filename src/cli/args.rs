@@ -44,6 +44,12 @@ pub enum Command {
     /// event library or scenario definition — is told from its top-level keys; a run script is
     /// checked with its catalog and library, library files against the embedded catalog.
     Validate(ValidateArgs),
+    /// Write random run scripts for measuring generalization: DIR/random-SEED-INDEX.yaml,
+    /// each drawn from the seed and its index alone (any month, hour and weekday; library
+    /// scenarios, overlaps, stops, resets, overrides, inline variants, events, red herrings,
+    /// backdating; some quiet runs). Seeds 1000-1999 are for tuning, seeds from 5000 for
+    /// reporting.
+    Generate(GenerateArgs),
     /// List the catalog's streams by domain.
     Streams(StreamsArgs),
     /// Compare two run directories: metadata, per-stream totals, fingerprints and bucket
@@ -213,6 +219,32 @@ pub struct EvalArgs {
     /// Where to write eval.json.
     #[arg(long, default_value = "eval.json")]
     pub out: PathBuf,
+    /// Also print issue 13's targets for fresh random scripts beside the overall figures,
+    /// each met or not met (the exit code does not change).
+    #[arg(long)]
+    pub targets: bool,
+}
+
+/// Arguments of `marketsim generate`.
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// The set's seed (0 to 2^64 - 1): 1000-1999 for tuning, 5000 and above for reporting.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
+    pub seed: u64,
+    /// How many scripts: indexes 0 to COUNT - 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+    /// The folder to write them to; created when missing.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write into a folder that already holds files (generated scripts of the same names are
+    /// replaced; other files are left alone).
+    #[arg(long)]
+    pub force: bool,
+    /// Cap every run at this many days (3 to 10; the draws are the same, only durations are
+    /// clamped), to keep a set cheap.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(3..=10))]
+    pub max_days: Option<u32>,
 }
 
 /// Arguments of `marketsim inspect`.

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use super::args::*;
 use super::progress::Progress;
 use marketsim::analyst::eval;
+use marketsim::analyst::targets::render_targets;
 use marketsim::app::analyst_choice::make_analyst;
 use marketsim::app::analyzed;
 use marketsim::app::run::{run_to_directory, AnalysisOptions, RunOptions};
@@ -20,6 +21,7 @@ use marketsim::output::PendingFile;
 use marketsim::output::{diff, export, to_pretty_json};
 use marketsim::report;
 use marketsim::scenario::plan::load_catalog;
+use marketsim::scenario::random::{random_script_file_name, RandomScriptOptions, RandomScripts};
 use marketsim::scenario::Library;
 use marketsim::validate::validate_input;
 
@@ -117,7 +119,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 pub fn eval(args: EvalArgs) -> Result<ExitCode> {
-    let EvalArgs { runs, analyst, out } = args;
+    let EvalArgs {
+        runs,
+        analyst,
+        out,
+        targets,
+    } = args;
     // Everything that can fail is checked before anything is printed: first that
     // eval.json can be written at all, then every run.
     let eval_file = PendingFile::create(&out).with_context(|| {
@@ -150,6 +157,9 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
             )
         })?;
     print!("{}", eval::render_table(&report));
+    if targets {
+        print!("\n{}", render_targets(&report.overall));
+    }
     eprintln!("wrote {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -189,6 +199,48 @@ pub fn validate(args: ValidateArgs) -> Result<ExitCode> {
     if failures > 0 {
         anyhow::bail!("{failures} of {} files failed validation", files.len());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
+    let GenerateArgs {
+        seed,
+        count,
+        out,
+        force,
+        max_days,
+    } = args;
+    // A folder with files in it may hold someone's work (or an earlier set someone means to
+    // keep); only --force writes into it.
+    let holds_files = match std::fs::read_dir(&out) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", out.display()));
+        }
+    };
+    if holds_files && !force {
+        anyhow::bail!(
+            "{} is not empty; pass --force to write the scripts into it anyway (files of the same names are replaced)",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let scripts = RandomScripts::embedded()?;
+    let options = RandomScriptOptions {
+        max_days: max_days.unwrap_or(RandomScriptOptions::default().max_days),
+    };
+    for index in 0..count {
+        let text = scripts.generate(seed, index, options)?;
+        let path = out.join(random_script_file_name(seed, index));
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    eprintln!(
+        "wrote {count} scripts to {} ({} … {})",
+        out.display(),
+        random_script_file_name(seed, 0),
+        random_script_file_name(seed, count - 1)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
 //! Scenarios: run scripts, the scenario library, the external-events library, script
-//! timelines resolved into timed commands, and [`RunPlan`], everything a run needs.
+//! timelines resolved into timed commands, [`RunPlan`], everything a run needs, and random
+//! scripts for measuring generalization.
 //!
 //! Parsing goes in two stages, as for catalogs and scripts: serde shapes, then validated types
 //! whose every stream, subject, scenario and event reference resolves. Errors name the file,
@@ -8,6 +9,7 @@
 pub mod definition;
 pub mod input_kind;
 pub mod plan;
+pub mod random;
 pub mod script;
 pub mod timeline;
 

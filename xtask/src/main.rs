@@ -1,9 +1,11 @@
 //! `cargo xtask`: the project's automation — the CI gate, browser tests of the HTML reports,
-//! the bundled scenarios' reports, snapshot blessing and benchmarks.
+//! the bundled scenarios' reports, snapshot blessing, benchmarks and the analyst's evaluation
+//! on random scripts.
 //!
 //! Kept to the standard library (plus `libc` for peak-memory measurement, signals and the
 //! open-file limit) so it compiles in seconds. Every task prints the commands it runs.
 
+mod eval_random;
 mod live_bench;
 
 use std::collections::BTreeSet;
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         "demo" => demo(),
         "bless" => bless(),
         "bench" => bench(args.get(1).map(String::as_str)),
+        "eval-random" => eval_random::eval_random(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -34,6 +37,10 @@ fn main() -> ExitCode {
                  \x20          chromium with apt-get (as root) and web/node_modules with npm ci when missing\n\
                  \x20 reports  run every bundled scenario script with --analyze (release build) and render\n\
                  \x20          reports/NAME.html\n\
+                 \x20 eval-random  [--count N (50)] [--seed S (5000)] [--keep DIR]: N random scripts\n\
+                 \x20          (`marketsim generate`), each run with --analyze (release build, two at a\n\
+                 \x20          time), scored by `marketsim eval --targets`: the table and issue 13's targets.\n\
+                 \x20          Seeds 1000-1999 are for tuning, seeds from 5000 for reporting\n\
                  \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
                  \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis), then the\n\
                  \x20          live server (start-up, pacing, WebSocket fan-out; about 5 minutes)\n\
