@@ -118,6 +118,11 @@ impl StreamEffect {
         override_pull: None,
     };
 
+    /// Whether this effect leaves every value as it is.
+    pub fn is_neutral(&self) -> bool {
+        self.multiplier == 1.0 && self.offset == 0.0 && self.override_pull.is_none()
+    }
+
     /// The modified value of `base`.
     #[inline]
     pub fn apply(&self, base: f64) -> f64 {

@@ -280,7 +280,33 @@ impl Marketplace {
         }
     }
 
+    /// A gauge's reading with the stream modifiers of running scenarios and events applied (a
+    /// CDN slowdown's `platform.api.latency: ×1.12`); the detail scales with the value.
     fn gauge_payload(
+        &mut self,
+        metric: GaugeMetric,
+        now: VirtualTimeMs,
+        stream: StreamId,
+    ) -> Payload {
+        let reading = self.unmodified_gauge_payload(metric, now, stream);
+        let effect = &self.stream_effects[stream.index()];
+        match reading {
+            Payload::Gauge { value, detail } if !effect.is_neutral() => {
+                let modified = effect.apply(value);
+                let scale = if value > 0.0 { modified / value } else { 1.0 };
+                Payload::Gauge {
+                    value: modified,
+                    detail: match detail {
+                        GaugeDetail::P95(p95) => GaugeDetail::P95(p95 * scale),
+                        other => other,
+                    },
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn unmodified_gauge_payload(
         &mut self,
         metric: GaugeMetric,
         now: VirtualTimeMs,
