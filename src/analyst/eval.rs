@@ -33,8 +33,13 @@ use serde::{Deserialize, Serialize};
 use super::recommendation::Recommendation;
 use crate::stats::AnomalyFlag;
 
-/// The smallest relative change (vs the counterfactual) that counts as a real effect.
-pub const MATERIAL_CHANGE: f64 = 0.10;
+/// The smallest relative change (vs the counterfactual) that counts as a real effect. Truth's
+/// `material` already separates an effect from random drift, so this floor only leaves out
+/// changes too small to act on. It was 10 % while truth had no drift band; at 10 % a competitor's
+/// price cut that takes 9–10 % off every demand stream (tight intervals, all material) counted as
+/// moving nothing but a drifting queue, and a recommendation naming it for the demand drop as
+/// wrong.
+pub const MATERIAL_CHANGE: f64 = 0.05;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -531,13 +531,16 @@ const MIN_EVIDENCE_Z: f64 = 6.0;
 const SINGLE_STREAM_Z: f64 = 5.0;
 /// A critical anomaly that no diagnosis explains is still reported when it is this far out.
 const UNEXPLAINED_Z: f64 = 6.0;
+/// Total |z| that makes a finding when an external event explains it (see [`event_backed`]).
+const EVENT_BACKED_MIN_Z: f64 = 3.0;
 /// A cause is named only above this score (see [`cause_score`]).
 const MIN_CAUSE_SCORE: f64 = 0.5;
 /// A shift that begins within this many buckets of an event must show in the event's
 /// before/after comparison (see `event_stream_shifts`).
 const SHIFT_WINDOW_MS: u64 = 6 * 3_600_000;
-/// A stream flagged on the same side at least [`PREEXISTING_FLAGS`] times in the two days
-/// before an event was already shifting: the event did not start it.
+/// A stream whose flags begin more than [`SHIFT_WINDOW_MS`] after an event, and that was flagged
+/// on the same side at least [`PREEXISTING_FLAGS`] times in the two days before it, was already
+/// shifting: the event did not start it.
 const PREEXISTING_MS: u64 = 48 * 3_600_000;
 const PREEXISTING_FLAGS: u32 = 2;
 /// The largest relative change each declared magnitude can explain (a "low" headline does
@@ -693,7 +696,7 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
             }
         }
         evidence.retain(|e| !explained.contains(&e.stream));
-        if !enough_evidence(&evidence) {
+        if !enough_evidence(&evidence) && !event_backed(context, diagnosis, &evidence) {
             continue;
         }
         explained.extend(evidence.iter().map(|e| e.stream.clone()));
@@ -824,6 +827,24 @@ fn attach_footprint(
     }
 }
 
+/// Evidence below [`enough_evidence`] still makes a finding when a recent external event
+/// explains what establishes it (declared stream and direction, timing, a shift across the event)
+/// and the flags add up to [`EVENT_BACKED_MIN_Z`]: an announced cause is a prior, so a moderate
+/// shift it predicted is worth telling (signups up 40 % the evening a blog post went viral).
+fn event_backed(context: &AnalysisContext, diagnosis: &Diagnosis, evidence: &[Evidence]) -> bool {
+    let strength: f64 = evidence.iter().map(|e| e.z.abs()).sum();
+    if strength < EVENT_BACKED_MIN_Z {
+        return false;
+    }
+    let bucket_ms = context_bucket_ms(context);
+    evidence.iter().filter(|e| e.establishing).any(|item| {
+        context.events.iter().any(|event| {
+            explains(context, event, item, bucket_ms)
+                && cause_score(event, &[item], diagnosis.cause_types) >= MIN_CAUSE_SCORE
+        })
+    })
+}
+
 /// Several streams together, or one far out of line.
 fn enough_evidence(evidence: &[Evidence]) -> bool {
     let strength: f64 = evidence.iter().map(|e| e.z.abs()).sum();
@@ -878,12 +899,18 @@ fn explains(
     if evidence.since_ms < event_bucket_start + bucket_ms {
         return false;
     }
-    if flagged_before(evidence, event_bucket_start, bucket_ms) >= PREEXISTING_FLAGS {
-        return false;
-    }
+
     let declared_ms = parse_duration_ms(&declared.duration).unwrap_or(u64::MAX);
     let after_ms = evidence.since_ms - event.time_ms;
     if after_ms > declared_ms.saturating_add(bucket_ms) {
+        return false;
+    }
+    // Flags that begin long after the event cannot be checked for a shift across it; then at
+    // least the stream must have been calm before it (a condition that was already there was
+    // not started by the event).
+    if after_ms > SHIFT_WINDOW_MS
+        && flagged_before(evidence, event_bucket_start, bucket_ms) >= PREEXISTING_FLAGS
+    {
         return false;
     }
     if after_ms <= SHIFT_WINDOW_MS {
