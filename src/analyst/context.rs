@@ -104,6 +104,9 @@ pub struct ContextPoint {
     pub timestamp: String,
     pub value: f64,
     pub normalized: f64,
+    /// Virtual time of the bucket's start.
+    #[serde(skip)]
+    pub bucket_start_ms: VirtualTimeMs,
 }
 
 /// A rate that moved: `numerator` per `denominator` over the last [`RATE_BUCKETS`] buckets,
@@ -385,6 +388,7 @@ impl RunView<'_> {
                         timestamp: self.time(b),
                         value: round2(self.values.get(b, stream).unwrap_or(0.0)),
                         normalized: round2(score.normalized),
+                        bucket_start_ms: b as u64 * self.bucket_ms,
                     })
                 })
                 .collect();

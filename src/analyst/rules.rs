@@ -5,12 +5,12 @@
 //! was expected to move, and what actually moved after it agree.
 
 use super::context::{
-    AnalysisContext, ContextAnomaly, ContextEvent, ContextRate, EARLIER_FLAG_BUCKETS,
+    AnalysisContext, ContextAnomaly, ContextEvent, ContextPoint, ContextRate, EARLIER_FLAG_BUCKETS,
 };
 use super::recommendation::{Priority, Recommendation, RecommendedAction, Status};
 use super::Analyst;
 use crate::diagnostics::parse_duration_ms;
-use crate::market::roles::FLOW_EDGES;
+use crate::market::roles::{role_for_name, Role, FLOW_EDGES};
 use crate::scenario::definition::{Direction, EventType, Magnitude};
 use crate::stats::correlation::EVENT_SHIFT_Z;
 use crate::stats::AnomalyFlag;
@@ -147,16 +147,18 @@ const DIAGNOSES: &[Diagnosis] = &[
     Diagnosis {
         key: "demand-surge",
         title: "Demand surge",
+        // Page views follow the demand lever alone in the model (and are its largest, most
+        // sensitive stream), so they establish a demand shift as searches do.
         required: &[
             ("customer.tutor.search", Up),
             ("session.booking.requested", Up),
             ("customer.signup.completed", Up),
+            ("platform.page.view", Up),
         ],
         supporting: &[
             ("customer.profile.viewed", Up),
             ("customer.message.sent", Up),
             ("customer.favorite.added", Up),
-            ("platform.page.view", Up),
             ("session.booking.expired", Up),
             ("session.booking.confirmed", Up),
             ("session.booking.declined", Up),
@@ -199,13 +201,13 @@ const DIAGNOSES: &[Diagnosis] = &[
         required: &[
             ("customer.tutor.search", Down),
             ("customer.signup.completed", Down),
+            ("platform.page.view", Down),
         ],
         supporting: &[
             ("session.booking.requested", Down),
             ("customer.profile.viewed", Down),
             ("customer.message.sent", Down),
             ("customer.favorite.added", Down),
-            ("platform.page.view", Down),
             ("session.booking.confirmed", Down),
             ("session.started", Down),
             ("session.completed", Down),
@@ -543,6 +545,9 @@ const SHIFT_WINDOW_MS: u64 = 6 * 3_600_000;
 /// shifting: the event did not start it.
 const PREEXISTING_MS: u64 = 48 * 3_600_000;
 const PREEXISTING_FLAGS: u32 = 2;
+/// How far (in σ) a stream must lean towards its flags between an event and flags that begin
+/// more than [`SHIFT_WINDOW_MS`] after it (see [`leads_in`]).
+const LEAD_IN_Z: f64 = 0.5;
 /// The largest relative change each declared magnitude can explain (a "low" headline does
 /// not triple a stream).
 const LOW_IMPACT_MAX_CHANGE: f64 = 0.5;
@@ -892,7 +897,9 @@ fn explains(
         Direction::Decrease => Down,
         Direction::Mixed => Either,
     };
-    if !declared.streams.contains(&evidence.stream) || !moves(&evidence.direction, wanted) {
+    if !declared_or_coupled(&declared.streams, &evidence.stream)
+        || !moves(&evidence.direction, wanted)
+    {
         return false;
     }
     let event_bucket_start = event.time_ms / bucket_ms * bucket_ms;
@@ -909,7 +916,8 @@ fn explains(
     // least the stream must have been calm before it (a condition that was already there was
     // not started by the event).
     if after_ms > SHIFT_WINDOW_MS
-        && flagged_before(evidence, event_bucket_start, bucket_ms) >= PREEXISTING_FLAGS
+        && (flagged_before(evidence, event_bucket_start, bucket_ms) >= PREEXISTING_FLAGS
+            || !leads_in(context, event_bucket_start + bucket_ms, evidence))
     {
         return false;
     }
@@ -931,6 +939,63 @@ fn explains(
         }
     }
     true
+}
+
+/// Whether an event that declared `declared` can have moved `stream`: declared itself, or a
+/// demand root when the event declared one (the model's demand lever moves searches, page views
+/// and chats together, whichever of them an event's author happened to list). Streams further
+/// down the flows are not taken: an event declared as "mixed" on requests would then explain
+/// any decline or expiry after it.
+fn declared_or_coupled(declared: &[String], stream: &str) -> bool {
+    if declared.iter().any(|d| d == stream) {
+        return true;
+    }
+    let demand_root = |name: &str| {
+        matches!(
+            role_for_name(name),
+            Role::Search | Role::PageView | Role::ChatStarted
+        )
+    };
+    demand_root(stream) && declared.iter().any(|d| demand_root(d))
+}
+
+/// For flags that begin long after an event: whether the stream already leaned their way
+/// between the event and the flags (mean z over those buckets at least [`LEAD_IN_Z`] towards
+/// the flags, against the buckets before the event). A delayed effect builds up; a shift that
+/// starts from nothing at midnight, hours after the event, is the day's own noise. Streams
+/// without recent values in the context (a rate's numerator that is not flagged) are not held
+/// to it.
+fn leads_in(context: &AnalysisContext, after_event_ms: u64, evidence: &Evidence) -> bool {
+    let Some(points) = context.recent_values.get(&evidence.stream) else {
+        return true;
+    };
+    let sign = if evidence.direction == "up" {
+        1.0
+    } else {
+        -1.0
+    };
+    let z_of = |p: &ContextPoint| (p.normalized - 50.0) / 10.0;
+    let mean = |selected: Vec<f64>| {
+        (!selected.is_empty()).then(|| selected.iter().sum::<f64>() / selected.len() as f64)
+    };
+    let gap = mean(
+        points
+            .iter()
+            .filter(|p| {
+                p.bucket_start_ms >= after_event_ms && p.bucket_start_ms < evidence.since_ms
+            })
+            .map(z_of)
+            .collect(),
+    );
+    let before = mean(
+        points
+            .iter()
+            .filter(|p| p.bucket_start_ms < after_event_ms)
+            .map(z_of)
+            .collect(),
+    )
+    .unwrap_or(0.0);
+    gap.is_none_or(|gap| sign * (gap - before) >= LEAD_IN_Z)
 }
 
 /// How many same-side flags `evidence`'s stream had in the [`PREEXISTING_MS`] before
