@@ -214,7 +214,7 @@ impl RandomScripts {
                 }
                 _ => draw_time(rng, start, duration_ms),
             };
-            let mut entry = empty_entry();
+            let mut entry = RawEntry::default();
             let mut active_ms = definition.duration_ms;
             let id = if rng.random_bool(0.2) {
                 let variant = self.inline_variant(rng, definition, inline.len())?;
@@ -254,7 +254,7 @@ impl RandomScripts {
             let quarter = (active_ms / 4).max(30 * MS_PER_MINUTE);
             let end_at = at_ms + rng.random_range(quarter..=3 * quarter);
             if roll < 20 && end_at <= duration_ms {
-                let mut stop = empty_entry();
+                let mut stop = RawEntry::default();
                 stop.stop = Some(id.clone());
                 planned.push(Planned {
                     at_ms: round_to_minutes(end_at),
@@ -262,7 +262,7 @@ impl RandomScripts {
                 });
                 tally.stops += 1;
             } else if roll < 28 && end_at <= duration_ms {
-                let mut reset = empty_entry();
+                let mut reset = RawEntry::default();
                 reset.reset = Some(true);
                 planned.push(Planned {
                     at_ms: round_to_minutes(end_at),
@@ -309,7 +309,7 @@ impl RandomScripts {
                 break;
             }
             let id = pool[rng.random_range(0..pool.len())];
-            let mut entry = empty_entry();
+            let mut entry = RawEntry::default();
             entry.event = Some(RawEventEntry::Id(id.to_string()));
             let at_ms = draw_time(rng, start, duration_ms);
             planned.push(Planned { at_ms, entry });
@@ -344,7 +344,7 @@ impl RandomScripts {
         if pool.is_empty() {
             return;
         }
-        let mut entry = empty_entry();
+        let mut entry = RawEntry::default();
         entry.event = Some(RawEventEntry::Id(
             pool[rng.random_range(0..pool.len())].to_string(),
         ));
@@ -390,23 +390,6 @@ impl RandomScripts {
         );
         raw.settlement = format!("{}h", rng.random_range(0..=24u32));
         Ok(raw)
-    }
-}
-
-fn empty_entry() -> RawEntry {
-    RawEntry {
-        at: String::new(),
-        scenario: None,
-        event: None,
-        stop: None,
-        reset: None,
-        duration: None,
-        settlement: None,
-        intensity: None,
-        streams: None,
-        red_herring: None,
-        resolve: None,
-        action: None,
     }
 }
 

@@ -29,7 +29,7 @@ pub enum RawEventEntry {
     Inline(Box<RawEventTemplate>),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEntry {
     pub at: String,

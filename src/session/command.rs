@@ -108,17 +108,7 @@ pub(super) fn resolve(
     let at = session.epoch().format(at_ms);
     let mut entry = RawEntry {
         at,
-        scenario: None,
-        event: None,
-        stop: None,
-        reset: None,
-        duration: None,
-        settlement: None,
-        intensity: None,
-        streams: None,
-        red_herring: None,
-        resolve: None,
-        action: None,
+        ..RawEntry::default()
     };
     match command {
         Command::Activate {
