@@ -254,16 +254,20 @@ impl RandomScripts {
             let quarter = (active_ms / 4).max(30 * MS_PER_MINUTE);
             let end_at = at_ms + rng.random_range(quarter..=3 * quarter);
             if roll < 20 && end_at <= duration_ms {
-                let mut stop = RawEntry::default();
-                stop.stop = Some(id.clone());
+                let stop = RawEntry {
+                    stop: Some(id.clone()),
+                    ..RawEntry::default()
+                };
                 planned.push(Planned {
                     at_ms: round_to_minutes(end_at),
                     entry: stop,
                 });
                 tally.stops += 1;
             } else if roll < 28 && end_at <= duration_ms {
-                let mut reset = RawEntry::default();
-                reset.reset = Some(true);
+                let reset = RawEntry {
+                    reset: Some(true),
+                    ..RawEntry::default()
+                };
                 planned.push(Planned {
                     at_ms: round_to_minutes(end_at),
                     entry: reset,
@@ -309,8 +313,10 @@ impl RandomScripts {
                 break;
             }
             let id = pool[rng.random_range(0..pool.len())];
-            let mut entry = RawEntry::default();
-            entry.event = Some(RawEventEntry::Id(id.to_string()));
+            let entry = RawEntry {
+                event: Some(RawEventEntry::Id(id.to_string())),
+                ..RawEntry::default()
+            };
             let at_ms = draw_time(rng, start, duration_ms);
             planned.push(Planned { at_ms, entry });
             tally.events += 1;
@@ -344,10 +350,12 @@ impl RandomScripts {
         if pool.is_empty() {
             return;
         }
-        let mut entry = RawEntry::default();
-        entry.event = Some(RawEventEntry::Id(
-            pool[rng.random_range(0..pool.len())].to_string(),
-        ));
+        let mut entry = RawEntry {
+            event: Some(RawEventEntry::Id(
+                pool[rng.random_range(0..pool.len())].to_string(),
+            )),
+            ..RawEntry::default()
+        };
         if want_effect {
             entry.red_herring = Some(true);
         }
