@@ -71,6 +71,13 @@ pub enum CouplingShape {
         /// model escalates more tickets when the queue is long).
         pressure: Option<(usize, f64)>,
     },
+    /// Expiries: requests no tutor answered before the expiry timer. In the model a request
+    /// expires with probability `exp(−T·effective/R)`, where the effective tutors fall as open
+    /// requests pile up, so the share that expires is not proportional to demand: it rises
+    /// steeply when requests outgrow the tutors online. Expected at the requests of the bucket
+    /// (`feed`) times a share `exp(−exp(a + b·ln tutors + c·ln requests))` fitted on the history,
+    /// with `tutors` the reading of gauge `supply`.
+    Contended { feed: usize, supply: usize },
     /// Not scaled at all.
     Flat,
 }
@@ -186,6 +193,15 @@ pub fn demand_couplings(catalog: &Catalog) -> Vec<DemandCoupling> {
             }
         )
     });
+    let tutors_gauge = catalog.streams.iter().position(|s| {
+        matches!(
+            s.origin,
+            Origin::Gauge {
+                metric: GaugeMetric::TutorsOnline,
+                ..
+            }
+        )
+    });
     (0..n)
         .map(|index| {
             let mut coupling = DemandCoupling {
@@ -207,6 +223,13 @@ pub fn demand_couplings(catalog: &Catalog) -> Vec<DemandCoupling> {
                                 feed,
                                 pressure: None,
                             };
+                        }
+                    }
+                    (Role::BookingExpired, _) => {
+                        if let (Some(feed), Some(supply)) =
+                            (by_role(Role::BookingRequested), tutors_gauge)
+                        {
+                            coupling.shape = CouplingShape::Contended { feed, supply };
                         }
                     }
                     (Role::TicketEscalated, Some(queue)) => {

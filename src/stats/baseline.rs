@@ -126,6 +126,9 @@ pub struct StreamBaseline {
     /// A stream this one follows (see [`FollowBaseline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<FollowBaseline>,
+    /// A share of a feed that rises with contention (see [`ContendedBaseline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contended: Option<ContendedBaseline>,
     /// Squared coefficient of the day-to-day variation beyond counting noise, pooled over
     /// slots (the median of per-slot estimates).
     pub dispersion: f64,
@@ -186,6 +189,90 @@ pub struct FollowBaseline {
     pub share: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pressure: Option<(usize, f64)>,
+}
+
+/// Expiries (`market::coupling::CouplingShape::Contended`): `feed × exp(−exp(a + b·ln supply +
+/// c·ln feed))` with `supply` the tutors-online reading and `feed` the bucket's requests — the
+/// model's `exp(−T·effective/R)` with the effective tutors as a power law of tutors and requests.
+/// `a`, `b`, `c` are fitted by weighted least squares on the history's buckets, across hours of
+/// the day (nights and evening peaks give the spread in both tutors and requests that a fit
+/// needs; the calendar does not, the history being a neutral season).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContendedBaseline {
+    pub feed: usize,
+    pub supply: usize,
+    pub coefficients: [f64; 3],
+}
+
+/// Buckets with fewer requests or expiries than these are left out of the fit.
+const CONTENDED_FIT_MIN_FEED: f64 = 20.0;
+const CONTENDED_FIT_MIN_EXPIRED: f64 = 1.0;
+
+impl ContendedBaseline {
+    /// The expected value given the feed and the supply reading of the bucket.
+    pub fn expected(&self, feed: f64, supply: f64) -> Option<f64> {
+        if feed <= 0.0 {
+            return Some(0.0);
+        }
+        if supply <= 0.0 {
+            return Some(feed);
+        }
+        let [a, b, c] = self.coefficients;
+        let hazard = (a + b * supply.ln() + c * feed.ln()).exp();
+        Some(feed * (-hazard).exp())
+    }
+
+    /// Fits the coefficients on `samples` of (value, feed, supply); `None` when they do not
+    /// determine them.
+    fn fit(samples: &[(f64, f64, f64)]) -> Option<[f64; 3]> {
+        // Normal equations of y = a + b·x1 + c·x2, weighted by the inverse variance of y.
+        let mut m = [[0.0f64; 3]; 3];
+        let mut v = [0.0f64; 3];
+        for &(value, feed, supply) in samples {
+            if feed < CONTENDED_FIT_MIN_FEED
+                || value < CONTENDED_FIT_MIN_EXPIRED
+                || value >= feed
+                || supply <= 0.0
+            {
+                continue;
+            }
+            let share: f64 = value / feed;
+            let y = (-share.ln()).ln();
+            // Var(ln(−ln s)) ≈ 1 / (expired · (ln s)²) for a Poisson count of expiries.
+            let weight = value * share.ln().powi(2);
+            let x = [1.0, supply.ln(), feed.ln()];
+            for i in 0..3 {
+                v[i] += weight * x[i] * y;
+                for j in 0..3 {
+                    m[i][j] += weight * x[i] * x[j];
+                }
+            }
+        }
+        solve3(m, v)
+    }
+}
+
+/// Solves a 3×3 linear system by Cramer's rule; `None` when it is (nearly) singular.
+fn solve3(m: [[f64; 3]; 3], v: [f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(m);
+    if d.abs() < 1e-9 {
+        return None;
+    }
+    let mut solution = [0.0; 3];
+    for (column, value) in solution.iter_mut().enumerate() {
+        let mut replaced = m;
+        for row in 0..3 {
+            replaced[row][column] = v[row];
+        }
+        *value = det(replaced) / d;
+    }
+    solution.iter().all(|x| x.is_finite()).then_some(solution)
 }
 
 impl FollowBaseline {
@@ -496,6 +583,24 @@ fn couple_gauges(
                     streams[index].follows = Some(follow);
                 }
             }
+            CouplingShape::Contended { feed, supply } => {
+                let samples: Vec<(f64, f64, f64)> = (warmup_buckets..history.n_buckets())
+                    .filter_map(|bucket| {
+                        Some((
+                            history.get(bucket, index)?,
+                            history.get(bucket, feed)?,
+                            history.get(bucket, supply)?,
+                        ))
+                    })
+                    .collect();
+                if let Some(coefficients) = ContendedBaseline::fit(&samples) {
+                    streams[index].contended = Some(ContendedBaseline {
+                        feed,
+                        supply,
+                        coefficients: coefficients.map(round4),
+                    });
+                }
+            }
             CouplingShape::Flat => {
                 streams[index].seasonal = false;
                 streams[index].grows = false;
@@ -578,6 +683,7 @@ impl Baseline {
                     queue: None,
                     serves: None,
                     follows: None,
+                    contended: None,
                     dispersion: 0.0,
                     mean: Vec::with_capacity(slots),
                     std_dev: Vec::with_capacity(slots),

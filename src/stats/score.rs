@@ -282,6 +282,14 @@ impl Scorer {
                     variance.max(COUNT_VARIANCE_FLOOR) * count_factor(slot)?,
                 ))
             });
+            let contended_expectation = baseline.contended.and_then(|contended| {
+                let expected = contended.expected(now(contended.feed)?, now(contended.supply)?)?;
+                let variance = expected + baseline.dispersion * expected * expected;
+                Some((
+                    expected,
+                    variance.max(COUNT_VARIANCE_FLOOR) * count_factor(slot)?,
+                ))
+            });
             let load_expectation = baseline.load.and_then(|load| {
                 let usual = self.baseline.stream(load.stream)?.slot(slot)?.mean;
                 let own = baseline.slot(slot)?.mean;
@@ -291,7 +299,8 @@ impl Scorer {
             let model_expectation = queue_expectation
                 .or(load_expectation)
                 .or(served_expectation)
-                .or(followed_expectation);
+                .or(followed_expectation)
+                .or(contended_expectation);
             let expectation =
                 model_expectation.or_else(|| baseline.expectation(slot, factor, start));
             let (Some(value), Some((expected, variance))) = (*value, expectation) else {
