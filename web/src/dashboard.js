@@ -20,6 +20,8 @@
   const STARTUP_RETRY_MS = 2000;
 
   const page = {
+    /** Whether the recommendations were fetched again after the first subscription. */
+    recommendationsSynced: false,
     store: null,
     chart: null,
     heatmap: null,
@@ -242,7 +244,17 @@
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ actionId: actionId }),
-    }).then((answer) => answer && answer.recommendation);
+    }).then((answer) => answer && answer.recommendation, (error) => {
+      // Refused (already resolved, say): show the server's state, then the refusal.
+      syncRecommendations();
+      throw error;
+    });
+  }
+
+  function syncRecommendations() {
+    return getJson('/api/dashboard/recommendations')
+      .then((answer) => page.recommendations.setAll(answer.recommendations || []))
+      .catch(() => {});
   }
 
   // ------------------------------------------------------------------------------------------
@@ -268,6 +280,15 @@
           flag: message.flag,
           timeMs: Date.parse(message.timestamp),
         })) scheduleUi();
+        break;
+      case 'subscribed':
+        // The list was fetched before the socket opened: a recommendation that changed in
+        // between (a finding cleared a moment after the page loaded) was told to nobody, so
+        // fetch it once more now that every later change arrives here.
+        if (!page.recommendationsSynced) {
+          page.recommendationsSynced = true;
+          syncRecommendations();
+        }
         break;
       case 'recommendation':
         if (message.data) page.recommendations.upsert(message.data);
