@@ -42,6 +42,7 @@ fn same_seed_gives_a_byte_identical_run_directory_and_another_seed_does_not() {
         names,
         [
             "events.jsonl",
+            "labels.csv",
             "series.csv",
             "summary.json",
             "timeline.json",
@@ -164,6 +165,7 @@ fn an_analyzed_run_is_byte_identical_and_its_events_carry_their_bucket_scores() 
             "anomalies.json",
             "baseline.json",
             "events.jsonl",
+            "labels.csv",
             "recommendations.json",
             "series.csv",
             "summary.json",

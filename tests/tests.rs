@@ -15,6 +15,8 @@ mod cli;
 /// Any JSON command, applied now or backdated, is applied or refused, never a panic, and the
 /// session advances afterwards (proptest).
 mod commands;
+/// Labelled data sets: labels.csv and its tail, --warmup, `generate --runs`, the pandas example.
+mod dataset;
 /// Same seed ⇒ byte-identical run directory; another seed ⇒ different; an extra stream leaves
 /// the other streams' events untouched.
 mod determinism;

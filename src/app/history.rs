@@ -37,6 +37,7 @@ pub fn simulate_baseline(plan: &RunPlan) -> Result<Baseline, Diagnostic> {
         background_events: plan.script.background_events,
         neutral_season: true,
         truth_until_ms: None,
+        truth_horizon_ms: 0,
         expected_buckets: n_buckets,
         inline_scenarios: Vec::new(),
         catalog_file: None,

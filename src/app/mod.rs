@@ -7,6 +7,7 @@
 
 pub mod analyst_choice;
 pub mod analyzed;
+pub mod batch;
 pub mod history;
 pub mod run;
 
@@ -35,6 +36,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// A folder to write a set into already holds files.
+    #[error("{} is not empty; pass --force to write into it anyway (files of the same names are replaced)", path.display())]
+    FolderNotEmpty { path: std::path::PathBuf },
     #[error("{what} panicked")]
     Panicked { what: String },
 }

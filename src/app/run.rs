@@ -17,6 +17,7 @@ use crate::analyst::{anomalies_file, AnomaliesFile};
 use crate::engine::{NoSink, Sink, VirtualTimeMs, MS_PER_HOUR};
 use crate::market::StreamEvent;
 use crate::output::events::EventsJsonlSink;
+use crate::output::labels::{label_records, labels_csv, LABELS_FILE};
 use crate::output::run_dir::{PendingRunDirectory, TIMELINE_FILE, TRUTH_FILE};
 use crate::output::truth::{build_timeline, build_truth};
 use crate::output::{to_pretty_json, Summary};
@@ -45,6 +46,21 @@ pub struct RunOptions {
     pub write_events: bool,
     pub force: bool,
     pub measure_truth: bool,
+    /// How far past an item's window the twins follow its effect (`--truth-horizon`).
+    pub truth_horizon_ms: u64,
+    /// Days simulated before the script's start (`--warmup`).
+    pub warmup_days: u64,
+}
+
+impl RunOptions {
+    /// Options of a plain run: ground truth measured with the default horizon, no warm-up.
+    pub fn with_truth() -> RunOptions {
+        RunOptions {
+            measure_truth: true,
+            truth_horizon_ms: crate::scenario::plan::DEFAULT_TRUTH_HORIZON_MS,
+            ..RunOptions::default()
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -130,7 +146,9 @@ pub fn run_to_directory(
     progress: &mut dyn FnMut(VirtualTimeMs, VirtualTimeMs),
 ) -> Result<RunOutcome, AppError> {
     let script = Script::open(script_path)?;
-    let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?;
+    let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?
+        .with_warmup_days(options.warmup_days)?
+        .with_truth_horizon(options.truth_horizon_ms);
     // Refuse a bad output directory before spending time on the run.
     let pending = PendingRunDirectory::create(out, options.force)?;
     let loaded_baseline = match options
@@ -252,6 +270,10 @@ pub fn write_run_directory(
         (TRUTH_FILE, to_pretty_json(&truth)),
         (TIMELINE_FILE, to_pretty_json(&timeline)),
     ];
+    if session.measures_truth() {
+        let labels = label_records(plan, session.items(), collector, session.twins());
+        extra.push((LABELS_FILE, labels_csv(&labels)));
+    }
     if let Some(analysis) = session.analysis() {
         let recommendations = analysis.recommendations_file();
         extra.push((

@@ -187,6 +187,17 @@ pub struct RunArgs {
     /// declared impacts only).
     #[arg(long)]
     pub no_truth: bool,
+    /// How far past an item's window ground truth follows its effect: the twins run on until
+    /// every stream the item moved is back inside its noise band for an hour, or this long
+    /// (labels.csv then ends there; truth.json says which), e.g. 72h, 5d, 0h.
+    #[arg(long, default_value = "72h", value_parser = parse_horizon, conflicts_with = "no_truth")]
+    pub truth_horizon: u64,
+    /// Simulate this many days (0 to 90) before the script's start, so the marketplace is full
+    /// when the script begins and a detector has clean history: the run starts that much
+    /// earlier, every timeline entry keeps its instant, and summary.json's warmupEnd marks where
+    /// the history ends.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=90))]
+    pub warmup: u64,
     /// Score every bucket against a baseline (series.csv gains expected, z, normalized and
     /// flag; events get normalizedValue and anomalyFlag) and write baseline.json,
     /// anomalies.json and recommendations.json.
@@ -231,20 +242,37 @@ pub struct GenerateArgs {
     /// The set's seed (0 to 2^64 - 1): 1000-1999 for tuning, 5000 and above for reporting.
     #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
     pub seed: u64,
-    /// How many scripts: indexes 0 to COUNT - 1.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub count: u32,
+    /// How many scripts to write: indexes 0 to COUNT - 1 (scripts only; see --runs).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), required_unless_present = "runs", conflicts_with = "runs")]
+    pub count: Option<u32>,
+    /// How many labelled runs to write: the scripts (in DIR/scripts), each run with ground
+    /// truth and labels.csv (in DIR/runs), two at a time, and DIR/manifest.json.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub runs: Option<u32>,
     /// The folder to write them to; created when missing.
     #[arg(long)]
     pub out: PathBuf,
-    /// Write into a folder that already holds files (generated scripts of the same names are
-    /// replaced; other files are left alone).
+    /// Write into a folder that already holds files (generated scripts and runs of the same
+    /// names are replaced; other files are left alone).
     #[arg(long)]
     pub force: bool,
     /// Cap every run at this many days (3 to 10; the draws are the same, only durations are
     /// clamped), to keep a set cheap.
     #[arg(long, value_parser = clap::value_parser!(u32).range(3..=10))]
     pub max_days: Option<u32>,
+    /// With --runs: days simulated before each script's start (0 to 90), as `run --warmup`.
+    #[arg(long, default_value_t = 0, requires = "runs", value_parser = clap::value_parser!(u64).range(0..=90))]
+    pub warmup: u64,
+    /// With --runs: how far past an item's window its labels follow the effect, as
+    /// `run --truth-horizon`.
+    #[arg(long, default_value = "72h", requires = "runs", value_parser = parse_horizon)]
+    pub truth_horizon: u64,
+    /// With --runs: also write each run's events.jsonl (about 150 MB per simulated day).
+    #[arg(long, requires = "runs")]
+    pub events: bool,
+    /// With --runs: runs at once (default: the machine's cores).
+    #[arg(long, requires = "runs", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
 }
 
 /// Arguments of `marketsim inspect`.
@@ -389,4 +417,12 @@ impl From<AnalystChoice> for Choice {
             AnalystChoice::Llm => Choice::Llm,
         }
     }
+}
+
+/// `--truth-horizon`: a duration such as 72h or 5d (0h turns the tail off).
+pub fn parse_horizon(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    marketsim::diagnostics::parse_duration_ms(text).map_err(|error| error.to_string())
 }

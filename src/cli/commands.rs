@@ -11,6 +11,7 @@ use marketsim::analyst::eval;
 use marketsim::analyst::targets::render_targets;
 use marketsim::app::analyst_choice::make_analyst;
 use marketsim::app::analyzed;
+use marketsim::app::batch::{self, BatchOptions};
 use marketsim::app::run::{run_to_directory, AnalysisOptions, RunOptions};
 use marketsim::diagnostics::parse_duration_ms;
 use marketsim::engine::MS_PER_DAY;
@@ -66,6 +67,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         force,
         quiet,
         no_truth,
+        truth_horizon,
+        warmup,
         analyze,
         analyst,
         baseline,
@@ -82,6 +85,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         write_events: events,
         force,
         measure_truth: !no_truth,
+        truth_horizon_ms: truth_horizon,
+        warmup_days: warmup,
         analysis: analyze.then_some(AnalysisOptions {
             analyst: analyst.into(),
             baseline_file: baseline,
@@ -206,10 +211,41 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
     let GenerateArgs {
         seed,
         count,
+        runs,
         out,
         force,
         max_days,
+        warmup,
+        truth_horizon,
+        events,
+        jobs,
     } = args;
+    let script_options = RandomScriptOptions {
+        max_days: max_days.unwrap_or(RandomScriptOptions::default().max_days),
+    };
+    if let Some(runs) = runs {
+        return generate_runs(
+            &out,
+            &BatchOptions {
+                seed,
+                runs,
+                scripts: script_options,
+                run: RunOptions {
+                    write_events: events,
+                    truth_horizon_ms: truth_horizon,
+                    warmup_days: warmup,
+                    ..RunOptions::with_truth()
+                },
+                workers: jobs.map_or_else(
+                    || std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    |jobs| jobs as usize,
+                ),
+            },
+            force,
+        );
+    }
+    // Clap requires --count when --runs is absent.
+    let count = count.unwrap_or(1);
     // A folder with files in it may hold someone's work (or an earlier set someone means to
     // keep); only --force writes into it.
     let holds_files = match std::fs::read_dir(&out) {
@@ -227,11 +263,8 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let scripts = RandomScripts::embedded()?;
-    let options = RandomScriptOptions {
-        max_days: max_days.unwrap_or(RandomScriptOptions::default().max_days),
-    };
     for index in 0..count {
-        let text = scripts.generate(seed, index, options)?;
+        let text = scripts.generate(seed, index, script_options)?;
         let path = out.join(random_script_file_name(seed, index));
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -240,6 +273,27 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
         out.display(),
         random_script_file_name(seed, 0),
         random_script_file_name(seed, count - 1)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `generate --runs`: the labelled set, with a line per finished run on standard error.
+fn generate_runs(out: &Path, options: &BatchOptions, force: bool) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let progress = |done: usize, total: usize| {
+        eprintln!(
+            "  {done}/{total} runs ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    };
+    let manifest = batch::generate_runs(out, options, force, &progress)?;
+    let items: usize = manifest.runs.iter().map(|run| run.items.len()).sum();
+    eprintln!(
+        "wrote {} labelled runs ({items} items) to {} in {:.0} s: scripts/, runs/ and {}",
+        manifest.runs.len(),
+        out.display(),
+        started.elapsed().as_secs_f64(),
+        batch::MANIFEST_FILE,
     );
     Ok(ExitCode::SUCCESS)
 }

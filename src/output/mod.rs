@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod diff;
 pub mod events;
 pub mod export;
+pub mod labels;
 pub mod run_dir;
 pub(crate) mod run_reader;
 pub(crate) mod series;

@@ -96,6 +96,16 @@ pub struct Summary {
     /// Human-readable duration, e.g. `30days`.
     pub duration: String,
     pub duration_ms: u64,
+    /// Days simulated before the script's start (`--warmup`), in ms: the buckets before
+    /// `warmupEnd` are history, with no scripted item in them. 0 without a warm-up.
+    #[serde(default)]
+    pub warmup_ms: u64,
+    /// Where the warm-up ends and the script's own time begins (the epoch without one).
+    #[serde(default)]
+    pub warmup_end: String,
+    /// How far past an item's window ground truth followed its effect (`--truth-horizon`).
+    #[serde(default)]
+    pub truth_horizon_ms: u64,
     pub bucket_ms: u64,
     pub buckets: usize,
     pub total_events: u64,
@@ -144,6 +154,9 @@ impl Summary {
             ))
             .to_string(),
             duration_ms: plan.duration_ms,
+            warmup_ms: plan.warmup_ms,
+            warmup_end: plan.epoch().format(plan.warmup_ms),
+            truth_horizon_ms: plan.truth_horizon_ms,
             bucket_ms: plan.script.bucket_ms,
             buckets: plan.bucket_count(),
             total_events: collector.total_events(),

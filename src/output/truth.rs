@@ -125,6 +125,11 @@ pub struct TruthItem {
     pub declared: Declared,
     pub window_start: String,
     pub window_end: String,
+    /// Where the item's labels in `labels.csv` end: the twins ran past the window until every
+    /// stream the item moved was back inside its noise band for an hour (`tail`: `converged`),
+    /// or the truth horizon past the window (`horizon`), or the run's end (`runEnd`).
+    pub truth_end: String,
+    pub tail: &'static str,
     /// Streams whose difference exceeds noise, largest relative change first.
     pub measured: Vec<MeasuredStream>,
 }
@@ -172,9 +177,8 @@ pub fn build_truth(
             item.window_end_ms
         };
         let measured_until_bucket = window_end_ms.div_ceil(bucket_ms) as usize;
-        let measured = twins
-            .iter()
-            .find(|t| t.item == index)
+        let twin_of_item = twins.iter().find(|t| t.item == index);
+        let measured = twin_of_item
             .map(|twin| {
                 measure(
                     plan,
@@ -220,6 +224,12 @@ pub fn build_truth(
             declared,
             window_start: epoch.format((item.start_ms / bucket_ms) * bucket_ms),
             window_end: epoch.format(window_end_ms.min(plan.duration_ms)),
+            truth_end: epoch.format(
+                twin_of_item
+                    .map_or(window_end_ms, |twin| twin.end_bucket as u64 * bucket_ms)
+                    .min(plan.duration_ms),
+            ),
+            tail: twin_of_item.map_or("none", |twin| twin.tail_end.as_str()),
             measured,
         });
     }

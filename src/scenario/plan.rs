@@ -9,6 +9,7 @@ use super::definition::Library;
 use super::script::{check_duration, CatalogSource, Script};
 use super::timeline::{ScriptTimeline, TimelineInput};
 use crate::diagnostics::Diagnostic;
+use crate::engine::{MS_PER_DAY, MS_PER_HOUR};
 use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
 use crate::market::Epoch;
 
@@ -25,7 +26,18 @@ pub struct RunPlan {
     pub library: Arc<Library>,
     /// The script's timeline, resolved into commands.
     pub timeline: ScriptTimeline,
+    /// Days simulated before the script's start (`--warmup`), so the marketplace is full when
+    /// the script's time begins and detectors have clean history: the run starts this much
+    /// earlier and every timeline entry keeps its own instant. 0 without a warm-up.
+    pub warmup_ms: u64,
+    /// How far past an item's window its twins may run to find where its effect ends.
+    pub truth_horizon_ms: u64,
 }
+
+/// The default truth horizon (`--truth-horizon`): 72 hours past an item's window.
+pub const DEFAULT_TRUTH_HORIZON_MS: u64 = 72 * MS_PER_HOUR;
+/// The longest warm-up `--warmup` accepts, in days.
+pub const MAX_WARMUP_DAYS: u64 = 90;
 
 impl RunPlan {
     /// Loads the script's catalog and library and applies command-line overrides.
@@ -60,7 +72,60 @@ impl RunPlan {
             library: Arc::new(library),
             timeline,
             script,
+            warmup_ms: 0,
+            truth_horizon_ms: DEFAULT_TRUTH_HORIZON_MS,
         })
+    }
+
+    /// The plan with `days` simulated before the script's start: the run's epoch moves back by
+    /// that much and its duration grows by it, while every timeline entry stays at its instant
+    /// (so a script's incidents fall after the warm-up, on a marketplace already full).
+    pub fn with_warmup_days(mut self, days: u64) -> Result<RunPlan, Diagnostic> {
+        if days > MAX_WARMUP_DAYS {
+            return Err(Diagnostic::new(
+                &self.script.path,
+                format!("--warmup {days}: a warm-up lasts 0 to {MAX_WARMUP_DAYS} days"),
+            ));
+        }
+        if days == 0 {
+            return Ok(self);
+        }
+        let warmup_ms = days * MS_PER_DAY;
+        let start = self
+            .script
+            .start
+            .checked_sub_signed(chrono::Duration::days(days as i64))
+            .ok_or_else(|| {
+                Diagnostic::new(
+                    &self.script.path,
+                    format!("--warmup {days}: the run would start before the calendar's first day"),
+                )
+            })?;
+        let duration_ms = self.duration_ms + warmup_ms;
+        check_duration(duration_ms).map_err(|message| {
+            Diagnostic::new(
+                &self.script.path,
+                format!("--warmup {days} with the script's length: {message}"),
+            )
+        })?;
+        self.script.start = start;
+        self.duration_ms = duration_ms;
+        for action in &mut self.timeline.actions {
+            action.at_ms += warmup_ms;
+        }
+        self.warmup_ms = warmup_ms;
+        Ok(self)
+    }
+
+    /// The plan with another truth horizon.
+    pub fn with_truth_horizon(mut self, horizon_ms: u64) -> RunPlan {
+        self.truth_horizon_ms = horizon_ms;
+        self
+    }
+
+    /// The instant the script's own time begins (the end of the warm-up).
+    pub fn script_start_ms(&self) -> u64 {
+        self.warmup_ms
     }
 
     pub fn epoch(&self) -> Epoch {

@@ -61,6 +61,8 @@ pub struct SessionSetup {
     /// time (a headless run's end). `None`: no twins (a live session's truth comes from
     /// replaying its recording).
     pub truth_until_ms: Option<VirtualTimeMs>,
+    /// How far past an item's window its twins may run to find where its effect ends.
+    pub truth_horizon_ms: VirtualTimeMs,
     /// How many buckets to make room for at once (the run's length, when known).
     pub expected_buckets: usize,
     /// Inline scenario definitions the session may activate by id (a script's `scenarios:`).
@@ -84,6 +86,7 @@ impl SessionSetup {
             background_events: plan.script.background_events,
             neutral_season: false,
             truth_until_ms: measure_truth.then_some(plan.duration_ms),
+            truth_horizon_ms: plan.truth_horizon_ms,
             expected_buckets: plan.bucket_count(),
             inline_scenarios: plan.timeline.inline_scenarios.clone(),
             catalog_file: match &plan.script.catalog {
@@ -343,6 +346,12 @@ impl Session {
         }
     }
 
+    /// Whether the session measures ground truth with twins (a headless run unless
+    /// `--no-truth`).
+    pub fn measures_truth(&self) -> bool {
+        self.setup.truth_until_ms.is_some()
+    }
+
     pub fn twins(&self) -> &[TwinMeasurement] {
         &self.twins
     }
@@ -372,6 +381,9 @@ impl Session {
         self.apply_resolutions();
         // The last bucket is final even when the run ends inside it.
         self.close_buckets(now.div_ceil(self.setup.bucket_ms) as usize);
+        for twin in &mut self.twins {
+            twin.end_with_run(&self.collector, self.closed_buckets);
+        }
         self.since(before)
     }
 
@@ -409,6 +421,7 @@ impl Session {
             self.measure_twins(&activated);
             self.apply_resolutions();
             self.close_buckets((self.now() / bucket_ms) as usize);
+            self.follow_twins();
         }
         self.since(before)
     }
@@ -514,6 +527,13 @@ impl Session {
         }
     }
 
+    /// Lets every twin whose tail is open compare the buckets the run has closed, and run on.
+    fn follow_twins(&mut self) {
+        for twin in &mut self.twins {
+            twin.follow_run(&self.collector, self.closed_buckets);
+        }
+    }
+
     /// Runs the twin of each item that just took effect, from the fork of its bucket.
     fn measure_twins(&mut self, activated: &[usize]) {
         let (Some(until), Some(fork)) = (self.setup.truth_until_ms, &self.fork) else {
@@ -546,8 +566,7 @@ impl Session {
                 index,
                 item,
                 until,
-                &self.setup.catalog,
-                self.setup.bucket_ms,
+                &self.setup,
             ));
         }
     }

@@ -130,8 +130,13 @@ fn ci() -> Result<(), String> {
         std::process::id()
     ));
     let _ = std::fs::remove_file(&references);
+    // The data-set example (tests/dataset.rs) runs in Python with pandas and DuckDB from
+    // target/python, installed from the pinned tests/python/requirements.txt.
+    let python = python_environment()?;
     let mut test = cargo();
     test.args(["test", "--workspace"])
+        .env("MARKETSIM_PYTHON", &python)
+        .env("MARKETSIM_REQUIRE_PYTHON", "1")
         .env("INSTA_UPDATE", "no")
         .env("INSTA_FORCE_PASS", "0")
         .env("CI", "true")
@@ -159,6 +164,58 @@ fn ci() -> Result<(), String> {
     e2e()?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
+}
+
+/// The Python of the data-set example: a virtual environment in target/python with exactly the
+/// packages of tests/python/requirements.txt (from PyPI), made once and remade when that file
+/// changes. Returns its interpreter.
+fn python_environment() -> Result<PathBuf, String> {
+    let root = project_root();
+    let requirements = root.join("tests/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let environment = root.join("target/python");
+    let interpreter = environment.join("bin/python");
+    let stamp = environment.join("requirements.installed");
+    if interpreter.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&wanted) {
+        return Ok(interpreter);
+    }
+    eprintln!(
+        "xtask: installing the Python packages of tests/python/requirements.txt into target/python (pip)"
+    );
+    let _ = std::fs::remove_dir_all(&environment);
+    let python = std::env::var_os("MARKETSIM_HOST_PYTHON").unwrap_or_else(|| "python3".into());
+    let mut venv = Command::new(&python);
+    venv.args(["-m", "venv"]).arg(&environment);
+    run(venv).map_err(|e| {
+        format!("{e}\n(the data-set example needs Python 3 with venv: apt-get install python3 python3-venv)")
+    })?;
+    let log = root.join("target/xtask-pip.log");
+    let output = Command::new(&interpreter)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+        ])
+        .arg(&requirements)
+        .output()
+        .map_err(|e| format!("cannot start pip: {e}"))?;
+    let _ = std::fs::write(
+        &log,
+        [output.stdout.as_slice(), output.stderr.as_slice()].concat(),
+    );
+    if !output.status.success() {
+        return Err(format!(
+            "pip install -r tests/python/requirements.txt failed; its output is in {}:\n{}",
+            log.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(interpreter)
 }
 
 /// The browser the e2e tests drive: Debian's Chromium (never a downloaded one).
