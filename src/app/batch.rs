@@ -202,7 +202,7 @@ pub fn generate_runs(
     let manifest = Manifest {
         format: "marketsim-batch/1".to_string(),
         seed: options.seed,
-        warmup_days: options.run.warmup_days,
+        warmup_days: options.run.warmup_days.unwrap_or(0),
         truth_horizon_ms: options.run.truth_horizon_ms,
         max_days: options.scripts.max_days,
         runs,

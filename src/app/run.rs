@@ -48,8 +48,8 @@ pub struct RunOptions {
     pub measure_truth: bool,
     /// How far past an item's window the twins follow its effect (`--truth-horizon`).
     pub truth_horizon_ms: u64,
-    /// Days simulated before the script's start (`--warmup`).
-    pub warmup_days: u64,
+    /// Days simulated before the script's start (`--warmup`); `None`: the script's `warmup:`.
+    pub warmup_days: Option<u64>,
 }
 
 impl RunOptions {
@@ -147,7 +147,7 @@ pub fn run_to_directory(
 ) -> Result<RunOutcome, AppError> {
     let script = Script::open(script_path)?;
     let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?
-        .with_warmup_days(options.warmup_days)?
+        .with_warmup(options.warmup_days)?
         .with_truth_horizon(options.truth_horizon_ms);
     // Refuse a bad output directory before spending time on the run.
     let pending = PendingRunDirectory::create(out, options.force)?;

@@ -195,9 +195,9 @@ pub struct RunArgs {
     /// Simulate this many days (0 to 90) before the script's start, so the marketplace is full
     /// when the script begins and a detector has clean history: the run starts that much
     /// earlier, every timeline entry keeps its instant, and summary.json's warmupEnd marks where
-    /// the history ends.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=90))]
-    pub warmup: u64,
+    /// the history ends. Default: the script's `warmup:` (none).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=90))]
+    pub warmup: Option<u64>,
     /// Score every bucket against a baseline (series.csv gains expected, z, normalized and
     /// flag; events get normalizedValue and anomalyFlag) and write baseline.json,
     /// anomalies.json and recommendations.json.

@@ -233,7 +233,7 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
                 run: RunOptions {
                     write_events: events,
                     truth_horizon_ms: truth_horizon,
-                    warmup_days: warmup,
+                    warmup_days: Some(warmup),
                     ..RunOptions::with_truth()
                 },
                 workers: jobs.map_or_else(

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::definition::Library;
-use super::script::{check_duration, CatalogSource, Script};
+use super::script::{check_duration, CatalogSource, Script, MAX_WARMUP_DAYS};
 use super::timeline::{ScriptTimeline, TimelineInput};
 use crate::diagnostics::Diagnostic;
 use crate::engine::{MS_PER_DAY, MS_PER_HOUR};
@@ -36,8 +36,6 @@ pub struct RunPlan {
 
 /// The default truth horizon (`--truth-horizon`): 72 hours past an item's window.
 pub const DEFAULT_TRUTH_HORIZON_MS: u64 = 72 * MS_PER_HOUR;
-/// The longest warm-up `--warmup` accepts, in days.
-pub const MAX_WARMUP_DAYS: u64 = 90;
 
 impl RunPlan {
     /// Loads the script's catalog and library and applies command-line overrides.
@@ -77,6 +75,12 @@ impl RunPlan {
         })
     }
 
+    /// The plan with the warm-up `--warmup` asks for, else the script's own (`warmup:`).
+    pub fn with_warmup(self, override_days: Option<u64>) -> Result<RunPlan, Diagnostic> {
+        let days = override_days.unwrap_or(self.script.warmup_days);
+        self.with_warmup_days(days)
+    }
+
     /// The plan with `days` simulated before the script's start: the run's epoch moves back by
     /// that much and its duration grows by it, while every timeline entry stays at its instant
     /// (so a script's incidents fall after the warm-up, on a marketplace already full).
@@ -87,8 +91,14 @@ impl RunPlan {
                 format!("--warmup {days}: a warm-up lasts 0 to {MAX_WARMUP_DAYS} days"),
             ));
         }
-        if days == 0 {
+        if days == 0 || self.warmup_ms == days * MS_PER_DAY {
             return Ok(self);
+        }
+        if self.warmup_ms != 0 {
+            return Err(Diagnostic::new(
+                &self.script.path,
+                "a plan's warm-up is set once",
+            ));
         }
         let warmup_ms = days * MS_PER_DAY;
         let start = self

@@ -20,6 +20,8 @@ use crate::market::catalog::hex_sha256;
 pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
 /// The longest run a script may ask for.
 pub const MAX_DURATION_MS: u64 = 366 * MS_PER_DAY;
+/// The longest warm-up (`warmup:` or `--warmup`), in days.
+pub const MAX_WARMUP_DAYS: u64 = 90;
 pub const MIN_BUCKET_MS: u64 = MS_PER_MINUTE;
 pub const MAX_BUCKET_MS: u64 = MS_PER_DAY;
 
@@ -32,6 +34,10 @@ struct RawScript {
     seed: Seed,
     start: Instant,
     duration: String,
+    /// Whole days simulated before `start`, so the marketplace is full when the script's time
+    /// begins (`--warmup` overrides it).
+    #[serde(default)]
+    warmup: Option<String>,
     #[serde(default = "default_bucket")]
     bucket: String,
     #[serde(default)]
@@ -142,6 +148,8 @@ pub struct Script {
     pub seed: u64,
     pub start: DateTime<Utc>,
     pub duration_ms: u64,
+    /// Days simulated before `start` (the header's `warmup`, whole days; 0 without one).
+    pub warmup_days: u64,
     pub bucket_ms: u64,
     pub catalog: CatalogSource,
     /// The library folder the script names (resolved against its folder), if any.
@@ -236,6 +244,21 @@ impl Script {
             .map_err(|m| Diagnostic::new(path, m).at(at("duration")))?;
         let bucket_ms = parse_duration_ms(&raw.bucket)
             .map_err(|m| Diagnostic::new(path, m).at(at("bucket")))?;
+        let warmup_days = match &raw.warmup {
+            None => 0,
+            Some(text) => {
+                let warmup_ms = parse_duration_ms(text)
+                    .map_err(|m| Diagnostic::new(path, m).at(at("warmup")))?;
+                if warmup_ms % MS_PER_DAY != 0 || warmup_ms > MAX_WARMUP_DAYS * MS_PER_DAY {
+                    return Err(
+                        Diagnostic::new(path, format!("warmup `{text}` is not allowed"))
+                            .at(at("warmup"))
+                            .with_help(format!("allowed: whole days, 0d to {MAX_WARMUP_DAYS}d")),
+                    );
+                }
+                warmup_ms / MS_PER_DAY
+            }
+        };
         check_duration(duration_ms).map_err(|m| Diagnostic::new(path, m).at(at("duration")))?;
         check_run_end(start, duration_ms).map_err(|m| {
             Diagnostic::new(path, m)
@@ -272,6 +295,7 @@ impl Script {
             seed: raw.seed.0,
             start,
             duration_ms,
+            warmup_days,
             bucket_ms,
             catalog,
         })
