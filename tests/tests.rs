@@ -44,6 +44,9 @@ mod live_ws;
 /// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
 /// their reasons, retries, timeouts; settings from variables.
 mod llm;
+/// Every file a run writes has one timestamp format (RFC 3339 UTC with milliseconds), and runs
+/// of earlier versions are still read.
+mod outputs;
 /// A live-style session and a headless run of its recording give byte-identical run
 /// directories (proptest over random command sequences, steps and backdating).
 mod replay;

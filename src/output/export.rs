@@ -23,6 +23,7 @@ use super::run_dir::{OutputError, RunDirectory, EVENTS_FILE};
 use super::run_reader::{open_run, RunSeries};
 use super::series::SERIES_HEADER;
 use crate::diagnostics::nearest;
+use crate::market::calendar::format_unix_ms;
 use crate::scenario::definition::glob_matches;
 
 /// The header of an events CSV: the event's `data` object is one JSON-text column, because
@@ -133,8 +134,8 @@ impl TimeRange {
         if let (Some(from), Some(to)) = (from, to) {
             if from >= to {
                 return Err(ExportError::EmptyRange {
-                    from: from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                    to: to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    from: format_unix_ms(from.timestamp_millis()),
+                    to: format_unix_ms(to.timestamp_millis()),
                 });
             }
         }
@@ -319,18 +320,15 @@ fn write_atomically(
     Ok(rows)
 }
 
-/// The run's time span from its summary, RFC 3339.
+/// The run's time span from its summary, in the one timestamp format of every output.
 fn run_span(run: &RunDirectory) -> (String, String) {
     let summary = &run.summary;
     match DateTime::parse_from_rfc3339(&summary.epoch) {
         Ok(start) => {
-            let end = start + chrono::Duration::milliseconds(summary.duration_ms as i64);
+            let start_ms = start.timestamp_millis();
             (
-                start
-                    .with_timezone(&Utc)
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                end.with_timezone(&Utc)
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                format_unix_ms(start_ms),
+                format_unix_ms(start_ms + summary.duration_ms as i64),
             )
         }
         Err(_) => (summary.epoch.clone(), format!("+{}", summary.duration)),
