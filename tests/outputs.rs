@@ -1,4 +1,5 @@
-//! What every file a run writes has in common: one timestamp format.
+//! What every file a run writes has in common: one timestamp format, and the permissions of any
+//! file the user creates.
 
 use std::path::Path;
 
@@ -137,4 +138,54 @@ fn a_series_with_timestamps_in_seconds_is_still_read() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let output = marketsim(&["export", &older, "--from", "2025-03-10T01:00:00.000Z"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+/// Exports and `eval.json` came out 0600 (tempfile's mode for secrets), and run directories were
+/// 0755 only by tempfile's default for folders: every output gets what a file or folder the user
+/// creates gets (0644 and 0755 under the usual umask), compared here with such a file and
+/// folder, so the test holds whatever the umask is.
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_permissions_of_any_new_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let dir = temp_dir();
+    let probe_file = dir.path().join("probe.txt");
+    std::fs::write(&probe_file, "").unwrap_or_else(|e| panic!("{e}"));
+    let probe_folder = dir.path().join("probe");
+    std::fs::create_dir(&probe_folder).unwrap_or_else(|e| panic!("{e}"));
+    let (file_mode, folder_mode) = (mode(&probe_file), mode(&probe_folder));
+
+    let run = dir.path().join("run");
+    analyzed_run_with_events(&run);
+    assert_eq!(mode(&run), folder_mode, "the run directory");
+    for (name, _) in directory_contents(&run) {
+        assert_eq!(mode(&run.join(&name)), file_mode, "{}", name.display());
+    }
+
+    let exported = dir.path().join("export.csv");
+    let output = marketsim(&[
+        "export",
+        &run.to_string_lossy(),
+        "-o",
+        &exported.to_string_lossy(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(mode(&exported), file_mode, "an exported file");
+
+    let evaluation = dir.path().join("eval.json");
+    let output = marketsim(&[
+        "eval",
+        &run.to_string_lossy(),
+        "--out",
+        &evaluation.to_string_lossy(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(mode(&evaluation), file_mode, "eval.json");
 }

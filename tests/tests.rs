@@ -45,7 +45,8 @@ mod live_ws;
 /// their reasons, retries, timeouts; settings from variables.
 mod llm;
 /// Every file a run writes has one timestamp format (RFC 3339 UTC with milliseconds), and runs
-/// of earlier versions are still read.
+/// of earlier versions are still read; run directories, exports and `eval.json` get the
+/// permissions of any new file.
 mod outputs;
 /// A live-style session and a headless run of its recording give byte-identical run
 /// directories (proptest over random command sequences, steps and backdating).

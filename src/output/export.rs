@@ -305,10 +305,8 @@ fn write_atomically(
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".marketsim-export-")
-        .tempfile_in(&parent)
-        .map_err(write_error(&shown))?;
+    let temp =
+        super::output_temp_file(&parent, ".marketsim-export-").map_err(write_error(&shown))?;
     let mut writer = BufWriter::new(temp);
     let rows = write(&mut writer)?;
     let temp = writer
