@@ -23,8 +23,9 @@ mod determinism;
 mod diff;
 /// Starts that are not on the hour run like starts on the hour.
 mod epochs;
-/// `marketsim export`: series and events by stream glob and time range, CSV and JSON Lines,
-/// to stdout or atomically to a file; refused globs, times and runs.
+/// `marketsim export`: series and events by stream glob and time range, CSV and JSON Lines
+/// (an analyzed run's event scores in both), to stdout or atomically to a file; refused globs,
+/// times and runs.
 mod export;
 /// The analyst on random scripts it was not tuned on: CI's fixed set (`fixtures/random/`) run,
 /// analyzed and scored; issue 13's targets enforced with `MARKETSIM_ENFORCE_TARGETS=1`.

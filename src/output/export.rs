@@ -27,8 +27,9 @@ use crate::market::calendar::format_unix_ms;
 use crate::scenario::definition::glob_matches;
 
 /// The header of an events CSV: the event's `data` object is one JSON-text column, because
-/// payload fields differ from stream to stream.
-pub const EVENTS_CSV_HEADER: &str = "timestamp,stream,data";
+/// payload fields differ from stream to stream; the bucket's `normalizedValue` and
+/// `anomalyFlag` follow, empty when the run was made without `--analyze`.
+pub const EVENTS_CSV_HEADER: &str = "timestamp,stream,data,normalizedValue,anomalyFlag";
 
 /// Errors exporting from a run.
 #[derive(Debug, Error)]
@@ -476,10 +477,15 @@ impl ExportJob<'_> {
                 ExportFormat::Jsonl => writeln!(out, "{text}"),
                 ExportFormat::Csv => writeln!(
                     out,
-                    "{},{},{}",
+                    "{},{},{},{},{}",
                     csv_field(&event.timestamp),
                     csv_field(&event.stream),
-                    csv_field(&event.data.to_string())
+                    csv_field(&event.data.to_string()),
+                    event
+                        .normalized_value
+                        .map(|value| value.to_string())
+                        .unwrap_or_default(),
+                    csv_field(event.anomaly_flag.as_deref().unwrap_or_default())
                 ),
             }
             .map_err(|e| self.write_failed(e))?;
@@ -489,13 +495,19 @@ impl ExportJob<'_> {
     }
 }
 
-/// The fields of an `events.jsonl` line that an export reads.
+/// The fields of an `events.jsonl` line that an export reads; the scores are there when the run
+/// was analyzed.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct EventLine {
     stream: String,
     timestamp: String,
     #[serde(default)]
     data: serde_json::Value,
+    #[serde(default)]
+    normalized_value: Option<serde_json::Number>,
+    #[serde(default)]
+    anomaly_flag: Option<String>,
 }
 
 /// A `series.csv` row as one JSON object; every column is present, `null` when empty. Numbers
