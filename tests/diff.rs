@@ -121,7 +121,7 @@ fn a_changed_seed_exits_1_and_names_the_first_divergence() {
     assert_eq!(search["status"], "different");
     assert_eq!(
         search["firstDivergence"]["timestamp"],
-        "2025-03-03T00:00:00Z"
+        "2025-03-03T00:00:00.000Z"
     );
     assert_eq!(
         report["series"]["timestamps"].as_array().map(Vec::len),

@@ -1,5 +1,11 @@
 //! Runs whose epoch is not on the hour: every valid RFC 3339 start runs, and the marketplace it
-//! simulates is the ordinary one, shifted.
+//! simulates is the ordinary one, shifted. On the hour or not, every gauge reads in bucket 0.
+
+use std::path::Path;
+
+use marketsim::app::run::run_session;
+use marketsim::engine::{NoSink, MS_PER_HOUR};
+use marketsim::scenario::{RunPlan, Script};
 
 use crate::support::{run_script, stderr, temp_dir};
 
@@ -42,4 +48,34 @@ fn starts_off_the_hour_run_like_starts_on_the_hour() {
         checked += 1;
     });
     assert_eq!(checked, 3, "fixtures/off-hour holds three scripts");
+}
+
+/// Every gauge has a reading in a run's first bucket, whether the run starts on the hour or not:
+/// a gauge reads on the multiples of its interval from the epoch on (the hourly ad spend once
+/// read first at the end of the first hour, and bucket 0 of every run started on the hour was
+/// empty).
+#[test]
+fn every_gauge_reads_in_the_first_bucket() {
+    for script in [
+        "fixtures/scripts/short.yaml",
+        "fixtures/off-hour/half-past.yaml",
+        "fixtures/off-hour/midnight-india.yaml",
+        "fixtures/off-hour/thirty-seconds.yaml",
+    ] {
+        let loaded = Script::load(Path::new(script)).unwrap_or_else(|e| panic!("{e}"));
+        let plan = RunPlan::from_script(loaded, None, Some(2 * MS_PER_HOUR))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let session = run_session(&plan, false, &mut NoSink, &mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{script}: {e}"));
+        for stream in plan.catalog.streams.iter().filter(|s| s.origin.is_gauge()) {
+            assert!(
+                session
+                    .collector()
+                    .bucket_value(0, stream.id.index())
+                    .is_some(),
+                "{script}: {} has no reading in the first bucket",
+                stream.name
+            );
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{marketsim, stderr, stdout, temp_dir};
+use crate::support::{marketsim, run_script, stderr, stdout, temp_dir};
 
 /// Three simulated hours of the short fixture with events: three hourly buckets.
 fn run_with_events(out: &Path) {
@@ -122,22 +122,82 @@ fn events_export_keeps_the_lines_in_range() {
     assert!(expected.lines().count() > 10, "too few events to test");
     assert_eq!(exported, expected);
 
-    // As CSV: a header and the data object as one quoted JSON column.
+    // As CSV: a header and the data object as one quoted JSON column; the scores' columns are
+    // empty, the run was not analyzed.
     let mut csv_args = args.to_vec();
     csv_args[2] = "csv";
     let output = export(&run, &csv_args);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let csv = stdout(&output);
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("timestamp,stream,data"));
+    assert_eq!(
+        lines.next(),
+        Some("timestamp,stream,data,normalizedValue,anomalyFlag")
+    );
     let first = lines.next().unwrap_or_default();
     assert!(
         first.starts_with("2025-03-03T01:3")
             && first.contains(",session.booking.")
-            && first.contains(",\"{\"\""),
+            && first.contains(",\"{\"\"")
+            && first.ends_with("}\",,"),
         "{first}"
     );
     assert_eq!(csv.lines().count(), expected.lines().count() + 1);
+}
+
+/// With `--analyze`, each line of events.jsonl carries its bucket's `normalizedValue` and
+/// `anomalyFlag`: a JSON Lines export keeps them with the line, and a CSV export (which once
+/// dropped them) has them as its last two columns.
+#[test]
+fn events_export_keeps_the_scores_of_an_analyzed_run() {
+    let dir = temp_dir();
+    let run = dir.path().join("run");
+    let output = run_script(
+        "fixtures/scripts/timestamps.yaml",
+        &run,
+        &["--analyze", "--events", "--no-truth"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let selection = [
+        "--events",
+        "--streams",
+        "platform.api.*,platform.app.crash",
+        "--format",
+    ];
+    let export_as = |format: &str| {
+        let mut args = selection.to_vec();
+        args.push(format);
+        let output = export(&run, &args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let (jsonl, csv) = (export_as("jsonl"), export_as("csv"));
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next(),
+        Some("timestamp,stream,data,normalizedValue,anomalyFlag")
+    );
+    let rows: Vec<&str> = rows.collect();
+    assert!(rows.len() > 100, "too few events to test: {}", rows.len());
+    assert_eq!(rows.len(), jsonl.lines().count());
+    for (row, line) in rows.iter().zip(jsonl.lines()) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        // The data column is quoted and holds commas; the scores are the last two fields.
+        let mut fields = row.rsplitn(3, ',');
+        let (flag, normalized) = (fields.next(), fields.next());
+        assert_eq!(flag, event["anomalyFlag"].as_str(), "{row}");
+        assert_eq!(
+            normalized,
+            Some(event["normalizedValue"].to_string().as_str()),
+            "{row}"
+        );
+    }
+    // The release bug flags its buckets, so the column carries more than `normal`.
+    assert!(
+        rows.iter().any(|row| !row.ends_with(",normal")),
+        "no flagged event"
+    );
 }
 
 /// Refused requests exit 2 with a message that says what would be accepted.

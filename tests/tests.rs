@@ -25,8 +25,9 @@ mod determinism;
 mod diff;
 /// Starts that are not on the hour run like starts on the hour.
 mod epochs;
-/// `marketsim export`: series and events by stream glob and time range, CSV and JSON Lines,
-/// to stdout or atomically to a file; refused globs, times and runs.
+/// `marketsim export`: series and events by stream glob and time range, CSV and JSON Lines
+/// (an analyzed run's event scores in both), to stdout or atomically to a file; refused globs,
+/// times and runs.
 mod export;
 /// The analyst on random scripts it was not tuned on: CI's fixed set (`fixtures/random/`) run,
 /// analyzed and scored; issue 13's targets enforced with `MARKETSIM_ENFORCE_TARGETS=1`.
@@ -46,6 +47,10 @@ mod live_ws;
 /// The LLM analyst against a fake OpenAI-compatible server on 127.0.0.1: answers, fallbacks and
 /// their reasons, retries, timeouts; settings from variables.
 mod llm;
+/// Every file a run writes has one timestamp format (RFC 3339 UTC with milliseconds), and runs
+/// of earlier versions are still read; run directories, exports and `eval.json` get the
+/// permissions of any new file.
+mod outputs;
 /// A live-style session and a headless run of its recording give byte-identical run
 /// directories (proptest over random command sequences, steps and backdating).
 mod replay;

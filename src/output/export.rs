@@ -23,11 +23,13 @@ use super::run_dir::{OutputError, RunDirectory, EVENTS_FILE};
 use super::run_reader::{open_run, RunSeries};
 use super::series::SERIES_HEADER;
 use crate::diagnostics::nearest;
+use crate::market::calendar::format_unix_ms;
 use crate::scenario::definition::glob_matches;
 
 /// The header of an events CSV: the event's `data` object is one JSON-text column, because
-/// payload fields differ from stream to stream.
-pub const EVENTS_CSV_HEADER: &str = "timestamp,stream,data";
+/// payload fields differ from stream to stream; the bucket's `normalizedValue` and
+/// `anomalyFlag` follow, empty when the run was made without `--analyze`.
+pub const EVENTS_CSV_HEADER: &str = "timestamp,stream,data,normalizedValue,anomalyFlag";
 
 /// Errors exporting from a run.
 #[derive(Debug, Error)]
@@ -133,8 +135,8 @@ impl TimeRange {
         if let (Some(from), Some(to)) = (from, to) {
             if from >= to {
                 return Err(ExportError::EmptyRange {
-                    from: from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                    to: to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                    from: format_unix_ms(from.timestamp_millis()),
+                    to: format_unix_ms(to.timestamp_millis()),
                 });
             }
         }
@@ -304,10 +306,8 @@ fn write_atomically(
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".marketsim-export-")
-        .tempfile_in(&parent)
-        .map_err(write_error(&shown))?;
+    let temp =
+        super::output_temp_file(&parent, ".marketsim-export-").map_err(write_error(&shown))?;
     let mut writer = BufWriter::new(temp);
     let rows = write(&mut writer)?;
     let temp = writer
@@ -319,18 +319,15 @@ fn write_atomically(
     Ok(rows)
 }
 
-/// The run's time span from its summary, RFC 3339.
+/// The run's time span from its summary, in the one timestamp format of every output.
 fn run_span(run: &RunDirectory) -> (String, String) {
     let summary = &run.summary;
     match DateTime::parse_from_rfc3339(&summary.epoch) {
         Ok(start) => {
-            let end = start + chrono::Duration::milliseconds(summary.duration_ms as i64);
+            let start_ms = start.timestamp_millis();
             (
-                start
-                    .with_timezone(&Utc)
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                end.with_timezone(&Utc)
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                format_unix_ms(start_ms),
+                format_unix_ms(start_ms + summary.duration_ms as i64),
             )
         }
         Err(_) => (summary.epoch.clone(), format!("+{}", summary.duration)),
@@ -480,10 +477,15 @@ impl ExportJob<'_> {
                 ExportFormat::Jsonl => writeln!(out, "{text}"),
                 ExportFormat::Csv => writeln!(
                     out,
-                    "{},{},{}",
+                    "{},{},{},{},{}",
                     csv_field(&event.timestamp),
                     csv_field(&event.stream),
-                    csv_field(&event.data.to_string())
+                    csv_field(&event.data.to_string()),
+                    event
+                        .normalized_value
+                        .map(|value| value.to_string())
+                        .unwrap_or_default(),
+                    csv_field(event.anomaly_flag.as_deref().unwrap_or_default())
                 ),
             }
             .map_err(|e| self.write_failed(e))?;
@@ -493,13 +495,19 @@ impl ExportJob<'_> {
     }
 }
 
-/// The fields of an `events.jsonl` line that an export reads.
+/// The fields of an `events.jsonl` line that an export reads; the scores are there when the run
+/// was analyzed.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct EventLine {
     stream: String,
     timestamp: String,
     #[serde(default)]
     data: serde_json::Value,
+    #[serde(default)]
+    normalized_value: Option<serde_json::Number>,
+    #[serde(default)]
+    anomaly_flag: Option<String>,
 }
 
 /// A `series.csv` row as one JSON object; every column is present, `null` when empty. Numbers

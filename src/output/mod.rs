@@ -21,6 +21,8 @@ pub mod truth;
 
 use std::path::{Path, PathBuf};
 
+use tempfile::{NamedTempFile, TempDir};
+
 pub use run_dir::{OutputError, RunDirectory, Summary};
 
 /// Pretty JSON with a trailing newline, as every JSON file of a run directory is written.
@@ -72,10 +74,43 @@ fn parent_folder(target: &Path) -> PathBuf {
     }
 }
 
+/// The mode of an output file and of a run directory before the umask: what any program's new
+/// files and folders get (0644 and 0755 under the usual umask 022).
+const OUTPUT_FILE_MODE: u32 = 0o666;
+const OUTPUT_FOLDER_MODE: u32 = 0o777;
+
+/// A builder of temporary siblings named `prefix…` that become outputs when renamed into place,
+/// created with `mode` masked by the umask (the system call applies it, so nothing reads or sets
+/// the process's umask). tempfile's own default for files, 0600, is meant for secrets: an export
+/// or an evaluation left unreadable to the group and others surprises whoever shares it.
+fn output_temp_builder(prefix: &str, mode: u32) -> tempfile::Builder<'_, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    builder
+}
+
+/// A temporary sibling file for an output, with the usual permissions (see
+/// [`output_temp_builder`]).
+pub(crate) fn output_temp_file(folder: &Path, prefix: &str) -> std::io::Result<NamedTempFile> {
+    output_temp_builder(prefix, OUTPUT_FILE_MODE).tempfile_in(folder)
+}
+
+/// A temporary sibling folder for a run directory, with the usual permissions.
+pub(crate) fn output_temp_folder(folder: &Path, prefix: &str) -> std::io::Result<TempDir> {
+    output_temp_builder(prefix, OUTPUT_FOLDER_MODE).tempdir_in(folder)
+}
+
 /// A file being written: a temporary sibling of its target, created up front so an unwritable
 /// place fails before any work, and renamed over the target by [`PendingFile::commit`].
 pub struct PendingFile {
-    temp: tempfile::NamedTempFile,
+    temp: NamedTempFile,
     target: PathBuf,
 }
 
@@ -83,10 +118,8 @@ impl PendingFile {
     pub fn create(target: &Path) -> Result<Self, OutputError> {
         let folder = parent_folder(target);
         create_output_folder(&folder, target)?;
-        let temp = tempfile::Builder::new()
-            .prefix(".marketsim-tmp-")
-            .tempfile_in(&folder)
-            .map_err(|source| OutputError::Io {
+        let temp =
+            output_temp_file(&folder, ".marketsim-tmp-").map_err(|source| OutputError::Io {
                 path: std::path::absolute(&folder).unwrap_or(folder),
                 source,
             })?;

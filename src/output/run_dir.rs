@@ -181,10 +181,8 @@ impl PendingRunDirectory {
         check_replaceable(target, force)?;
         let parent = super::parent_folder(target);
         super::create_output_folder(&parent, target)?;
-        let temp = tempfile::Builder::new()
-            .prefix(".marketsim-tmp-")
-            .tempdir_in(&parent)
-            .map_err(io_error(&parent))?;
+        let temp =
+            super::output_temp_folder(&parent, ".marketsim-tmp-").map_err(io_error(&parent))?;
         Ok(PendingRunDirectory {
             temp,
             target: target.to_path_buf(),

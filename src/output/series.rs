@@ -1,6 +1,7 @@
 //! `series.csv`: one row per bucket per stream, bucket-major, and its reader.
 //!
-//! Columns: `timestamp` (bucket start, ISO 8601), `stream`, `value` — the event count of a
+//! Columns: `timestamp` (bucket start, RFC 3339 UTC with milliseconds, as in every other file
+//! of the run; the reader also takes the `…T00:00:00Z` of earlier versions), `stream`, `value` — the event count of a
 //! count stream, or the mean reading of a gauge with 3 decimals (empty when a gauge had no
 //! reading in the bucket); and, when the run was analyzed (`--analyze`), `expected` (the
 //! baseline's seasonally adjusted expectation), `z`, `normalized` (0–100, 50 = expected) and
@@ -35,10 +36,8 @@ pub fn write_series<W: Write>(
     writeln!(out, "{SERIES_HEADER}")?;
     let epoch = plan.epoch();
     for bucket in 0..plan.bucket_count() {
-        let start = epoch.absolute_ms(bucket as u64 * plan.script.bucket_ms);
-        let timestamp = chrono::DateTime::from_timestamp_millis(start)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default();
+        // The one timestamp format of every output, milliseconds included (`…T00:00:00.000Z`).
+        let timestamp = epoch.format(bucket as u64 * plan.script.bucket_ms);
         for stream in &plan.catalog.streams {
             let index = stream.id.index();
             let value = format_value(

@@ -13,6 +13,9 @@ use crate::market::payload::{
 };
 use crate::market::roles::Role;
 
+/// The salt that moves a gauge's generator onto the path its reading at the epoch draws from.
+const EPOCH_READING_SALT: u64 = 0x6570_6f63_6872_6561;
+
 impl Marketplace {
     /// An arrival (or hour boundary) of a source stream.
     pub(super) fn on_source<S: Sink<StreamEvent>>(
@@ -44,7 +47,19 @@ impl Marketplace {
             return;
         }
         if let Origin::Gauge { every_ms, metric } = self.catalog.streams[stream.index()].origin {
-            let payload = self.gauge_payload(metric, context.now(), stream);
+            let payload = if context.now() == 0 {
+                // The reading at the epoch came after the others were in place: it draws its
+                // noise from a path of its own, so every later reading draws what it drew before.
+                let own_path = self.streams[stream.index()].arrivals.clone();
+                self.streams[stream.index()]
+                    .arrivals
+                    .resalt(EPOCH_READING_SALT);
+                let payload = self.gauge_payload(metric, 0, stream);
+                self.streams[stream.index()].arrivals = own_path;
+                payload
+            } else {
+                self.gauge_payload(metric, context.now(), stream)
+            };
             self.emit(stream, payload, context, sink);
             context.schedule_after(every_ms, MarketEvent::Gauge { stream });
         }

@@ -532,9 +532,13 @@ impl Model for Marketplace {
             match stream.origin {
                 Origin::Source { .. } => self.schedule_source(stream.id, context),
                 Origin::Gauge { every_ms, .. } => {
-                    // Readings fall on wall-clock multiples of the interval.
+                    // Readings fall on wall-clock multiples of the interval, the epoch included
+                    // when it is one: otherwise the first bucket of a run that starts on the
+                    // hour misses the reading every later bucket has at its start (an hourly
+                    // gauge had none at all in bucket 0).
                     let into = epoch.absolute_ms(0).rem_euclid(every_ms as i64) as u64;
-                    context.schedule_at(every_ms - into, MarketEvent::Gauge { stream: stream.id });
+                    let first_reading = (every_ms - into) % every_ms;
+                    context.schedule_at(first_reading, MarketEvent::Gauge { stream: stream.id });
                 }
                 Origin::Flow => {}
             }
