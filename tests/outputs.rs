@@ -102,6 +102,7 @@ fn every_timestamp_of_a_run_directory_has_one_format() {
             "anomalies.json",
             "baseline.json",
             "events.jsonl",
+            "labels.csv",
             "recommendations.json",
             "series.csv",
             "summary.json",
