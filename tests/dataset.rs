@@ -284,3 +284,57 @@ fn a_set_is_the_same_whatever_the_number_of_jobs() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--force"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_set_about_one_scenario_draws_it_in_every_script() {
+    let dir = temp_dir();
+    let folder = dir.path().join("scripts");
+    let target = folder.to_string_lossy();
+    let output = marketsim(&[
+        "generate",
+        "--count",
+        "12",
+        "--seed",
+        "9300",
+        "--scenario",
+        "supply-crisis",
+        "--out",
+        &target,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for (path, bytes) in directory_contents(&folder) {
+        let text = String::from_utf8_lossy(&bytes);
+        // The library scenario, or an inline variant of it (`supply-crisis-variant-N`).
+        assert!(
+            text.contains("scenario: supply-crisis"),
+            "{} draws no supply crisis:\n{text}",
+            path.display()
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|line| line.trim_start().starts_with("scenario: ")
+                    && !line.contains("supply-crisis")),
+            "{} draws another scenario:\n{text}",
+            path.display()
+        );
+    }
+    let output = marketsim(&[
+        "generate",
+        "--count",
+        "1",
+        "--seed",
+        "1",
+        "--scenario",
+        "supply",
+        "--out",
+        &target,
+        "--force",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("allowed: app-release-bug"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -32,7 +32,10 @@ fn the_fixed_random_set_still_generates_as_committed() {
     // and the set is regenerated on purpose, not left to drift from what `generate` writes.
     let scripts =
         marketsim::scenario::random::RandomScripts::embedded().unwrap_or_else(|e| panic!("{e}"));
-    let options = marketsim::scenario::random::RandomScriptOptions { max_days: 4 };
+    let options = marketsim::scenario::random::RandomScriptOptions {
+        max_days: 4,
+        ..Default::default()
+    };
     let paths = fixed_scripts();
     assert_eq!(paths.len(), FIXED_SET_SIZE);
     for (index, path) in paths.iter().enumerate() {

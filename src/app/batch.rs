@@ -49,6 +49,9 @@ pub struct Manifest {
     pub warmup_days: u64,
     pub truth_horizon_ms: u64,
     pub max_days: u32,
+    /// The one library scenario every script draws (`--scenario`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
     pub runs: Vec<ManifestRun>,
 }
 
@@ -205,6 +208,11 @@ pub fn generate_runs(
         warmup_days: options.run.warmup_days.unwrap_or(0),
         truth_horizon_ms: options.run.truth_horizon_ms,
         max_days: options.scripts.max_days,
+        scenario: options
+            .scripts
+            .only_scenario
+            .and_then(|index| generator.scenario_id(index))
+            .map(str::to_string),
         runs,
     };
     let path = out.join(MANIFEST_FILE);

@@ -260,6 +260,10 @@ pub struct GenerateArgs {
     /// clamped), to keep a set cheap.
     #[arg(long, value_parser = clap::value_parser!(u32).range(3..=10))]
     pub max_days: Option<u32>,
+    /// Draw only this library scenario (at least once in every script, never a quiet run): a
+    /// set about one kind of incident, e.g. payment-outage. Everything else is drawn as usual.
+    #[arg(long, alias = "template")]
+    pub scenario: Option<String>,
     /// With --runs: days simulated before each script's start (0 to 90), as `run --warmup`.
     #[arg(long, default_value_t = 0, requires = "runs", value_parser = clap::value_parser!(u64).range(0..=90))]
     pub warmup: u64,

@@ -219,9 +219,19 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
         truth_horizon,
         events,
         jobs,
+        scenario,
     } = args;
+    let only_scenario = match &scenario {
+        Some(id) => Some(
+            RandomScripts::embedded()?
+                .scenario_index(id)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     let script_options = RandomScriptOptions {
         max_days: max_days.unwrap_or(RandomScriptOptions::default().max_days),
+        only_scenario,
     };
     if let Some(runs) = runs {
         return generate_runs(

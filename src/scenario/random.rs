@@ -36,12 +36,17 @@ pub struct RandomScriptOptions {
     /// The longest run drawn, in days (at least [`MIN_RANDOM_DAYS`]): CI's fixed set is kept
     /// short so it stays cheap. The draws do not depend on it, only the duration is clamped.
     pub max_days: u32,
+    /// Draw only this library scenario (its index in the library), at least once per script
+    /// and never a quiet run: a set about one kind of incident (`generate --scenario ID`). The
+    /// other draws are the same as without it.
+    pub only_scenario: Option<usize>,
 }
 
 impl Default for RandomScriptOptions {
     fn default() -> Self {
         RandomScriptOptions {
             max_days: MAX_RANDOM_DAYS,
+            only_scenario: None,
         }
     }
 }
@@ -97,6 +102,32 @@ struct Tally {
 }
 
 impl RandomScripts {
+    /// The index of library scenario `id`, for [`RandomScriptOptions::only_scenario`]; an
+    /// unknown id is an error that lists the library's ids.
+    pub fn scenario_index(&self, id: &str) -> Result<usize, String> {
+        self.library
+            .scenarios
+            .iter()
+            .position(|definition| definition.id == id)
+            .ok_or_else(|| {
+                let ids: Vec<&str> = self
+                    .library
+                    .scenarios
+                    .iter()
+                    .map(|d| d.id.as_str())
+                    .collect();
+                format!(
+                    "--scenario `{id}` is not in the library; allowed: {}",
+                    ids.join(", ")
+                )
+            })
+    }
+
+    /// The id of the library scenario at `index`.
+    pub fn scenario_id(&self, index: usize) -> Option<&str> {
+        self.library.scenarios.get(index).map(|d| d.id.as_str())
+    }
+
     /// A generator over the library and catalog built into the binary.
     pub fn embedded() -> Result<RandomScripts, Diagnostic> {
         let catalog = Catalog::embedded()?;
@@ -135,7 +166,7 @@ impl RandomScripts {
         let days = drawn_days.min(options.max_days.max(MIN_RANDOM_DAYS));
         let duration_ms = u64::from(days) * MS_PER_DAY;
         let start = draw_start(rng, days);
-        let quiet = rng.random_bool(QUIET_RUN_SHARE);
+        let quiet = rng.random_bool(QUIET_RUN_SHARE) && options.only_scenario.is_none();
 
         let mut planned: Vec<Planned> = Vec::new();
         let mut inline: Vec<RawScenario> = Vec::new();
@@ -145,6 +176,7 @@ impl RandomScripts {
                 rng,
                 start,
                 duration_ms,
+                options.only_scenario,
                 &mut planned,
                 &mut inline,
                 &mut tally,
@@ -196,15 +228,19 @@ impl RandomScripts {
         rng: &mut Pcg64,
         start: DateTime<Utc>,
         duration_ms: u64,
+        only_scenario: Option<usize>,
         planned: &mut Vec<Planned>,
         inline: &mut Vec<RawScenario>,
         tally: &mut Tally,
     ) -> Result<(), Diagnostic> {
-        let scenario_count = [0usize, 1, 1, 1, 1, 2, 2, 2, 3, 3][rng.random_range(0..10)];
+        let mut scenario_count = [0usize, 1, 1, 1, 1, 2, 2, 2, 3, 3][rng.random_range(0..10)];
+        if only_scenario.is_some() {
+            scenario_count = scenario_count.max(1);
+        }
         let mut starts: Vec<(u64, u64)> = Vec::new(); // (start, active duration) of real ones
         for _ in 0..scenario_count {
-            let definition =
-                &self.library.scenarios[rng.random_range(0..self.library.scenarios.len())];
+            let drawn = rng.random_range(0..self.library.scenarios.len());
+            let definition = &self.library.scenarios[only_scenario.unwrap_or(drawn)];
             // Sometimes on top of one already drawn, so causes overlap.
             let at_ms = match starts.last() {
                 Some(&(previous, active)) if rng.random_bool(0.3) => {
@@ -546,7 +582,10 @@ mod tests {
         /// Every generated script parses and validates as `marketsim validate` checks it.
         #[test]
         fn generated_scripts_validate(seed in any::<u64>(), index in 0u32..1_000, short in any::<bool>()) {
-            let options = RandomScriptOptions { max_days: if short { 4 } else { MAX_RANDOM_DAYS } };
+            let options = RandomScriptOptions {
+                max_days: if short { 4 } else { MAX_RANDOM_DAYS },
+                ..RandomScriptOptions::default()
+            };
             let text = generator().generate(seed, index, options).unwrap_or_else(|e| panic!("{e}"));
             let path = Path::new("random.yaml");
             let script = Script::parse(path, &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
