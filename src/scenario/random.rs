@@ -51,6 +51,13 @@ impl Default for RandomScriptOptions {
     }
 }
 
+/// When a generated run starts and how long it lasts.
+#[derive(Debug, Clone, Copy)]
+struct RunSpan {
+    start: DateTime<Utc>,
+    duration_ms: u64,
+}
+
 /// The file name a generated script is written under: `random-<seed>-<index>.yaml`.
 pub fn random_script_file_name(seed: u64, index: u32) -> String {
     format!("random-{seed}-{index}.yaml")
@@ -174,8 +181,7 @@ impl RandomScripts {
         if !quiet {
             self.draw_timeline(
                 rng,
-                start,
-                duration_ms,
+                RunSpan { start, duration_ms },
                 options.only_scenario,
                 &mut planned,
                 &mut inline,
@@ -226,8 +232,7 @@ impl RandomScripts {
     fn draw_timeline(
         &self,
         rng: &mut Pcg64,
-        start: DateTime<Utc>,
-        duration_ms: u64,
+        RunSpan { start, duration_ms }: RunSpan,
         only_scenario: Option<usize>,
         planned: &mut Vec<Planned>,
         inline: &mut Vec<RawScenario>,
