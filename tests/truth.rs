@@ -62,7 +62,31 @@ fn a_scenario_stopped_early_measures_what_the_run_without_it_shows() {
     assert_eq!(scenario["windowEnd"], scenario["settledAt"], "{scenario:#}");
     assert_eq!(scenario["settledAt"], "2025-10-10T00:00:00.000Z");
 
-    let (with, without) = (series(&with), series(&without));
+    // labels.csv, bucket by bucket over the window and the tail: its counterfactual is the run
+    // without the scenario, and its actual the run itself.
+    let labels = std::fs::read_to_string(with.join("labels.csv")).unwrap_or_else(|e| panic!("{e}"));
+    let (with_dir, without_dir) = (with.clone(), without.clone());
+    let (with, without) = (series(&with_dir), series(&without_dir));
+    let id = scenario["id"].as_str().unwrap_or_default();
+    let mut checked = 0;
+    for line in labels.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields[2] != id {
+            continue;
+        }
+        let key = (fields[1].to_string(), fields[0].to_string());
+        let parse = |text: &str| text.parse::<f64>().unwrap_or(f64::NAN);
+        let (actual, counterfactual) = (parse(fields[9]), parse(fields[10]));
+        let run_value = with.get(&key).copied().unwrap_or(0.0);
+        let without_value = without.get(&key).copied().unwrap_or(0.0);
+        assert!(
+            (actual - run_value).abs() <= 0.0005
+                && (counterfactual - without_value).abs() <= 0.0005,
+            "{line}: the run has {run_value}, the run without the scenario {without_value}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} label rows of {id}");
     let from = scenario["windowStart"].as_str().unwrap_or_default();
     let to = scenario["windowEnd"].as_str().unwrap_or_default();
     let measured = scenario["measured"].as_array().cloned().unwrap_or_default();
