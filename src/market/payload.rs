@@ -712,6 +712,11 @@ impl Serialize for OrderedPairs<'_> {
     }
 }
 
+/// An event's `normalizedValue` as written: one decimal, as in series.csv.
+pub fn normalized_as_written(normalized: f64) -> f64 {
+    (normalized * 10.0).round() / 10.0
+}
+
 /// A stream event in the seed's wire shape: `{"stream", "timestamp", "data"}`, plus
 /// `normalizedValue` and `anomalyFlag` when the stream's bucket has been scored.
 pub struct StreamEventView<'a> {
@@ -735,8 +740,7 @@ impl Serialize for StreamEventView<'_> {
             },
         )?;
         if let Some((normalized, flag)) = self.score {
-            // One decimal, as in series.csv.
-            map.serialize_entry("normalizedValue", &((normalized * 10.0).round() / 10.0))?;
+            map.serialize_entry("normalizedValue", &normalized_as_written(normalized))?;
             map.serialize_entry("anomalyFlag", flag)?;
         }
         map.end()
