@@ -1,7 +1,9 @@
 //! Labelled data sets for detector testing: `labels.csv` per run (what each item did to each
 //! stream-bucket, its tail past the window, red herrings at exactly zero), `--warmup` history,
 //! and `generate --runs` sets — loaded in pandas and DuckDB and scored with a trivial detector
-//! by `tests/python/detector_example.py`, the README's example.
+//! by `tests/python/detector_example.py`, the README's example — and their Parquet copies
+//! (`--parquet`): the same rows as the text files, as pandas and DuckDB read them, and the same
+//! bytes run after run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -182,23 +184,28 @@ fn a_warmup_runs_days_before_the_script_and_keeps_every_entry_at_its_instant() {
 /// target/python), else `python3` when it has pandas. `None` when there is none and
 /// `MARKETSIM_REQUIRE_PYTHON` is unset (a plain `cargo test` on a machine without pandas).
 fn python_with_pandas() -> Option<PathBuf> {
+    python_with("pandas")
+}
+
+/// The Python of the tests, as [`python_with_pandas`], when it can import `module`.
+fn python_with(module: &str) -> Option<PathBuf> {
     let candidate = std::env::var_os("MARKETSIM_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("python3"));
-    let has_pandas = Command::new(&candidate)
-        .args(["-c", "import pandas"])
+    let has_module = Command::new(&candidate)
+        .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|output| output.status.success());
-    if has_pandas {
+    if has_module {
         return Some(candidate);
     }
     assert!(
         std::env::var_os("MARKETSIM_REQUIRE_PYTHON").is_none(),
-        "{} cannot import pandas (cargo xtask ci installs tests/python/requirements.txt into target/python)",
+        "{} cannot import {module} (cargo xtask ci installs tests/python/requirements.txt into target/python)",
         candidate.display()
     );
     eprintln!(
-        "skipped: {} has no pandas; `cargo xtask ci` runs this with target/python",
+        "skipped: {} has no {module}; `cargo xtask ci` runs this with target/python",
         candidate.display()
     );
     None
@@ -209,7 +216,7 @@ fn a_generated_set_loads_in_pandas_and_scores_a_detector_by_bucket() {
     let dir = temp_dir();
     let set = dir.path().join("set");
     let target = set.to_string_lossy();
-    let output = marketsim(&[
+    let mut args = vec![
         "generate",
         "--runs",
         "4",
@@ -221,7 +228,12 @@ fn a_generated_set_loads_in_pandas_and_scores_a_detector_by_bucket() {
         "2",
         "--out",
         &target,
-    ]);
+    ];
+    // The example then checks the Parquet tables against the CSVs too.
+    if cfg!(feature = "parquet") {
+        args.push("--parquet");
+    }
+    let output = marketsim(&args);
     assert!(output.status.success(), "{}", stderr(&output));
     let manifest = read_json(&set.join("manifest.json"));
     insta::assert_json_snapshot!("generated_set_manifest", manifest);
@@ -337,4 +349,95 @@ fn a_set_about_one_scenario_draws_it_in_every_script() {
         "{}",
         stderr(&output)
     );
+}
+
+/// The Parquet tables of the labelled fixture are the same bytes run after run (no clock, no
+/// path, no hash order in them).
+#[cfg(feature = "parquet")]
+#[test]
+fn the_parquet_tables_of_a_run_are_byte_identical_run_to_run() {
+    let dir = temp_dir();
+    let runs = [dir.path().join("a"), dir.path().join("b")];
+    for out in &runs {
+        let output = run_script("fixtures/scripts/labelled.yaml", out, &["--parquet"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    for name in ["series.parquet", "labels.parquet"] {
+        let [a, b] = runs
+            .each_ref()
+            .map(|run| std::fs::read(run.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")));
+        assert!(a.len() > 1_000, "{name} has only {} bytes", a.len());
+        assert!(a == b, "{name} differs between two runs of the same script");
+    }
+}
+
+/// events.parquet holds exactly the events of events.jsonl, scores included (checked with
+/// DuckDB by `tests/python/events_parquet_check.py`), and an analyzed run with events writes
+/// the same directory twice.
+#[cfg(feature = "parquet")]
+#[test]
+fn events_parquet_holds_the_events_of_events_jsonl() {
+    let dir = temp_dir();
+    let runs = [dir.path().join("a"), dir.path().join("b")];
+    for out in &runs {
+        let output = run_script(
+            "fixtures/scripts/short.yaml",
+            out,
+            &["--duration", "12h", "--events", "--analyze", "--parquet"],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let contents = runs.each_ref().map(|run| directory_contents(run));
+    let names: Vec<String> = contents[0]
+        .iter()
+        .map(|(path, _)| path.to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".parquet"))
+        .collect();
+    assert_eq!(
+        names,
+        ["events.parquet", "labels.parquet", "series.parquet"]
+    );
+    assert!(
+        contents[0] == contents[1],
+        "two analyzed runs with events differ"
+    );
+    let Some(python) = python_with("duckdb") else {
+        return;
+    };
+    let output = Command::new(python)
+        .arg(root().join("tests/python/events_parquet_check.py"))
+        .arg(&runs[0])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the check: {e}"));
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let check: serde_json::Value = serde_json::from_str(stdout(&output).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&output)));
+    assert_eq!(check["differing_rows"], 0);
+    assert_eq!(check["scored"], true);
+    assert!(
+        check["rows"].as_u64().is_some_and(|rows| rows > 10_000),
+        "{check}"
+    );
+}
+
+/// A binary built without the `parquet` feature refuses `--parquet` before it runs anything,
+/// and says why.
+#[cfg(not(feature = "parquet"))]
+#[test]
+fn without_the_feature_parquet_is_refused_with_the_reason() {
+    let dir = temp_dir();
+    let out = dir.path().join("run");
+    let output = run_script("fixtures/scripts/short.yaml", &out, &["--parquet"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("built without Parquet support"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists(), "a refused run left {}", out.display());
 }

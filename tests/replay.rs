@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use marketsim::analyst::rules::RulesAnalyst;
 use marketsim::app::history::simulate_baseline;
-use marketsim::app::run::write_run_directory;
+use marketsim::app::run::{write_run_directory, RunFiles};
 use marketsim::engine::{NoSink, MS_PER_HOUR, MS_PER_MINUTE};
 use marketsim::output::run_dir::PendingRunDirectory;
 use marketsim::scenario::timeline::RawEventEntry;
@@ -212,7 +212,7 @@ fn check_replay_with(steps: &[Step], end_ms: u64, from_replies: bool) -> Result<
     let live_dir = dir.path().join("live");
     let pending = PendingRunDirectory::create(&live_dir, false)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    write_run_directory(pending, &plan, &live, false)
+    write_run_directory(pending, &plan, &live, RunFiles::default())
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
 
     let replay_dir = dir.path().join("replay");

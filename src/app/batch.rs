@@ -5,7 +5,8 @@
 //!
 //! Layout of the set's folder:
 //! - `scripts/random-SEED-INDEX.yaml`: the scripts, as `generate --count` writes them;
-//! - `runs/random-SEED-INDEX/`: each run directory;
+//! - `runs/random-SEED-INDEX/`: each run directory (with `--parquet`, its data sets as Parquet
+//!   too);
 //! - `manifest.json`: the set (seed, options) and per run its script (path, sha256), the run's
 //!   seed, epoch, warm-up end and length, and its items (id, kind, ref, origin, red herring,
 //!   start, truth end, streams it materially moved).
@@ -121,6 +122,10 @@ pub fn generate_runs(
     force: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Manifest, AppError> {
+    // Before any script is written: a binary without Parquet cannot do what the set asks.
+    if options.run.write_parquet {
+        crate::output::require_parquet()?;
+    }
     let holds_files = match std::fs::read_dir(out) {
         Ok(mut entries) => entries.next().is_some(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,

@@ -1,6 +1,6 @@
 //! A headless run, start to finish: the session stepped to the end of the script, the
-//! baseline's history on the other core, the sinks (events.jsonl), the analyst, and the run
-//! directory written atomically.
+//! baseline's history on the other core, the sinks (events.jsonl, and events.parquet beside it
+//! with `--parquet`), the analyst, and the run directory written atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     pub duration_ms: Option<u64>,
     pub write_events: bool,
+    /// Also write the data sets as Parquet (`--parquet`): series, labels, and events when
+    /// `write_events`.
+    pub write_parquet: bool,
     pub force: bool,
     pub measure_truth: bool,
     /// How far past an item's window the twins follow its effect (`--truth-horizon`).
@@ -145,6 +148,9 @@ pub fn run_to_directory(
     options: &RunOptions,
     progress: &mut dyn FnMut(VirtualTimeMs, VirtualTimeMs),
 ) -> Result<RunOutcome, AppError> {
+    if options.write_parquet {
+        crate::output::require_parquet()?;
+    }
     let script = Script::open(script_path)?;
     let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?
         .with_warmup(options.warmup_days)?
@@ -180,9 +186,17 @@ pub fn run_to_directory(
         }
         let mut session = if options.write_events {
             let writer = pending.events_writer()?;
+            let scored = session.analysis().is_some();
+            let mut table = match options.write_parquet {
+                true => Some(pending.events_table(&plan.catalog, plan.epoch(), scored)?),
+                false => None,
+            };
             let mut events = EventsJsonlSink::new(writer, &plan.catalog, plan.epoch());
-            if session.analysis().is_some() {
+            if scored {
                 events = events.with_scores(plan.bucket_ms());
+            }
+            if let Some(table) = &mut table {
+                events = events.with_table(table.as_mut());
             }
             let mut write_scored = |session: &Session, events: &mut EventsJsonlSink<_>| {
                 if let Some(analysis) = session.analysis() {
@@ -202,6 +216,9 @@ pub fn run_to_directory(
                     what: "writing events.jsonl".to_string(),
                     source,
                 })?;
+            if let Some(table) = table {
+                table.finish()?;
+            }
             session
         } else {
             step_to_end(
@@ -224,7 +241,11 @@ pub fn run_to_directory(
         Ok(session)
     })?;
     let run_seconds = started.elapsed().as_secs_f64();
-    let summary = write_run_directory(pending, &plan, &session, options.write_events)?;
+    let files = RunFiles {
+        events: options.write_events,
+        parquet: options.write_parquet,
+    };
+    let summary = write_run_directory(pending, &plan, &session, files)?;
     Ok(RunOutcome {
         path: out.to_path_buf(),
         run_seconds,
@@ -248,16 +269,27 @@ fn anomalies_of(plan: &RunPlan, analysis: &SessionAnalysis) -> AnomaliesFile {
     )
 }
 
+/// What a run directory holds besides the files every run has.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFiles {
+    /// `events.jsonl` was written (by the caller's sink, as the session ran).
+    pub events: bool,
+    /// Write `series.parquet` and `labels.parquet` (`events.parquet` is the caller's, beside
+    /// `events.jsonl`).
+    pub parquet: bool,
+}
+
 /// Writes what `session` did under `plan` into `pending` and moves it into place: summary,
-/// series, truth and timeline, and the analysis files when the session was analyzed.
+/// series, truth and timeline, labels when the session measured truth, the analysis files
+/// when it was analyzed, and the Parquet tables when asked.
 pub fn write_run_directory(
     pending: PendingRunDirectory,
     plan: &RunPlan,
     session: &Session,
-    events_file: bool,
+    files: RunFiles,
 ) -> Result<Summary, AppError> {
     let collector = session.collector();
-    let summary = Summary::new(plan, collector, events_file);
+    let summary = Summary::new(plan, collector, files.events);
     let truth = build_truth(
         plan,
         session.items(),
@@ -270,9 +302,19 @@ pub fn write_run_directory(
         (TRUTH_FILE, to_pretty_json(&truth)),
         (TIMELINE_FILE, to_pretty_json(&timeline)),
     ];
-    if session.measures_truth() {
-        let labels = label_records(plan, session.items(), collector, session.twins());
-        extra.push((LABELS_FILE, labels_csv(&labels)));
+    let labels = session
+        .measures_truth()
+        .then(|| label_records(plan, session.items(), collector, session.twins()));
+    if let Some(labels) = &labels {
+        extra.push((LABELS_FILE, labels_csv(labels)));
+    }
+    if files.parquet {
+        pending.add_parquet_tables(
+            plan,
+            collector,
+            session.analysis().map(|analysis| analysis.scores()),
+            labels.as_deref(),
+        )?;
     }
     if let Some(analysis) = session.analysis() {
         let recommendations = analysis.recommendations_file();

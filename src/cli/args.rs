@@ -177,6 +177,11 @@ pub struct RunArgs {
     /// Also write events.jsonl with every stream event.
     #[arg(long)]
     pub events: bool,
+    /// Also write the data sets as Parquet beside the text files, typed for pandas and DuckDB:
+    /// series.parquet, labels.parquet and, with --events, events.parquet (one column per
+    /// payload key).
+    #[arg(long)]
+    pub parquet: bool,
     /// Replace DIR if it already holds a run.
     #[arg(long)]
     pub force: bool,
@@ -274,6 +279,9 @@ pub struct GenerateArgs {
     /// With --runs: also write each run's events.jsonl (about 150 MB per simulated day).
     #[arg(long, requires = "runs")]
     pub events: bool,
+    /// With --runs: also write each run's data sets as Parquet, as `run --parquet`.
+    #[arg(long, requires = "runs")]
+    pub parquet: bool,
     /// With --runs: runs at once (default: the machine's cores).
     #[arg(long, requires = "runs", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: Option<u32>,

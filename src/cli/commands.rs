@@ -64,6 +64,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         days,
         duration,
         events,
+        parquet,
         force,
         quiet,
         no_truth,
@@ -83,6 +84,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         seed,
         duration_ms,
         write_events: events,
+        write_parquet: parquet,
         force,
         measure_truth: !no_truth,
         truth_horizon_ms: truth_horizon,
@@ -218,6 +220,7 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
         warmup,
         truth_horizon,
         events,
+        parquet,
         jobs,
         scenario,
     } = args;
@@ -242,6 +245,7 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
                 scripts: script_options,
                 run: RunOptions {
                     write_events: events,
+                    write_parquet: parquet,
                     truth_horizon_ms: truth_horizon,
                     warmup_days: Some(warmup),
                     ..RunOptions::with_truth()

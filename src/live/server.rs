@@ -19,7 +19,7 @@ use super::runner::{self, RunnerHandle};
 use super::{api, pages, ws, AppState, Limits};
 use crate::app::analyst_choice::{make_analyst, AnalystChoice};
 use crate::app::history::simulate_baseline;
-use crate::app::run::write_run_directory;
+use crate::app::run::{write_run_directory, RunFiles};
 use crate::app::AppError;
 use crate::engine::{NoSink, MS_PER_DAY};
 use crate::output::run_dir::PendingRunDirectory;
@@ -303,7 +303,7 @@ pub fn write_session(
     let plan = RunPlan::from_script(script, None, None)?;
     let pending = PendingRunDirectory::create(out, force)?;
     pending.add_file(RECORDING_FILE, &text)?;
-    write_run_directory(pending, &plan, session, false)?;
+    write_run_directory(pending, &plan, session, RunFiles::default())?;
     Ok(out.to_path_buf())
 }
 

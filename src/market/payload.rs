@@ -4,6 +4,8 @@
 //! Payloads hold small integers (ids, indexes into fixed tables), never strings, so the hot path
 //! allocates nothing. Rendering to JSON happens only when events are written or sent.
 
+use std::borrow::Cow;
+
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
@@ -382,11 +384,269 @@ pub struct RenderContext<'a> {
     pub epoch: Epoch,
 }
 
-impl RenderContext<'_> {
-    fn subject(&self, index: u8) -> &str {
+impl<'a> RenderContext<'a> {
+    /// The name of subject `index`, `unknown` past the catalog's subjects.
+    pub fn subject(&self, index: u8) -> &'a str {
         self.subjects
             .get(index as usize)
             .map_or("unknown", |s| s.name.as_str())
+    }
+}
+
+/// One field of a payload's `data` object, typed: what the JSON rendering writes as a string or
+/// a number, and what a columnar file stores in the key's column. Values are exactly as written
+/// (money in currency units from cents, gauge readings with 3 decimals), so both agree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataValue<'a> {
+    Text(Cow<'a, str>),
+    /// Whole numbers: minutes, stars, an HTTP status, sessions.
+    Integer(i64),
+    /// A generic stream's running id.
+    Unsigned(u64),
+    /// Money and gauge readings, rounded as written.
+    Number(f64),
+    /// An instant in virtual time; JSON writes it as ISO 8601 text.
+    Time(VirtualTimeMs),
+    /// Tutors online per subject, in catalog subject order; JSON writes an object by name.
+    SubjectCounts(&'a [u32]),
+}
+
+/// The type of a `data` key's values, the same whichever stream writes the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    Text,
+    Integer,
+    Unsigned,
+    Number,
+    Time,
+    SubjectCounts,
+}
+
+impl DataValue<'_> {
+    pub fn kind(&self) -> DataKind {
+        match self {
+            DataValue::Text(_) => DataKind::Text,
+            DataValue::Integer(_) => DataKind::Integer,
+            DataValue::Unsigned(_) => DataKind::Unsigned,
+            DataValue::Number(_) => DataKind::Number,
+            DataValue::Time(_) => DataKind::Time,
+            DataValue::SubjectCounts(_) => DataKind::SubjectCounts,
+        }
+    }
+}
+
+/// Every key the model writes into `data`, with the type of its values: a table of events has
+/// one typed column per key (`channel` is a signup channel or an ad channel, text either way).
+/// A unit test walks every payload variant against it.
+pub const DATA_KEYS: &[(&str, DataKind)] = &[
+    ("user_id", DataKind::Text),
+    ("tutor_id", DataKind::Text),
+    ("booking_id", DataKind::Text),
+    ("payment_id", DataKind::Text),
+    ("ticket_id", DataKind::Text),
+    ("subject", DataKind::Text),
+    ("channel", DataKind::Text),
+    ("reason", DataKind::Text),
+    ("availability_start", DataKind::Time),
+    ("availability_end", DataKind::Time),
+    ("start_time", DataKind::Time),
+    ("duration_minutes", DataKind::Integer),
+    ("price", DataKind::Number),
+    ("amount", DataKind::Number),
+    ("currency", DataKind::Text),
+    ("sessions", DataKind::Integer),
+    ("stars", DataKind::Integer),
+    ("campaign", DataKind::Text),
+    ("page", DataKind::Text),
+    ("endpoint", DataKind::Text),
+    ("status", DataKind::Integer),
+    ("app_platform", DataKind::Text),
+    ("app_version", DataKind::Text),
+    ("service", DataKind::Text),
+    ("version", DataKind::Text),
+    ("value", DataKind::Number),
+    ("p95", DataKind::Number),
+    ("by_subject", DataKind::SubjectCounts),
+    ("id", DataKind::Unsigned),
+];
+
+/// The type of a `data` key's values, `None` for a key the model never writes.
+pub fn data_kind(key: &str) -> Option<DataKind> {
+    DATA_KEYS
+        .iter()
+        .find(|(known, _)| *known == key)
+        .map(|(_, kind)| *kind)
+}
+
+fn pick<T: Copy>(table: &[T], index: u8) -> T {
+    table[index as usize % table.len()]
+}
+
+fn text(value: &str) -> DataValue<'_> {
+    DataValue::Text(Cow::Borrowed(value))
+}
+
+impl Payload {
+    /// Calls `visit` with each field of the `data` object, in the catalog's payload order, and
+    /// stops at the first error. The one description of a payload's fields: the JSON rendering
+    /// ([`DataView`]) and the columnar writer both walk it.
+    pub fn try_for_each_field<'a, E>(
+        &'a self,
+        context: RenderContext<'a>,
+        mut visit: impl FnMut(&'static str, DataValue<'a>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let c = context;
+        let user = |id: u32| DataValue::Text(Cow::Owned(format!("student_{id:05}")));
+        let tutor = |id: u32| DataValue::Text(Cow::Owned(format!("tutor_{id:04}")));
+        let booking = |id: u64| DataValue::Text(Cow::Owned(format!("bk_{id:07}")));
+        let currency_units = |cents: u64| DataValue::Number(money(cents));
+        match self {
+            Payload::Signup { customer, channel } => {
+                visit("user_id", user(*customer))?;
+                visit("channel", text(pick(SIGNUP_CHANNELS, *channel)))?;
+            }
+            Payload::Search {
+                customer,
+                subject,
+                window_start,
+                window_hours,
+            } => {
+                visit("user_id", user(*customer))?;
+                visit("subject", text(c.subject(*subject)))?;
+                visit("availability_start", DataValue::Time(*window_start))?;
+                let end = window_start + *window_hours as u64 * crate::engine::MS_PER_HOUR;
+                visit("availability_end", DataValue::Time(end))?;
+            }
+            Payload::CustomerTutor {
+                customer,
+                tutor: t,
+                subject,
+            } => {
+                visit("user_id", user(*customer))?;
+                visit("tutor_id", tutor(*t))?;
+                visit("subject", text(c.subject(*subject)))?;
+            }
+            Payload::CustomerReason { customer, reason } => {
+                visit("user_id", user(*customer))?;
+                visit("reason", text(reason.as_str()))?;
+            }
+            Payload::Tutor { tutor: t, subject } => {
+                visit("tutor_id", tutor(*t))?;
+                visit("subject", text(c.subject(*subject)))?;
+            }
+            Payload::Payout {
+                tutor: t,
+                amount_cents,
+                sessions,
+            } => {
+                visit("tutor_id", tutor(*t))?;
+                visit("amount", currency_units(*amount_cents))?;
+                visit("currency", text("USD"))?;
+                visit("sessions", DataValue::Integer(i64::from(*sessions)))?;
+            }
+            Payload::Booking(b) => {
+                visit("booking_id", booking(b.id))?;
+                visit("user_id", user(b.customer))?;
+                visit("tutor_id", tutor(b.tutor))?;
+                visit("subject", text(c.subject(b.subject)))?;
+                visit("start_time", DataValue::Time(b.start))?;
+                visit("duration_minutes", DataValue::Integer(i64::from(b.minutes)))?;
+                visit("price", currency_units(b.price_cents as u64))?;
+            }
+            Payload::Rating {
+                booking: booking_id,
+                customer,
+                tutor: t,
+                subject,
+                stars,
+                ..
+            } => {
+                visit("booking_id", booking(*booking_id))?;
+                visit("user_id", user(*customer))?;
+                visit("tutor_id", tutor(*t))?;
+                visit("subject", text(c.subject(*subject)))?;
+                visit("stars", DataValue::Integer(i64::from(*stars)))?;
+            }
+            Payload::Payment {
+                payment,
+                booking: booking_id,
+                customer,
+                tutor: t,
+                amount_cents,
+            } => {
+                visit(
+                    "payment_id",
+                    DataValue::Text(Cow::Owned(format!("pay_{payment:07}"))),
+                )?;
+                visit("booking_id", booking(*booking_id))?;
+                visit("user_id", user(*customer))?;
+                visit("tutor_id", tutor(*t))?;
+                visit("amount", currency_units(*amount_cents as u64))?;
+                visit("currency", text("USD"))?;
+            }
+            Payload::Ticket {
+                ticket,
+                customer,
+                reason,
+            } => {
+                visit(
+                    "ticket_id",
+                    DataValue::Text(Cow::Owned(format!("tkt_{ticket:06}"))),
+                )?;
+                visit("user_id", user(*customer))?;
+                visit("reason", text(reason.as_str()))?;
+            }
+            Payload::Chat { customer } => {
+                visit("user_id", user(*customer))?;
+            }
+            Payload::Campaign { campaign, channel } => {
+                visit("campaign", text(pick(CAMPAIGNS, *campaign)))?;
+                visit("channel", text(pick(AD_CHANNELS, *channel)))?;
+            }
+            Payload::Email { customer, campaign } => {
+                visit("user_id", user(*customer))?;
+                visit("campaign", text(pick(CAMPAIGNS, *campaign)))?;
+            }
+            Payload::PageView { customer, page } => {
+                visit("user_id", user(*customer))?;
+                visit("page", text(pick(PAGES, *page)))?;
+            }
+            Payload::ApiError { endpoint, status } => {
+                visit("endpoint", text(pick(ENDPOINTS, *endpoint)))?;
+                visit(
+                    "status",
+                    DataValue::Integer(i64::from(pick(HTTP_STATUSES, *status))),
+                )?;
+            }
+            Payload::Crash { platform, version } => {
+                visit("app_platform", text(pick(APP_PLATFORMS, *platform)))?;
+                visit(
+                    "app_version",
+                    DataValue::Text(Cow::Owned(format!("4.{}.{}", version / 10, version % 10))),
+                )?;
+            }
+            Payload::Deploy { service, version } => {
+                visit("service", text(pick(SERVICES, *service)))?;
+                visit(
+                    "version",
+                    DataValue::Text(Cow::Owned(format!("v{version}"))),
+                )?;
+            }
+            Payload::Gauge { value, detail } => {
+                visit("value", DataValue::Number(milli(*value)))?;
+                match detail {
+                    GaugeDetail::None => {}
+                    GaugeDetail::P95(p95) => visit("p95", DataValue::Number(milli(*p95)))?,
+                    GaugeDetail::BySubject(counts) => {
+                        visit("by_subject", DataValue::SubjectCounts(counts))?;
+                    }
+                }
+            }
+            Payload::Generic { id } => {
+                visit("id", DataValue::Unsigned(*id))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -396,156 +656,46 @@ pub struct DataView<'a> {
     pub context: RenderContext<'a>,
 }
 
-fn pick<T: Copy>(table: &[T], index: u8) -> T {
-    table[index as usize % table.len()]
-}
-
 impl Serialize for DataView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let c = &self.context;
         let mut map = serializer.serialize_map(None)?;
-        let user = |id: u32| format!("student_{id:05}");
-        let tutor = |id: u32| format!("tutor_{id:04}");
-        match self.payload {
-            Payload::Signup { customer, channel } => {
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("channel", pick(SIGNUP_CHANNELS, *channel))?;
-            }
-            Payload::Search {
-                customer,
-                subject,
-                window_start,
-                window_hours,
-            } => {
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("subject", c.subject(*subject))?;
-                map.serialize_entry("availability_start", &c.epoch.format(*window_start))?;
-                let end = window_start + *window_hours as u64 * crate::engine::MS_PER_HOUR;
-                map.serialize_entry("availability_end", &c.epoch.format(end))?;
-            }
-            Payload::CustomerTutor {
-                customer,
-                tutor: t,
-                subject,
-            } => {
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("tutor_id", &tutor(*t))?;
-                map.serialize_entry("subject", c.subject(*subject))?;
-            }
-            Payload::CustomerReason { customer, reason } => {
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("reason", reason.as_str())?;
-            }
-            Payload::Tutor { tutor: t, subject } => {
-                map.serialize_entry("tutor_id", &tutor(*t))?;
-                map.serialize_entry("subject", c.subject(*subject))?;
-            }
-            Payload::Payout {
-                tutor: t,
-                amount_cents,
-                sessions,
-            } => {
-                map.serialize_entry("tutor_id", &tutor(*t))?;
-                map.serialize_entry("amount", &money(*amount_cents))?;
-                map.serialize_entry("currency", "USD")?;
-                map.serialize_entry("sessions", sessions)?;
-            }
-            Payload::Booking(b) => {
-                map.serialize_entry("booking_id", &format!("bk_{:07}", b.id))?;
-                map.serialize_entry("user_id", &user(b.customer))?;
-                map.serialize_entry("tutor_id", &tutor(b.tutor))?;
-                map.serialize_entry("subject", c.subject(b.subject))?;
-                map.serialize_entry("start_time", &c.epoch.format(b.start))?;
-                map.serialize_entry("duration_minutes", &b.minutes)?;
-                map.serialize_entry("price", &money(b.price_cents as u64))?;
-            }
-            Payload::Rating {
-                booking,
-                customer,
-                tutor: t,
-                subject,
-                stars,
-                ..
-            } => {
-                map.serialize_entry("booking_id", &format!("bk_{booking:07}"))?;
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("tutor_id", &tutor(*t))?;
-                map.serialize_entry("subject", c.subject(*subject))?;
-                map.serialize_entry("stars", stars)?;
-            }
-            Payload::Payment {
-                payment,
-                booking,
-                customer,
-                tutor: t,
-                amount_cents,
-            } => {
-                map.serialize_entry("payment_id", &format!("pay_{payment:07}"))?;
-                map.serialize_entry("booking_id", &format!("bk_{booking:07}"))?;
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("tutor_id", &tutor(*t))?;
-                map.serialize_entry("amount", &money(*amount_cents as u64))?;
-                map.serialize_entry("currency", "USD")?;
-            }
-            Payload::Ticket {
-                ticket,
-                customer,
-                reason,
-            } => {
-                map.serialize_entry("ticket_id", &format!("tkt_{ticket:06}"))?;
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("reason", reason.as_str())?;
-            }
-            Payload::Chat { customer } => {
-                map.serialize_entry("user_id", &user(*customer))?;
-            }
-            Payload::Campaign { campaign, channel } => {
-                map.serialize_entry("campaign", pick(CAMPAIGNS, *campaign))?;
-                map.serialize_entry("channel", pick(AD_CHANNELS, *channel))?;
-            }
-            Payload::Email { customer, campaign } => {
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("campaign", pick(CAMPAIGNS, *campaign))?;
-            }
-            Payload::PageView { customer, page } => {
-                map.serialize_entry("user_id", &user(*customer))?;
-                map.serialize_entry("page", pick(PAGES, *page))?;
-            }
-            Payload::ApiError { endpoint, status } => {
-                map.serialize_entry("endpoint", pick(ENDPOINTS, *endpoint))?;
-                map.serialize_entry("status", &pick(HTTP_STATUSES, *status))?;
-            }
-            Payload::Crash { platform, version } => {
-                map.serialize_entry("app_platform", pick(APP_PLATFORMS, *platform))?;
+        self.payload
+            .try_for_each_field(self.context, |key, value| {
                 map.serialize_entry(
-                    "app_version",
-                    &format!("4.{}.{}", version / 10, version % 10),
-                )?;
-            }
-            Payload::Deploy { service, version } => {
-                map.serialize_entry("service", pick(SERVICES, *service))?;
-                map.serialize_entry("version", &format!("v{version}"))?;
-            }
-            Payload::Gauge { value, detail } => {
-                map.serialize_entry("value", &milli(*value))?;
-                match detail {
-                    GaugeDetail::None => {}
-                    GaugeDetail::P95(p95) => map.serialize_entry("p95", &milli(*p95))?,
-                    GaugeDetail::BySubject(counts) => {
-                        let by_subject: Vec<(&str, u32)> = counts
-                            .iter()
-                            .enumerate()
-                            .map(|(i, n)| (c.subject(i as u8), *n))
-                            .collect();
-                        map.serialize_entry("by_subject", &OrderedPairs(&by_subject))?;
-                    }
-                }
-            }
-            Payload::Generic { id } => {
-                map.serialize_entry("id", id)?;
+                    key,
+                    &JsonDataValue {
+                        value,
+                        context: self.context,
+                    },
+                )
+            })?;
+        map.end()
+    }
+}
+
+/// A field's value as JSON: instants as ISO 8601 text, subject counts as an object by name.
+struct JsonDataValue<'a> {
+    value: DataValue<'a>,
+    context: RenderContext<'a>,
+}
+
+impl Serialize for JsonDataValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.value {
+            DataValue::Text(text) => serializer.serialize_str(text),
+            DataValue::Integer(value) => serializer.serialize_i64(*value),
+            DataValue::Unsigned(value) => serializer.serialize_u64(*value),
+            DataValue::Number(value) => serializer.serialize_f64(*value),
+            DataValue::Time(time) => serializer.serialize_str(&self.context.epoch.format(*time)),
+            DataValue::SubjectCounts(counts) => {
+                let by_subject: Vec<(&str, u32)> = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (self.context.subject(i as u8), *n))
+                    .collect();
+                OrderedPairs(&by_subject).serialize(serializer)
             }
         }
-        map.end()
     }
 }
 
@@ -560,6 +710,11 @@ impl Serialize for OrderedPairs<'_> {
         }
         map.end()
     }
+}
+
+/// An event's `normalizedValue` as written: one decimal, as in series.csv.
+pub fn normalized_as_written(normalized: f64) -> f64 {
+    (normalized * 10.0).round() / 10.0
 }
 
 /// A stream event in the seed's wire shape: `{"stream", "timestamp", "data"}`, plus
@@ -585,10 +740,216 @@ impl Serialize for StreamEventView<'_> {
             },
         )?;
         if let Some((normalized, flag)) = self.score {
-            // One decimal, as in series.csv.
-            map.serialize_entry("normalizedValue", &((normalized * 10.0).round() / 10.0))?;
+            map.serialize_entry("normalizedValue", &normalized_as_written(normalized))?;
             map.serialize_entry("anomalyFlag", flag)?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::catalog::Catalog;
+    use crate::market::roles::{payload_fields, role_for_name};
+
+    fn check_rendering(payload: Payload, expected_json: &str) {
+        let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+        let context = RenderContext {
+            subjects: &catalog.subjects,
+            epoch: Epoch::from_datetime(chrono::DateTime::UNIX_EPOCH),
+        };
+        let view = DataView {
+            payload: &payload,
+            context,
+        };
+        let json = serde_json::to_string(&view).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json, expected_json);
+        // Each field's value has the type its key's column has.
+        payload
+            .try_for_each_field(context, |key, value| {
+                assert_eq!(data_kind(key), Some(value.kind()), "{key}");
+                Ok::<(), ()>(())
+            })
+            .unwrap_or_else(|()| panic!("the walk stopped"));
+    }
+
+    #[test]
+    fn every_variant_renders_its_fields_typed_and_as_json() {
+        let booking = Booking {
+            id: 12,
+            customer: 345,
+            tutor: 67,
+            subject: 1,
+            start: 3_600_000,
+            minutes: 45,
+            price_cents: 3_375,
+        };
+        let cases = [
+            (
+                Payload::Signup {
+                    customer: 7,
+                    channel: 2,
+                },
+                r#"{"user_id":"student_00007","channel":"social"}"#,
+            ),
+            (
+                Payload::Search {
+                    customer: 7,
+                    subject: 0,
+                    window_start: 7_200_000,
+                    window_hours: 3,
+                },
+                r#"{"user_id":"student_00007","subject":"math","availability_start":"1970-01-01T02:00:00.000Z","availability_end":"1970-01-01T05:00:00.000Z"}"#,
+            ),
+            (
+                Payload::CustomerTutor {
+                    customer: 7,
+                    tutor: 8,
+                    subject: 5,
+                },
+                r#"{"user_id":"student_00007","tutor_id":"tutor_0008","subject":"coding"}"#,
+            ),
+            (
+                Payload::CustomerReason {
+                    customer: 7,
+                    reason: Reason::LowRating,
+                },
+                r#"{"user_id":"student_00007","reason":"low_rating"}"#,
+            ),
+            (
+                Payload::Tutor {
+                    tutor: 8,
+                    subject: 2,
+                },
+                r#"{"tutor_id":"tutor_0008","subject":"english"}"#,
+            ),
+            (
+                Payload::Payout {
+                    tutor: 8,
+                    amount_cents: 12_050,
+                    sessions: 3,
+                },
+                r#"{"tutor_id":"tutor_0008","amount":120.5,"currency":"USD","sessions":3}"#,
+            ),
+            (
+                Payload::Booking(booking),
+                r#"{"booking_id":"bk_0000012","user_id":"student_00345","tutor_id":"tutor_0067","subject":"science","start_time":"1970-01-01T01:00:00.000Z","duration_minutes":45,"price":33.75}"#,
+            ),
+            (
+                Payload::Rating {
+                    booking: 12,
+                    customer: 345,
+                    tutor: 67,
+                    subject: 1,
+                    stars: 5,
+                    price_cents: 3_375,
+                },
+                r#"{"booking_id":"bk_0000012","user_id":"student_00345","tutor_id":"tutor_0067","subject":"science","stars":5}"#,
+            ),
+            (
+                Payload::Payment {
+                    payment: 9,
+                    booking: 12,
+                    customer: 345,
+                    tutor: 67,
+                    amount_cents: 3_375,
+                },
+                r#"{"payment_id":"pay_0000009","booking_id":"bk_0000012","user_id":"student_00345","tutor_id":"tutor_0067","amount":33.75,"currency":"USD"}"#,
+            ),
+            (
+                Payload::Ticket {
+                    ticket: 4,
+                    customer: 345,
+                    reason: Reason::PaymentFailed,
+                },
+                r#"{"ticket_id":"tkt_000004","user_id":"student_00345","reason":"payment_failed"}"#,
+            ),
+            (
+                Payload::Chat { customer: 345 },
+                r#"{"user_id":"student_00345"}"#,
+            ),
+            (
+                Payload::Campaign {
+                    campaign: 1,
+                    channel: 3,
+                },
+                r#"{"campaign":"exam_prep","channel":"display"}"#,
+            ),
+            (
+                Payload::Email {
+                    customer: 345,
+                    campaign: 0,
+                },
+                r#"{"user_id":"student_00345","campaign":"brand_search"}"#,
+            ),
+            (
+                Payload::PageView {
+                    customer: 345,
+                    page: 4,
+                },
+                r#"{"user_id":"student_00345","page":"/pricing"}"#,
+            ),
+            (
+                Payload::ApiError {
+                    endpoint: 2,
+                    status: 1,
+                },
+                r#"{"endpoint":"/api/payments","status":502}"#,
+            ),
+            (
+                Payload::Crash {
+                    platform: 1,
+                    version: 123,
+                },
+                r#"{"app_platform":"android","app_version":"4.12.3"}"#,
+            ),
+            (
+                Payload::Deploy {
+                    service: 0,
+                    version: 17,
+                },
+                r#"{"service":"search","version":"v17"}"#,
+            ),
+            (
+                Payload::Gauge {
+                    value: 2.34567,
+                    detail: GaugeDetail::None,
+                },
+                r#"{"value":2.346}"#,
+            ),
+            (
+                Payload::Gauge {
+                    value: 180.0,
+                    detail: GaugeDetail::P95(341.23456),
+                },
+                r#"{"value":180.0,"p95":341.235}"#,
+            ),
+            (
+                Payload::Gauge {
+                    value: 21.0,
+                    detail: GaugeDetail::BySubject(vec![1, 2, 3, 4, 5, 6].into_boxed_slice()),
+                },
+                r#"{"value":21.0,"by_subject":{"math":1,"science":2,"english":3,"languages":4,"test_prep":5,"coding":6}}"#,
+            ),
+            (Payload::Generic { id: 42 }, r#"{"id":42}"#),
+        ];
+        for (payload, expected_json) in cases {
+            check_rendering(payload, expected_json);
+        }
+    }
+
+    #[test]
+    fn every_payload_key_of_the_catalog_has_a_type() {
+        let catalog = Catalog::embedded().unwrap_or_else(|e| panic!("{e}"));
+        for stream in &catalog.streams {
+            for key in payload_fields(role_for_name(&stream.name), &stream.origin) {
+                assert!(
+                    data_kind(key).is_some(),
+                    "{}: `{key}` has no type",
+                    stream.name
+                );
+            }
+        }
     }
 }

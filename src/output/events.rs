@@ -5,6 +5,9 @@
 //! the session has not closed yet (about 90 000 at the busiest hour) and writes them when the
 //! session has scored their bucket ([`EventsJsonlSink::write_closed`]). The scores are exactly
 //! those of `series.csv`: both come from the session's one scorer.
+//!
+//! A second table of the same events ([`EventTable`], `events.parquet`) rides along: the sink
+//! hands it each event as it writes the line, so held-back events are held once for both.
 
 use std::io::Write;
 
@@ -13,6 +16,17 @@ use crate::market::catalog::Catalog;
 use crate::market::payload::{RenderContext, StreamEventView};
 use crate::market::{Epoch, StreamEvent};
 use crate::stats::{BucketScore, ScoreTable};
+
+use super::run_dir::OutputError;
+
+/// Another table of the events a sink writes (`events.parquet`): it gets each event in the
+/// order of `events.jsonl`, with the same score.
+pub trait EventTable {
+    /// Adds one event. A table keeps its first error, stops, and reports it from `finish`.
+    fn append(&mut self, event: &StreamEvent, score: Option<BucketScore>);
+    /// Writes what is left and closes the file, or returns the first error met.
+    fn finish(self: Box<Self>) -> Result<(), OutputError>;
+}
 
 /// A sink that writes events as JSON lines. The first write error stops writing and is kept,
 /// so the run can finish and report it instead of panicking mid-run.
@@ -25,6 +39,8 @@ pub struct EventsJsonlSink<'a, W: Write> {
     line: Vec<u8>,
     /// With scores: the bucket length, and the events waiting for their bucket's scores.
     scored: Option<(u64, Vec<StreamEvent>)>,
+    /// The table that gets every written event too.
+    table: Option<&'a mut dyn EventTable>,
 }
 
 impl<'a, W: Write> EventsJsonlSink<'a, W> {
@@ -37,7 +53,15 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
             bytes_written: 0,
             line: Vec::with_capacity(512),
             scored: None,
+            table: None,
         }
+    }
+
+    /// Hands every event this sink writes to `table` too, in the same order, with the same
+    /// score.
+    pub fn with_table(mut self, table: &'a mut dyn EventTable) -> Self {
+        self.table = Some(table);
+        self
     }
 
     /// Holds events back until [`write_closed`](Self::write_closed) brings their bucket's
@@ -98,6 +122,9 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
         match result {
             Ok(()) => self.bytes_written += self.line.len() as u64,
             Err(error) => self.error = Some(error),
+        }
+        if let Some(table) = &mut self.table {
+            table.append(event, score);
         }
     }
 }

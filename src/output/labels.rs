@@ -106,7 +106,9 @@ fn declares(item: &PlanItem, stream_name: &str) -> bool {
     }
 }
 
-fn format_number(value: f64, gauge: bool) -> String {
+/// A value of the `actual`, `counterfactual` or `delta` column as written: 3 decimals for a
+/// gauge, whole numbers for counts.
+pub(crate) fn format_number(value: f64, gauge: bool) -> String {
     if gauge {
         format!("{value:.3}")
     } else {

@@ -14,6 +14,8 @@ pub mod diff;
 pub mod events;
 pub mod export;
 pub mod labels;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod run_dir;
 pub(crate) mod run_reader;
 pub(crate) mod series;
@@ -24,6 +26,19 @@ use std::path::{Path, PathBuf};
 use tempfile::{NamedTempFile, TempDir};
 
 pub use run_dir::{OutputError, RunDirectory, Summary};
+
+/// Whether this binary writes Parquet files (the `parquet` cargo feature, on by default).
+pub const PARQUET_SUPPORTED: bool = cfg!(feature = "parquet");
+
+/// Ok when this binary writes Parquet files; else the error that says it was built without
+/// them, for a run asked for `--parquet` to fail before it starts.
+pub fn require_parquet() -> Result<(), OutputError> {
+    if PARQUET_SUPPORTED {
+        Ok(())
+    } else {
+        Err(OutputError::ParquetNotBuilt)
+    }
+}
 
 /// Pretty JSON with a trailing newline, as every JSON file of a run directory is written.
 pub fn to_pretty_json<T: serde::Serialize>(value: &T) -> String {

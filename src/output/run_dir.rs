@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::events::EventTable;
+use super::labels::LabelRecord;
 use super::series::write_series;
+use crate::market::catalog::Catalog;
+use crate::market::Epoch;
 use crate::scenario::RunPlan;
 use crate::session::RunCollector;
 use crate::stats::ScoreTable;
@@ -40,6 +44,16 @@ pub enum OutputError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// `--parquet` was asked of a binary built without the `parquet` cargo feature.
+    #[error("--parquet: this marketsim was built without Parquet support (the `parquet` cargo feature, on by default); rebuild it with default features, e.g. `cargo install --path . --locked`, or leave out --parquet")]
+    ParquetNotBuilt,
+    /// A Parquet file could not be written; shown as `path: cause`, like `Io`.
+    #[error("{path}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A file of the run is not what this version writes.
     #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -200,6 +214,60 @@ impl PendingRunDirectory {
         let path = self.temp.path().join(EVENTS_FILE);
         let file = File::create(&path).map_err(io_error(&path))?;
         Ok(BufWriter::with_capacity(1 << 20, file))
+    }
+
+    /// Opens `events.parquet` in the temporary directory, for the events sink to hand every
+    /// event it writes to ([`EventsJsonlSink::with_table`]); `scored`: the events carry their
+    /// bucket's scores.
+    ///
+    /// [`EventsJsonlSink::with_table`]: super::events::EventsJsonlSink::with_table
+    pub fn events_table<'a>(
+        &self,
+        catalog: &'a Catalog,
+        epoch: Epoch,
+        scored: bool,
+    ) -> Result<Box<dyn EventTable + 'a>, OutputError> {
+        #[cfg(feature = "parquet")]
+        {
+            let path = self.temp.path().join(super::parquet::EVENTS_PARQUET_FILE);
+            let writer =
+                super::parquet::EventsParquetWriter::create(&path, catalog, epoch, scored)?;
+            Ok(Box::new(writer))
+        }
+        #[cfg(not(feature = "parquet"))]
+        {
+            let _ = (catalog, epoch, scored);
+            Err(OutputError::ParquetNotBuilt)
+        }
+    }
+
+    /// Writes `series.parquet` and, given the run's labels, `labels.parquet`: the rows of
+    /// `series.csv` and `labels.csv`, typed.
+    pub fn add_parquet_tables(
+        &self,
+        plan: &RunPlan,
+        collector: &RunCollector,
+        scores: Option<&ScoreTable>,
+        labels: Option<&[LabelRecord]>,
+    ) -> Result<(), OutputError> {
+        #[cfg(feature = "parquet")]
+        {
+            use super::parquet::{
+                write_labels_parquet, write_series_parquet, LABELS_PARQUET_FILE,
+                SERIES_PARQUET_FILE,
+            };
+            let folder = self.temp.path();
+            write_series_parquet(&folder.join(SERIES_PARQUET_FILE), plan, collector, scores)?;
+            if let Some(labels) = labels {
+                write_labels_parquet(&folder.join(LABELS_PARQUET_FILE), labels)?;
+            }
+            Ok(())
+        }
+        #[cfg(not(feature = "parquet"))]
+        {
+            let _ = (plan, collector, scores, labels);
+            Err(OutputError::ParquetNotBuilt)
+        }
     }
 
     /// Writes the summary and series, then moves the directory into place.
