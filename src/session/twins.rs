@@ -201,8 +201,8 @@ impl TwinMeasurement {
         floor.max(BAND_Z * drift)
     }
 
-    /// The difference (run − twin) of `stream` in `bucket` and whether both branches have a
-    /// value (a gauge that did not report has none).
+    /// The difference (run − twin) of `stream` in `bucket`: `None` for a gauge that did not
+    /// report in one of the branches (a count that saw no event counts 0).
     pub fn delta(&self, actual: &RunCollector, bucket: usize, stream: usize) -> Option<f64> {
         let gauge = self.twin.is_gauge(stream);
         let a = actual.bucket_value(bucket, stream);
