@@ -15,7 +15,10 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use marketsim::analyst::context::{AnalysisContext, ContextAnomaly, ContextEvent};
-use marketsim::analyst::llm::{validate_reply, LlmAnalyst, LlmError, LlmSettings, SYSTEM_PROMPT};
+use marketsim::analyst::llm::{
+    validate_reply, LlmAnalyst, LlmError, LlmSettings, CIRCUIT_COOLDOWN_ANALYSES,
+    MAX_CALLS_PER_RUN, MAX_REPLY_TOKENS, SYSTEM_PROMPT,
+};
 use marketsim::analyst::recommendation::{Priority, Recommendation, RecommendationBook, Status};
 use marketsim::analyst::{Analyst, AnalystCall};
 use marketsim::scenario::definition::{Direction, EventType, ExpectedImpact, Magnitude, Severity};
@@ -369,6 +372,9 @@ fn a_good_reply_becomes_llm_recommendations_and_the_request_carries_model_prompt
     );
     assert_eq!(body["response_format"]["type"], "json_schema");
     assert_eq!(body["response_format"]["json_schema"]["strict"], true);
+    // Deterministic and bounded: temperature 0 and a reply budget.
+    assert_eq!(body["temperature"], 0.0);
+    assert_eq!(body["max_completion_tokens"], MAX_REPLY_TOKENS);
     let stream_enum = &body["response_format"]["json_schema"]["schema"]["properties"]
         ["recommendations"]["items"]["properties"]["affectedStreams"]["items"]["enum"];
     assert_eq!(stream_enum, &json!(context().known_streams));
@@ -743,5 +749,93 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
     assert!(
         !debug.contains("sk-secret"),
         "the key leaks into debug output: {debug}"
+    );
+}
+
+/// The sources of an analyst's call records, in order, with runs of the same source counted:
+/// `llm×2, rules-fallback×16`.
+fn call_sources(analyst: &LlmAnalyst) -> String {
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for call in analyst.calls() {
+        match runs.last_mut() {
+            Some((source, count)) if *source == call.source => *count += 1,
+            _ => runs.push((call.source.clone(), 1)),
+        }
+    }
+    runs.iter()
+        .map(|(source, count)| format!("{source}×{count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn a_failing_endpoint_opens_the_circuit_and_is_probed_after_a_cool_down() {
+    let server = FakeServer::start(|_, _| FakeReply::openai_error(500, "overloaded"));
+    let mut analyst = LlmAnalyst::new(settings(&server.base_url, 5_000)).expect("analyst");
+    let analyses = 2 + CIRCUIT_COOLDOWN_ANALYSES as usize + 2;
+    for _ in 0..analyses {
+        let recommendations = analyst.analyze(&context());
+        // Every analysis is answered, by the rules while the model is not asked.
+        assert!(!recommendations.is_empty());
+    }
+    // Two failed calls (3 attempts each: 2 retries) open the circuit; 16 analyses are answered
+    // by rules without a request; the probe fails (3 attempts) and opens it for 32 more.
+    assert_eq!(server.requests().len(), 9);
+    let calls = analyst.calls();
+    assert_eq!(calls.len(), analyses);
+    let skipped = &calls[2];
+    assert_eq!(skipped.attempts, 0);
+    assert!(
+        skipped
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("circuit open")),
+        "{skipped:?}"
+    );
+    assert_eq!(calls[2 + CIRCUIT_COOLDOWN_ANALYSES as usize].attempts, 3);
+    assert_eq!(calls[analyses - 1].attempts, 0);
+}
+
+#[test]
+fn a_server_that_refused_json_schema_is_not_asked_with_it_again() {
+    let server = FakeServer::start(|_, request| {
+        if request.get("response_format").is_some() {
+            FakeReply::openai_error(400, "response_format json_schema is not supported")
+        } else {
+            FakeReply::completion(&good_reply())
+        }
+    });
+    let mut analyst = LlmAnalyst::new(settings(&server.base_url, 5_000)).expect("analyst");
+    for _ in 0..3 {
+        analyst.analyze(&context());
+    }
+    // 2 requests for the first analysis, then 1 each: the refusal is remembered.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4);
+    assert!(requests[2..]
+        .iter()
+        .all(|(_, body)| body.get("response_format").is_none()));
+    assert_eq!(call_sources(&analyst), "llm×3");
+}
+
+#[test]
+fn past_the_call_cap_the_rules_answer_every_analysis() {
+    let server = FakeServer::start(|_, _| FakeReply::completion(&good_reply()));
+    let mut analyst = LlmAnalyst::new(settings(&server.base_url, 5_000)).expect("analyst");
+    assert_eq!(analyst.max_analyses(), usize::MAX);
+    for _ in 0..MAX_CALLS_PER_RUN + 3 {
+        assert!(!analyst.analyze(&context()).is_empty());
+    }
+    assert_eq!(server.requests().len(), MAX_CALLS_PER_RUN);
+    assert_eq!(
+        call_sources(&analyst),
+        format!("llm×{MAX_CALLS_PER_RUN}, rules-fallback×3")
+    );
+    let last = analyst.calls().pop().expect("calls");
+    assert!(
+        last.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("model calls are spent")),
+        "{last:?}"
     );
 }

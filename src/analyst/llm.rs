@@ -41,10 +41,20 @@ use super::recommendation::{Priority, Recommendation, RecommendedAction, Status}
 use super::rules::analyze_with_rules;
 use super::{Analyst, AnalystCall};
 
-/// The model used when `MARKETSIM_LLM_MODEL` is not set.
-/// A run asks the model at most this many times; later anomalies are left unanalyzed.
+/// A run asks the model at most this many times; later analyses are answered by the rules
+/// analyst (marked `rules-fallback`), so the cap limits model calls, never the analysis.
 pub const MAX_CALLS_PER_RUN: usize = 24;
+/// The model used when `MARKETSIM_LLM_MODEL` is not set.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+/// The reply budget (`max_completion_tokens`): ten recommendations of a few sentences fit; a
+/// model that rambles is cut by the server instead of running to its own cap.
+pub const MAX_REPLY_TOKENS: u32 = 2_048;
+/// The circuit breaker: after this many failed calls in a row (or one call that spent half the
+/// timeout budget and failed, as a black-holed endpoint does) the model is not asked for
+/// [`CIRCUIT_COOLDOWN_ANALYSES`] analyses, answered by rules meanwhile; then one call probes it.
+pub const CIRCUIT_FAILURES: u32 = 2;
+/// Analyses answered by rules while the circuit is open; doubled each time a probe fails.
+pub const CIRCUIT_COOLDOWN_ANALYSES: u32 = 16;
 /// The whole-call budget used when `MARKETSIM_LLM_TIMEOUT_MS` is not set.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Retries used when `MARKETSIM_LLM_RETRIES` is not set.
@@ -435,6 +445,7 @@ struct CallProgress {
     attempts: u32,
     /// Set when the server refused `json_schema` and the question was asked again without it.
     note: Option<String>,
+    schema_refused: bool,
 }
 
 /// The analyst backed by a chat-completions endpoint. Every call is recorded (see
@@ -446,6 +457,15 @@ pub struct LlmAnalyst {
     /// The trait is synchronous; this runtime drives the HTTP call inside `analyze`.
     runtime: tokio::runtime::Runtime,
     calls: Vec<AnalystCall>,
+    /// Model calls made (the cap counts these, not analyses).
+    model_calls: usize,
+    /// Failed calls in a row, analyses left to answer by rules while the circuit is open, and
+    /// the cool-down the next opening gets.
+    consecutive_failures: u32,
+    open_for: u32,
+    next_cooldown: u32,
+    /// The server refused `json_schema` once: later calls ask without it straight away.
+    schema_refused: bool,
 }
 
 impl std::fmt::Debug for LlmAnalyst {
@@ -485,6 +505,11 @@ impl LlmAnalyst {
             client,
             runtime,
             calls: Vec::new(),
+            model_calls: 0,
+            consecutive_failures: 0,
+            open_for: 0,
+            next_cooldown: CIRCUIT_COOLDOWN_ANALYSES,
+            schema_refused: false,
         })
     }
 
@@ -533,7 +558,7 @@ impl LlmAnalyst {
         let deadline = tokio::time::Instant::now() + budget;
         let context_json = serde_json::to_string(context)
             .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))?;
-        let mut use_schema = true;
+        let mut use_schema = !self.schema_refused;
         let mut retries = 0;
         loop {
             progress.attempts += 1;
@@ -544,6 +569,7 @@ impl LlmAnalyst {
             };
             if use_schema && matches!(error, LlmError::Http { status: 400, .. }) {
                 use_schema = false;
+                progress.schema_refused = true;
                 progress.note = Some(format!(
                     "the server refused response_format json_schema ({error}); asked again without it"
                 ));
@@ -569,9 +595,32 @@ impl Analyst for LlmAnalyst {
     }
 
     fn analyze(&mut self, context: &AnalysisContext) -> Vec<Recommendation> {
+        if self.model_calls >= MAX_CALLS_PER_RUN {
+            return self.answer_with_rules(
+                context,
+                format!("the run's {MAX_CALLS_PER_RUN} model calls are spent"),
+                0,
+            );
+        }
+        if self.open_for > 0 {
+            self.open_for -= 1;
+            return self.answer_with_rules(
+                context,
+                format!(
+                    "not asked: the endpoint failed {} times in a row (circuit open)",
+                    self.consecutive_failures
+                ),
+                0,
+            );
+        }
+        self.model_calls += 1;
+        let started = std::time::Instant::now();
         let (outcome, progress) = self.ask(context);
+        self.schema_refused |= progress.schema_refused;
         match outcome {
             Ok(recommendations) => {
+                self.consecutive_failures = 0;
+                self.next_cooldown = CIRCUIT_COOLDOWN_ANALYSES;
                 self.calls.push(AnalystCall {
                     at: context.now.clone(),
                     source: "llm".to_string(),
@@ -581,24 +630,21 @@ impl Analyst for LlmAnalyst {
                 recommendations
             }
             Err(error) => {
+                self.consecutive_failures += 1;
+                // A call that hung for half the budget will hang again: open at once.
+                let slow = started.elapsed() >= self.settings.timeout / 2;
+                if self.consecutive_failures >= CIRCUIT_FAILURES || slow {
+                    self.open_for = self.next_cooldown;
+                    self.next_cooldown = self.next_cooldown.saturating_mul(2);
+                }
                 let reason = error.to_string();
-                self.calls.push(AnalystCall {
-                    at: context.now.clone(),
-                    source: "rules-fallback".to_string(),
-                    reason: Some(match progress.note {
-                        Some(note) => format!("{reason} ({note})"),
-                        None => reason.clone(),
-                    }),
-                    attempts: progress.attempts,
-                });
-                analyze_with_rules(context)
-                    .into_iter()
-                    .map(|mut recommendation| {
-                        recommendation.source = "rules-fallback".to_string();
-                        recommendation.fallback_reason = Some(reason.clone());
-                        recommendation
-                    })
-                    .collect()
+                let recommendations =
+                    self.answer_with_rules(context, reason.clone(), progress.attempts);
+                // The call record also says that the question was asked again without a schema.
+                if let (Some(note), Some(call)) = (progress.note, self.calls.last_mut()) {
+                    call.reason = Some(format!("{reason} ({note})"));
+                }
+                recommendations
             }
         }
     }
@@ -611,8 +657,35 @@ impl Analyst for LlmAnalyst {
         Some(self.settings.model.clone())
     }
 
+    /// Unlimited: the cap is on model calls ([`MAX_CALLS_PER_RUN`]), and the rules answer the
+    /// analyses past it.
     fn max_analyses(&self) -> usize {
-        MAX_CALLS_PER_RUN
+        usize::MAX
+    }
+}
+
+impl LlmAnalyst {
+    /// The rules analyst's answer, marked `rules-fallback` with `reason`, and the call record.
+    fn answer_with_rules(
+        &mut self,
+        context: &AnalysisContext,
+        reason: String,
+        attempts: u32,
+    ) -> Vec<Recommendation> {
+        self.calls.push(AnalystCall {
+            at: context.now.clone(),
+            source: "rules-fallback".to_string(),
+            reason: Some(reason.clone()),
+            attempts,
+        });
+        analyze_with_rules(context)
+            .into_iter()
+            .map(|mut recommendation| {
+                recommendation.source = "rules-fallback".to_string();
+                recommendation.fallback_reason = Some(reason.clone());
+                recommendation
+            })
+            .collect()
     }
 }
 
@@ -643,6 +716,11 @@ fn build_request(
                 strict: Some(true),
             },
         }),
+        // Deterministic and bounded: a small local model at its default temperature answers
+        // differently every time, and without a budget it runs to the server's token cap.
+        // (`seed` is deprecated in the API; temperature 0 is what makes llama.cpp repeatable.)
+        temperature: Some(0.0),
+        max_completion_tokens: Some(MAX_REPLY_TOKENS),
         ..CreateChatCompletionRequest::default()
     }
 }
