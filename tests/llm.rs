@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use marketsim::analyst::context::{AnalysisContext, ContextAnomaly, ContextEvent};
 use marketsim::analyst::llm::{
     validate_reply, LlmAnalyst, LlmError, LlmSettings, CIRCUIT_COOLDOWN_ANALYSES,
-    MAX_CALLS_PER_RUN, MAX_REPLY_TOKENS, SYSTEM_PROMPT,
+    DEFAULT_CONTEXT_TOKENS, MAX_CALLS_PER_RUN, MAX_REPLY_TOKENS, SYSTEM_PROMPT,
 };
 use marketsim::analyst::recommendation::{Priority, Recommendation, RecommendationBook, Status};
 use marketsim::analyst::{Analyst, AnalystCall};
@@ -168,6 +168,7 @@ fn settings(base_url: &str, timeout_ms: u64) -> LlmSettings {
         model: "fake-model-7b".to_string(),
         timeout: Duration::from_millis(timeout_ms),
         max_retries: 2,
+        context_tokens: DEFAULT_CONTEXT_TOKENS,
     }
 }
 
@@ -701,6 +702,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             model: "gpt-4o-mini".to_string(),
             timeout: Duration::from_millis(30_000),
             max_retries: 2,
+            context_tokens: 8_192,
         }))
     );
     assert_eq!(
@@ -710,6 +712,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             ("MARKETSIM_LLM_MODEL", "llama3.1:8b"),
             ("MARKETSIM_LLM_TIMEOUT_MS", "120000"),
             ("MARKETSIM_LLM_RETRIES", "0"),
+            ("MARKETSIM_LLM_CONTEXT_TOKENS", "4096"),
         ]),
         Ok(Some(LlmSettings {
             api_key: "ollama".to_string(),
@@ -717,6 +720,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             model: "llama3.1:8b".to_string(),
             timeout: Duration::from_millis(120_000),
             max_retries: 0,
+            context_tokens: 4_096,
         }))
     );
     let invalid = [
@@ -727,6 +731,10 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
         (
             ("MARKETSIM_LLM_TIMEOUT_MS", "0"),
             "invalid setting MARKETSIM_LLM_TIMEOUT_MS: must be more than 0",
+        ),
+        (
+            ("MARKETSIM_LLM_CONTEXT_TOKENS", "1000"),
+            "invalid setting MARKETSIM_LLM_CONTEXT_TOKENS: 1000 is less than 3072: the instructions and the answer schema alone take about 1,600",
         ),
         (
             ("MARKETSIM_LLM_RETRIES", "-1"),
@@ -837,5 +845,58 @@ fn past_the_call_cap_the_rules_answer_every_analysis() {
             .as_deref()
             .is_some_and(|r| r.contains("model calls are spent")),
         "{last:?}"
+    );
+}
+
+/// A context too large for a small window is trimmed (oldest values, weakest correlations and
+/// anomalies first) until the prompt fits; the request then fits and says so in the call.
+#[test]
+fn a_context_larger_than_the_window_is_trimmed_to_fit() {
+    let server = FakeServer::start(|_, _| FakeReply::completion(&good_reply()));
+    let mut big = context();
+    let points: Vec<_> = (0..400)
+        .map(|i| marketsim::analyst::context::ContextPoint {
+            timestamp: format!("2025-01-{:02}T{:02}:00:00.000Z", 1 + i / 24 % 28, i % 24),
+            value: f64::from(i),
+            normalized: 50.0,
+            bucket_start_ms: u64::from(i as u32) * 3_600_000,
+        })
+        .collect();
+    for stream in big.known_streams.clone() {
+        big.recent_values.insert(stream, points.clone());
+    }
+    let mut small = settings(&server.base_url, 5_000);
+    small.context_tokens = 4_096;
+    let mut analyst = LlmAnalyst::new(small).expect("analyst");
+    let recommendations = analyst.analyze(&big);
+    let call = analyst.calls().pop().expect("a call");
+    assert_eq!(call.source, "llm", "{call:?}");
+    assert!(
+        call.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("context trimmed")),
+        "{call:?}"
+    );
+    assert!(!recommendations.is_empty());
+    let requests = server.requests();
+    let body = &requests[0].1;
+    let sent = serde_json::to_string(body).expect("json").len();
+    // Prompt plus reply within 4,096 tokens at 3 bytes a token.
+    assert!(sent < (4_096 - 1_024) * 3 + 2_000, "{sent} bytes sent");
+    assert_eq!(body["max_completion_tokens"], 1_024);
+}
+
+/// A 400 about the context's length is read as such: no second request without the schema.
+#[test]
+fn a_400_about_the_context_size_is_not_taken_for_a_schema_refusal() {
+    check_fallback(
+        |_, _| {
+            FakeReply::openai_error(
+                400,
+                "the request exceeds the available context size, try increasing it",
+            )
+        },
+        "the prompt does not fit the model's context",
+        1,
     );
 }

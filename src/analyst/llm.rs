@@ -49,6 +49,16 @@ pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 /// The reply budget (`max_completion_tokens`): ten recommendations of a few sentences fit; a
 /// model that rambles is cut by the server instead of running to its own cap.
 pub const MAX_REPLY_TOKENS: u32 = 2_048;
+/// The context window assumed when `MARKETSIM_LLM_CONTEXT_TOKENS` is not set: what local
+/// servers commonly give a model (set 4096 for llama.cpp's default window).
+pub const DEFAULT_CONTEXT_TOKENS: u32 = 8_192;
+/// Below this the instructions and the answer schema (about 1,600 tokens with the catalog's 50
+/// stream names) leave no room for a context and a reply.
+pub const MIN_CONTEXT_TOKENS: u32 = 3_072;
+/// Bytes of JSON per token, on the low side, so estimates err towards "too long": numbers,
+/// stream names and punctuation tokenize densely.
+const BYTES_PER_TOKEN: usize = 3;
+
 /// The circuit breaker: after this many failed calls in a row (or one call that spent half the
 /// timeout budget and failed, as a black-holed endpoint does) the model is not asked for
 /// [`CIRCUIT_COOLDOWN_ANALYSES`] analyses, answered by rules meanwhile; then one call probes it.
@@ -113,6 +123,8 @@ pub struct LlmSettings {
     pub timeout: Duration,
     /// Retries after the first attempt, for 429, 5xx and connection failures only.
     pub max_retries: u32,
+    /// The model's context window in tokens: prompt and reply must fit in it together.
+    pub context_tokens: u32,
 }
 
 /// The API key stays out of debug output, which ends up in logs.
@@ -125,6 +137,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("model", &self.model)
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
+            .field("context_tokens", &self.context_tokens)
             .finish()
     }
 }
@@ -141,8 +154,10 @@ impl LlmSettings {
     /// tests — the environment is process-global and tests run in parallel).
     ///
     /// Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `MARKETSIM_LLM_MODEL` (default
-    /// [`DEFAULT_MODEL`]), `MARKETSIM_LLM_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]) and
-    /// `MARKETSIM_LLM_RETRIES` (default [`DEFAULT_MAX_RETRIES`]). Empty values count as unset.
+    /// [`DEFAULT_MODEL`]), `MARKETSIM_LLM_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]),
+    /// `MARKETSIM_LLM_RETRIES` (default [`DEFAULT_MAX_RETRIES`]) and
+    /// `MARKETSIM_LLM_CONTEXT_TOKENS` (default [`DEFAULT_CONTEXT_TOKENS`]). Empty values count as
+    /// unset.
     pub fn from_vars(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<LlmSettings>, LlmError> {
@@ -182,12 +197,23 @@ impl LlmSettings {
                 })?
             }
         };
+        let context_tokens = match read("MARKETSIM_LLM_CONTEXT_TOKENS") {
+            None => DEFAULT_CONTEXT_TOKENS,
+            Some(text) => {
+                let tokens = parse_number(&text, "MARKETSIM_LLM_CONTEXT_TOKENS")?;
+                u32::try_from(tokens).map_err(|_| LlmError::InvalidSetting {
+                    name: "MARKETSIM_LLM_CONTEXT_TOKENS",
+                    detail: format!("{tokens} is too large"),
+                })?
+            }
+        };
         let settings = LlmSettings {
             api_key,
             base_url,
             model,
             timeout: Duration::from_millis(timeout_ms),
             max_retries,
+            context_tokens,
         };
         settings.validate()?;
         Ok(Some(settings))
@@ -211,6 +237,15 @@ impl LlmSettings {
             return Err(LlmError::InvalidSetting {
                 name: "MARKETSIM_LLM_TIMEOUT_MS",
                 detail: "must be more than 0".to_string(),
+            });
+        }
+        if self.context_tokens < MIN_CONTEXT_TOKENS {
+            return Err(LlmError::InvalidSetting {
+                name: "MARKETSIM_LLM_CONTEXT_TOKENS",
+                detail: format!(
+                    "{} is less than {MIN_CONTEXT_TOKENS}: the instructions and the answer schema alone take about 1,600",
+                    self.context_tokens
+                ),
             });
         }
         if self.max_retries > MAX_RETRIES_LIMIT {
@@ -261,6 +296,10 @@ pub enum LlmError {
         reason: String,
         message: String,
     },
+    /// The prompt does not fit the model's context window: estimated before sending (the
+    /// context could not be trimmed enough), or said by the server (a 400 about the context).
+    #[error("the prompt does not fit the model's context ({detail})")]
+    ContextTooLong { detail: String },
     /// The body of a 2xx answer is not a chat completion.
     #[error("reply is not a chat completion: {0}")]
     MalformedCompletion(String),
@@ -556,23 +595,51 @@ impl LlmAnalyst {
         progress: &mut CallProgress,
     ) -> Result<Vec<Recommendation>, LlmError> {
         let deadline = tokio::time::Instant::now() + budget;
-        let context_json = serde_json::to_string(context)
-            .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))?;
+        let reply_tokens = reply_tokens(self.settings.context_tokens);
+        let prompt_tokens = (self.settings.context_tokens - reply_tokens) as usize;
+        // The model sees (and may cite) only what fits; the reply is checked against that.
+        let (fitted, context_json, trimmed) = fit_context(context, prompt_tokens)?;
+        progress.note = trimmed;
+        let context = &fitted;
         let mut use_schema = !self.schema_refused;
         let mut retries = 0;
         loop {
             progress.attempts += 1;
-            let request = build_request(&self.settings.model, &context_json, context, use_schema);
+            let request = build_request(
+                &self.settings.model,
+                &context_json,
+                context,
+                use_schema,
+                reply_tokens,
+            );
             let error = match self.client.chat().create(request).await {
                 Ok(response) => return read_completion(response, context),
                 Err(error) => LlmError::from_client(error),
             };
+            // A 400 about the context's length is not a refusal of json_schema: asking again
+            // without the schema would send the same oversize prompt.
+            if let LlmError::Http {
+                status: 400,
+                message,
+                ..
+            } = &error
+            {
+                if says_context_too_long(message) {
+                    return Err(LlmError::ContextTooLong {
+                        detail: format!("the server says: {message}"),
+                    });
+                }
+            }
             if use_schema && matches!(error, LlmError::Http { status: 400, .. }) {
                 use_schema = false;
                 progress.schema_refused = true;
-                progress.note = Some(format!(
+                let refused = format!(
                     "the server refused response_format json_schema ({error}); asked again without it"
-                ));
+                );
+                progress.note = Some(match progress.note.take() {
+                    Some(trimmed) => format!("{trimmed}; {refused}"),
+                    None => refused,
+                });
                 continue;
             }
             if !error.is_retryable() || retries >= self.settings.max_retries {
@@ -689,11 +756,129 @@ impl LlmAnalyst {
     }
 }
 
+/// Tokens a reply may use: [`MAX_REPLY_TOKENS`], or a quarter of a small window.
+fn reply_tokens(context_tokens: u32) -> u32 {
+    MAX_REPLY_TOKENS.min(context_tokens / 4)
+}
+
+/// Whether a 400's message is about the prompt's length (llama.cpp: "exceeds the available
+/// context size"; OpenAI: "maximum context length"; vLLM: "longer than the maximum model length").
+fn says_context_too_long(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    (message.contains("context") && (message.contains("exceed") || message.contains("length")))
+        || message.contains("maximum model length")
+        || message.contains("too many tokens")
+}
+
+/// The prompt's size in tokens, estimated from its bytes on the dense side: the instructions,
+/// the context, the answer schema, and a little per message.
+fn estimated_prompt_tokens(context_json: &str, schema_bytes: usize) -> usize {
+    (SYSTEM_PROMPT.len() + context_json.len() + schema_bytes).div_ceil(BYTES_PER_TOKEN) + 16
+}
+
+/// `context` trimmed until the prompt fits `prompt_tokens`, least telling first: the oldest
+/// recent values, the weakest correlations, the weakest anomalies (with their statistics and
+/// values), then rates and the remaining values and statistics. Returns the context, its JSON
+/// and, when anything was cut, a note saying so; an error when even the anomalies alone do not
+/// fit.
+fn fit_context(
+    context: &AnalysisContext,
+    prompt_tokens: usize,
+) -> Result<(AnalysisContext, String, Option<String>), LlmError> {
+    let schema_bytes = reply_schema(&context.known_streams).to_string().len();
+    let to_json = |context: &AnalysisContext| {
+        serde_json::to_string(context)
+            .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))
+    };
+    let mut fitted = context.clone();
+    let mut json = to_json(&fitted)?;
+    let first_estimate = estimated_prompt_tokens(&json, schema_bytes);
+    let mut estimate = first_estimate;
+    while estimate > prompt_tokens {
+        if !trim_once(&mut fitted) {
+            return Err(LlmError::ContextTooLong {
+                detail: format!(
+                    "about {estimate} tokens with the context trimmed to its anomalies; the window leaves {prompt_tokens} for the prompt (MARKETSIM_LLM_CONTEXT_TOKENS)"
+                ),
+            });
+        }
+        json = to_json(&fitted)?;
+        estimate = estimated_prompt_tokens(&json, schema_bytes);
+    }
+    let note = (estimate < first_estimate).then(|| {
+        format!("context trimmed from about {first_estimate} to {estimate} prompt tokens to fit")
+    });
+    Ok((fitted, json, note))
+}
+
+/// One step of [`fit_context`]'s trimming; `false` when nothing is left to cut.
+fn trim_once(context: &mut AnalysisContext) -> bool {
+    // The oldest half of each stream's recent values (keeping the last two).
+    if context
+        .recent_values
+        .values()
+        .any(|points| points.len() > 2)
+    {
+        for points in context.recent_values.values_mut() {
+            let keep = points.len().div_ceil(2).max(2).min(points.len());
+            points.drain(..points.len() - keep);
+        }
+        return true;
+    }
+    // The weaker half of the correlations.
+    let correlations = &mut context.correlations;
+    if !correlations.streams.is_empty()
+        || correlations
+            .events
+            .iter()
+            .any(|event| event.streams.len() > 1)
+    {
+        correlations
+            .streams
+            .sort_by(|a, b| b.correlation.abs().total_cmp(&a.correlation.abs()));
+        let keep = correlations.streams.len() / 2;
+        correlations.streams.truncate(keep);
+        for event in &mut correlations.events {
+            event
+                .streams
+                .sort_by(|a, b| b.strength.abs().total_cmp(&a.strength.abs()));
+            let keep = event.streams.len().div_ceil(2);
+            event.streams.truncate(keep);
+        }
+        return true;
+    }
+    // The weakest anomaly, with what the context says about its stream.
+    if context.anomalies.len() > 1 {
+        let weakest = context
+            .anomalies
+            .iter()
+            .enumerate()
+            .min_by(|(_, a), (_, b)| a.z.abs().total_cmp(&b.z.abs()))
+            .map(|(index, _)| index)
+            .unwrap_or(0);
+        let removed = context.anomalies.remove(weakest);
+        context.baseline_stats.remove(&removed.stream);
+        context.recent_values.remove(&removed.stream);
+        return true;
+    }
+    if !context.rates.is_empty() {
+        context.rates.clear();
+        return true;
+    }
+    if !context.recent_values.is_empty() || !context.baseline_stats.is_empty() {
+        context.recent_values.clear();
+        context.baseline_stats.clear();
+        return true;
+    }
+    false
+}
+
 fn build_request(
     model: &str,
     context_json: &str,
     context: &AnalysisContext,
     use_schema: bool,
+    reply_tokens: u32,
 ) -> CreateChatCompletionRequest {
     let messages = vec![
         ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
@@ -720,7 +905,7 @@ fn build_request(
         // differently every time, and without a budget it runs to the server's token cap.
         // (`seed` is deprecated in the API; temperature 0 is what makes llama.cpp repeatable.)
         temperature: Some(0.0),
-        max_completion_tokens: Some(MAX_REPLY_TOKENS),
+        max_completion_tokens: Some(reply_tokens),
         ..CreateChatCompletionRequest::default()
     }
 }
