@@ -379,6 +379,12 @@ fn a_good_reply_becomes_llm_recommendations_and_the_request_carries_model_prompt
     let stream_enum = &body["response_format"]["json_schema"]["schema"]["properties"]
         ["recommendations"]["items"]["properties"]["affectedStreams"]["items"]["enum"];
     assert_eq!(stream_enum, &json!(context().known_streams));
+    // Every string and list is bounded, and anomalies call for at least one recommendation.
+    let schema = &body["response_format"]["json_schema"]["schema"]["properties"]["recommendations"];
+    assert_eq!(schema["minItems"], 1);
+    assert!(schema["maxItems"].is_u64());
+    assert!(schema["items"]["properties"]["title"]["maxLength"].is_u64());
+    assert_eq!(schema["items"]["properties"]["actions"]["minItems"], 1);
 }
 
 #[test]

@@ -344,6 +344,18 @@ fn colon_detail(message: &str) -> String {
 
 impl LlmError {
     /// Whether asking again can help: rate limits, server errors and broken connections.
+    /// The endpoint did not answer usefully (an error status, no connection, no answer in
+    /// time): what the circuit breaker counts. A reply that fails validation is not.
+    pub fn is_endpoint_failure(&self) -> bool {
+        self.is_retryable()
+            || matches!(
+                self,
+                LlmError::Http { .. }
+                    | LlmError::TimedOut { .. }
+                    | LlmError::MalformedCompletion(_)
+            )
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             LlmError::Http { status, .. } => *status == 429 || (500..=599).contains(status),
@@ -674,8 +686,9 @@ impl Analyst for LlmAnalyst {
             return self.answer_with_rules(
                 context,
                 format!(
-                    "not asked: the endpoint failed {} times in a row (circuit open)",
-                    self.consecutive_failures
+                    "not asked: the endpoint failed or hung ({} failed call{} in a row; circuit open)",
+                    self.consecutive_failures,
+                    if self.consecutive_failures == 1 { "" } else { "s" }
                 ),
                 0,
             );
@@ -696,6 +709,12 @@ impl Analyst for LlmAnalyst {
                 });
                 recommendations
             }
+            Err(error) if !error.is_endpoint_failure() => {
+                // The endpoint answered (a reply that failed validation, a prompt too long):
+                // the model is worth asking again, so the breaker does not count it.
+                self.consecutive_failures = 0;
+                self.answer_failed(context, error, progress)
+            }
             Err(error) => {
                 self.consecutive_failures += 1;
                 // A call that hung for half the budget will hang again: open at once.
@@ -704,14 +723,7 @@ impl Analyst for LlmAnalyst {
                     self.open_for = self.next_cooldown;
                     self.next_cooldown = self.next_cooldown.saturating_mul(2);
                 }
-                let reason = error.to_string();
-                let recommendations =
-                    self.answer_with_rules(context, reason.clone(), progress.attempts);
-                // The call record also says that the question was asked again without a schema.
-                if let (Some(note), Some(call)) = (progress.note, self.calls.last_mut()) {
-                    call.reason = Some(format!("{reason} ({note})"));
-                }
-                recommendations
+                self.answer_failed(context, error, progress)
             }
         }
     }
@@ -732,6 +744,22 @@ impl Analyst for LlmAnalyst {
 }
 
 impl LlmAnalyst {
+    /// The rules' answer for a call that failed, its record saying why (and that the question
+    /// was asked again without a schema, or trimmed, when it was).
+    fn answer_failed(
+        &mut self,
+        context: &AnalysisContext,
+        error: LlmError,
+        progress: CallProgress,
+    ) -> Vec<Recommendation> {
+        let reason = error.to_string();
+        let recommendations = self.answer_with_rules(context, reason.clone(), progress.attempts);
+        if let (Some(note), Some(call)) = (progress.note, self.calls.last_mut()) {
+            call.reason = Some(format!("{reason} ({note})"));
+        }
+        recommendations
+    }
+
     /// The rules analyst's answer, marked `rules-fallback` with `reason`, and the call record.
     fn answer_with_rules(
         &mut self,
@@ -785,7 +813,9 @@ fn fit_context(
     context: &AnalysisContext,
     prompt_tokens: usize,
 ) -> Result<(AnalysisContext, String, Option<String>), LlmError> {
-    let schema_bytes = reply_schema(&context.known_streams).to_string().len();
+    let schema_bytes = reply_schema(&context.known_streams, !context.anomalies.is_empty())
+        .to_string()
+        .len();
     let to_json = |context: &AnalysisContext| {
         serde_json::to_string(context)
             .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))
@@ -897,7 +927,7 @@ fn build_request(
             json_schema: ResponseFormatJsonSchema {
                 description: Some("Recommendations for the operations team".to_string()),
                 name: "recommendations".to_string(),
-                schema: reply_schema(&context.known_streams),
+                schema: reply_schema(&context.known_streams, !context.anomalies.is_empty()),
                 strict: Some(true),
             },
         }),
@@ -910,14 +940,25 @@ fn build_request(
     }
 }
 
-/// The answer's JSON schema, in the subset strict structured output accepts (every property
-/// required, no extra properties, no numeric or length bounds — those are checked on the
-/// reply instead). Stream names are an enum so the model cannot misspell one; event ids are
-/// not, because they change with every call and each new schema costs the server a warm-up.
-fn reply_schema(known_streams: &[String]) -> serde_json::Value {
-    let text = json!({ "type": "string" });
+/// Longest strings and lists the schema allows: a model bound by a grammar (llama.cpp turns the
+/// schema into one) cannot ramble inside a string until its token cap, and a complete reply of
+/// the longest allowed recommendations fits [`MAX_REPLY_TOKENS`].
+const MAX_TITLE_CHARS: u32 = 80;
+const MAX_TEXT_CHARS: u32 = 300;
+const MAX_ACTION_TEXT_CHARS: u32 = 120;
+const MAX_SCHEMA_RECOMMENDATIONS: u32 = 3;
+const MAX_ACTIONS: u32 = 3;
+const MAX_CITED: u32 = 8;
+
+/// The answer's JSON schema: every property required, no extra properties, and every string
+/// and list bounded. At least one recommendation when the context has anomalies (an empty
+/// answer to anomalies is refused anyway), one to three actions each. Stream names are an enum
+/// so the model cannot misspell one; event ids are not, because they change with every call and
+/// each new schema costs the server a warm-up. Numeric bounds are checked on the reply.
+fn reply_schema(known_streams: &[String], has_anomalies: bool) -> serde_json::Value {
+    let text = |max: u32| json!({ "type": "string", "maxLength": max });
     let stream_name = if known_streams.is_empty() {
-        text.clone()
+        text(MAX_TEXT_CHARS)
     } else {
         json!({ "type": "string", "enum": known_streams })
     };
@@ -926,31 +967,35 @@ fn reply_schema(known_streams: &[String]) -> serde_json::Value {
         "properties": {
             "recommendations": {
                 "type": "array",
+                "minItems": u32::from(has_anomalies),
+                "maxItems": MAX_SCHEMA_RECOMMENDATIONS,
                 "items": {
                     "type": "object",
                     "properties": {
                         "priority": { "type": "string", "enum": ["critical", "warning", "normal"] },
-                        "title": text,
-                        "description": text,
-                        "impact": text,
-                        "cause": text,
+                        "title": text(MAX_TITLE_CHARS),
+                        "description": text(MAX_TEXT_CHARS),
+                        "impact": text(MAX_TEXT_CHARS),
+                        "cause": text(MAX_TEXT_CHARS),
                         "actions": {
                             "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_ACTIONS,
                             "items": {
                                 "type": "object",
                                 "properties": {
-                                    "label": text,
-                                    "description": text,
-                                    "expectedImpact": text,
-                                    "timeToEffect": text,
+                                    "label": text(MAX_TITLE_CHARS),
+                                    "description": text(MAX_ACTION_TEXT_CHARS),
+                                    "expectedImpact": text(MAX_ACTION_TEXT_CHARS),
+                                    "timeToEffect": text(MAX_TITLE_CHARS),
                                 },
                                 "required": ["label", "description", "expectedImpact", "timeToEffect"],
                                 "additionalProperties": false,
                             },
                         },
-                        "affectedStreams": { "type": "array", "items": stream_name },
-                        "relatedEvents": { "type": "array", "items": text },
-                        "confidence": { "type": "integer" },
+                        "affectedStreams": { "type": "array", "maxItems": MAX_CITED, "items": stream_name },
+                        "relatedEvents": { "type": "array", "maxItems": MAX_CITED, "items": text(MAX_TITLE_CHARS) },
+                        "confidence": { "type": "integer", "minimum": 0, "maximum": 100 },
                     },
                     "required": [
                         "priority", "title", "description", "impact", "cause", "actions",
