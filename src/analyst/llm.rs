@@ -102,7 +102,7 @@ Answer ONLY with one JSON object, without prose or markdown, of the form \
 - impact: what it costs the marketplace if nothing is done
 - cause: the most likely cause, naming the external events (title and id) that explain it, or \
 saying that none does
-- actions: one to three objects {\"label\", \"description\", \"expectedImpact\", \"timeToEffect\"}
+- actions: one or two objects {\"label\", \"description\", \"expectedImpact\", \"timeToEffect\"}
 - affectedStreams: the stream names concerned, copied exactly from the context
 - relatedEvents: the ids of the context's external events that caused it (may be empty)
 - confidence: an integer from 0 to 100
@@ -943,18 +943,19 @@ fn build_request(
 /// Longest strings and lists the schema allows: a model bound by a grammar (llama.cpp turns the
 /// schema into one) cannot ramble inside a string until its token cap, and a complete reply of
 /// the longest allowed recommendations fits [`MAX_REPLY_TOKENS`].
-const MAX_TITLE_CHARS: u32 = 80;
-const MAX_TEXT_CHARS: u32 = 300;
-const MAX_ACTION_TEXT_CHARS: u32 = 120;
+const MAX_TITLE_CHARS: u32 = 60;
+const MAX_TEXT_CHARS: u32 = 200;
+const MAX_ACTION_TEXT_CHARS: u32 = 100;
 const MAX_SCHEMA_RECOMMENDATIONS: u32 = 3;
-const MAX_ACTIONS: u32 = 3;
-const MAX_CITED: u32 = 8;
+const MAX_ACTIONS: u32 = 2;
+const MAX_CITED: u32 = 6;
 
 /// The answer's JSON schema: every property required, no extra properties, and every string
 /// and list bounded. At least one recommendation when the context has anomalies (an empty
-/// answer to anomalies is refused anyway), one to three actions each. Stream names are an enum
+/// answer to anomalies is refused anyway), one or two actions each. Stream names are an enum
 /// so the model cannot misspell one; event ids are not, because they change with every call and
-/// each new schema costs the server a warm-up. Numeric bounds are checked on the reply.
+/// each new schema costs the server a warm-up. The bounds fit a dashboard card (title, a few
+/// sentences, two actions) and keep a small model's reply to a few hundred tokens.
 fn reply_schema(known_streams: &[String], has_anomalies: bool) -> serde_json::Value {
     let text = |max: u32| json!({ "type": "string", "maxLength": max });
     let stream_name = if known_streams.is_empty() {
