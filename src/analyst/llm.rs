@@ -189,23 +189,11 @@ impl LlmSettings {
         };
         let max_retries = match read("MARKETSIM_LLM_RETRIES") {
             None => DEFAULT_MAX_RETRIES,
-            Some(text) => {
-                let retries = parse_number(&text, "MARKETSIM_LLM_RETRIES")?;
-                u32::try_from(retries).map_err(|_| LlmError::InvalidSetting {
-                    name: "MARKETSIM_LLM_RETRIES",
-                    detail: format!("{retries} is too large"),
-                })?
-            }
+            Some(text) => parse_u32(&text, "MARKETSIM_LLM_RETRIES")?,
         };
         let context_tokens = match read("MARKETSIM_LLM_CONTEXT_TOKENS") {
             None => DEFAULT_CONTEXT_TOKENS,
-            Some(text) => {
-                let tokens = parse_number(&text, "MARKETSIM_LLM_CONTEXT_TOKENS")?;
-                u32::try_from(tokens).map_err(|_| LlmError::InvalidSetting {
-                    name: "MARKETSIM_LLM_CONTEXT_TOKENS",
-                    detail: format!("{tokens} is too large"),
-                })?
-            }
+            Some(text) => parse_u32(&text, "MARKETSIM_LLM_CONTEXT_TOKENS")?,
         };
         let settings = LlmSettings {
             api_key,
@@ -256,6 +244,15 @@ impl LlmSettings {
         }
         Ok(())
     }
+}
+
+/// [`parse_number`] for a setting held in a `u32`.
+fn parse_u32(text: &str, name: &'static str) -> Result<u32, LlmError> {
+    let number = parse_number(text, name)?;
+    u32::try_from(number).map_err(|_| LlmError::InvalidSetting {
+        name,
+        detail: format!("{number} is too large"),
+    })
 }
 
 fn parse_number(text: &str, name: &'static str) -> Result<u64, LlmError> {

@@ -126,21 +126,7 @@ pub fn generate_runs(
     if options.run.write_parquet {
         crate::output::require_parquet()?;
     }
-    let holds_files = match std::fs::read_dir(out) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-        Err(source) => {
-            return Err(AppError::Io {
-                what: format!("reading {}", out.display()),
-                source,
-            })
-        }
-    };
-    if holds_files && !force {
-        return Err(AppError::FolderNotEmpty {
-            path: out.to_path_buf(),
-        });
-    }
+    refuse_folder_with_files(out, force)?;
     let scripts_folder = out.join("scripts");
     let runs_folder = out.join("runs");
     for folder in [&scripts_folder, &runs_folder] {
@@ -226,6 +212,27 @@ pub fn generate_runs(
         source,
     })?;
     Ok(manifest)
+}
+
+/// Refuses to write into `out` when it already holds files, unless `force`: a folder with files
+/// may hold someone's work, or an earlier set someone means to keep. A missing folder is fine.
+pub fn refuse_folder_with_files(out: &Path, force: bool) -> Result<(), AppError> {
+    let holds_files = match std::fs::read_dir(out) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => {
+            return Err(AppError::Io {
+                what: format!("reading {}", out.display()),
+                source,
+            })
+        }
+    };
+    if holds_files && !force {
+        return Err(AppError::FolderNotEmpty {
+            path: out.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// A path inside the set's folder, relative to it, with forward slashes.

@@ -260,21 +260,7 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
     }
     // Clap requires --count when --runs is absent.
     let count = count.unwrap_or(1);
-    // A folder with files in it may hold someone's work (or an earlier set someone means to
-    // keep); only --force writes into it.
-    let holds_files = match std::fs::read_dir(&out) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-        Err(error) => {
-            return Err(error).with_context(|| format!("cannot read {}", out.display()));
-        }
-    };
-    if holds_files && !force {
-        anyhow::bail!(
-            "{} is not empty; pass --force to write the scripts into it anyway (files of the same names are replaced)",
-            out.display()
-        );
-    }
+    batch::refuse_folder_with_files(&out, force)?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let scripts = RandomScripts::embedded()?;
     for index in 0..count {
