@@ -14,14 +14,18 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
-use marketsim::analyst::context::{AnalysisContext, ContextAnomaly, ContextEvent};
+use marketsim::analyst::context::{
+    AnalysisContext, ContextAnomaly, ContextCorrelations, ContextEvent,
+};
 use marketsim::analyst::llm::{
     validate_reply, LlmAnalyst, LlmError, LlmSettings, CIRCUIT_COOLDOWN_ANALYSES,
-    DEFAULT_CONTEXT_TOKENS, MAX_CALLS_PER_RUN, MAX_REPLY_TOKENS, SYSTEM_PROMPT,
+    DEFAULT_CONTEXT_TOKENS, DEFAULT_FAILURE_BUDGET_MS, MAX_CALLS_PER_RUN, MAX_REPLY_TOKENS,
+    SYSTEM_PROMPT,
 };
 use marketsim::analyst::recommendation::{Priority, Recommendation, RecommendationBook, Status};
 use marketsim::analyst::{Analyst, AnalystCall};
 use marketsim::scenario::definition::{Direction, EventType, ExpectedImpact, Magnitude, Severity};
+use marketsim::stats::correlation::{EventCorrelation, EventStreamShift};
 use marketsim::stats::AnomalyFlag;
 
 /// What the fake server answers to one request.
@@ -169,6 +173,7 @@ fn settings(base_url: &str, timeout_ms: u64) -> LlmSettings {
         timeout: Duration::from_millis(timeout_ms),
         max_retries: 2,
         context_tokens: DEFAULT_CONTEXT_TOKENS,
+        failure_budget: Duration::from_millis(DEFAULT_FAILURE_BUDGET_MS),
     }
 }
 
@@ -224,7 +229,21 @@ fn context() -> AnalysisContext {
         }],
         baseline_stats: BTreeMap::new(),
         recent_values: BTreeMap::new(),
-        correlations: Default::default(),
+        // The drop began as a shift right after the event: the evidence rules accept evt_001
+        // as the cause of tutor.online.count's anomaly (not of the expired requests', which it
+        // did not declare).
+        correlations: ContextCorrelations {
+            events: vec![EventCorrelation {
+                event_id: "evt_001".to_string(),
+                streams: vec![EventStreamShift {
+                    stream: "tutor.online.count".to_string(),
+                    lag_ms: 3_600_000,
+                    strength: -4.0,
+                    direction: "down",
+                }],
+            }],
+            streams: Vec::new(),
+        },
         known_streams: [
             "customer.tutor.search",
             "session.booking.requested",
@@ -329,6 +348,10 @@ fn a_good_reply_becomes_llm_recommendations_and_the_request_carries_model_prompt
             source: "llm".to_string(),
             reason: None,
             attempts: 1,
+            // As the server counted them (its `usage`), not the analyst's estimate.
+            prompt_tokens: Some(900),
+            completion_tokens: Some(300),
+            latency_ms: call.latency_ms,
         }
     );
     assert_eq!(recommendations.len(), 1);
@@ -364,9 +387,14 @@ fn a_good_reply_becomes_llm_recommendations_and_the_request_carries_model_prompt
     assert_eq!(body["messages"][0]["content"], SYSTEM_PROMPT);
     assert!(SYSTEM_PROMPT.starts_with("You are an AI analyzing marketplace operations data"));
     assert_eq!(body["messages"][1]["role"], "user");
-    let sent_context: Value =
+    let mut sent_context: Value =
         serde_json::from_str(body["messages"][1]["content"].as_str().unwrap_or(""))
             .expect("the user message is the context JSON");
+    // The context, and the evidence rules' verdicts on its events (checked on their own below).
+    let evidence = sent_context
+        .as_object_mut()
+        .and_then(|object| object.remove("causeEvidence"));
+    assert!(evidence.is_some(), "the prompt carries causeEvidence");
     assert_eq!(
         sent_context,
         serde_json::to_value(context()).expect("context JSON")
@@ -709,6 +737,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             timeout: Duration::from_millis(30_000),
             max_retries: 2,
             context_tokens: 8_192,
+            failure_budget: Duration::from_millis(60_000),
         }))
     );
     assert_eq!(
@@ -719,6 +748,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             ("MARKETSIM_LLM_TIMEOUT_MS", "120000"),
             ("MARKETSIM_LLM_RETRIES", "0"),
             ("MARKETSIM_LLM_CONTEXT_TOKENS", "4096"),
+            ("MARKETSIM_LLM_FAILURE_BUDGET_MS", "90000"),
         ]),
         Ok(Some(LlmSettings {
             api_key: "ollama".to_string(),
@@ -727,6 +757,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             timeout: Duration::from_millis(120_000),
             max_retries: 0,
             context_tokens: 4_096,
+            failure_budget: Duration::from_millis(90_000),
         }))
     );
     let invalid = [
@@ -905,4 +936,314 @@ fn a_400_about_the_context_size_is_not_taken_for_a_schema_refusal() {
         "the prompt does not fit the model's context",
         1,
     );
+}
+
+/// The user message the analyst sent in `request`, parsed.
+fn user_message(request: &Value) -> Value {
+    let content = request["messages"][1]["content"].as_str().unwrap_or("null");
+    serde_json::from_str(content).unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_prompt_carries_the_evidence_rules_verdicts_and_the_schema_enumerates_event_ids() {
+    let server = FakeServer::start(|_, _| FakeReply::completion(&good_reply()));
+    let mut small_window = settings(&server.base_url, 5_000);
+    small_window.context_tokens = 4_096;
+    for settings in [settings(&server.base_url, 5_000), small_window] {
+        let mut analyst = LlmAnalyst::new(settings).expect("analyst");
+        analyst.analyze(&context());
+    }
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let evidence = &user_message(&requests[0].1)["causeEvidence"];
+    // evt_001 declared tutor.online.count down and the drop began as a shift after it; it did
+    // not declare the expired requests, so they are neither explained nor listed as rejected.
+    assert_eq!(
+        evidence,
+        &json!([{ "eventId": "evt_001", "explains": ["tutor.online.count"] }])
+    );
+    let schema_of = |request: &Value| {
+        request["response_format"]["json_schema"]["schema"]["properties"]["recommendations"].clone()
+    };
+    let recommendations = schema_of(&requests[0].1);
+    assert_eq!(
+        recommendations["items"]["properties"]["relatedEvents"]["items"]["enum"],
+        json!(["evt_001"])
+    );
+    // 2,048 reply tokens hold three recommendations of the longest strings; 1,024 (a quarter
+    // of a 4,096 window) two.
+    assert_eq!(recommendations["maxItems"], json!(3));
+    assert_eq!(schema_of(&requests[1].1)["maxItems"], json!(2));
+    assert_eq!(requests[1].1["max_completion_tokens"], json!(1_024));
+}
+
+#[test]
+fn a_cause_the_evidence_rules_reject_is_replaced_by_the_rules_answer_for_its_streams() {
+    // The model blames evt_001 for the expired requests alone, which it never declared.
+    let reply = json!({ "recommendations": [{
+        "priority": "warning",
+        "title": "Bookings expire",
+        "description": "Expired requests are up.",
+        "impact": "Lost lessons.",
+        "cause": "The competitor's bonus.",
+        "actions": [{ "label": "Watch", "description": "Watch it.", "expectedImpact": "None", "timeToEffect": "now" }],
+        "affectedStreams": ["session.booking.expired"],
+        "relatedEvents": ["evt_001"],
+        "confidence": 60,
+    }]})
+    .to_string();
+    let server = FakeServer::start(move |_, _| FakeReply::completion(&reply));
+    let (recommendations, call, _) = analyze_once(settings(&server.base_url, 5_000));
+    assert_eq!(call.source, "llm", "the model answered: {call:?}");
+    let reason = call.reason.unwrap_or_default();
+    assert!(
+        reason.contains("evt_001 (the event did not declare the stream)"),
+        "{reason}"
+    );
+    assert!(
+        recommendations.iter().all(|r| r.source == "rules-fallback"),
+        "{recommendations:#?}"
+    );
+    assert_eq!(recommendations[0].key, "supply-shortfall");
+    assert!(recommendations[0]
+        .affected_streams
+        .contains(&"session.booking.expired".to_string()));
+}
+
+#[test]
+fn a_response_body_over_the_limit_is_not_read_to_its_end() {
+    let huge = "x".repeat(2 * 1024 * 1024);
+    check_fallback(
+        move |_, _| FakeReply::completion(&huge),
+        "reply is too long",
+        1,
+    );
+}
+
+#[test]
+fn a_black_holed_endpoint_costs_at_most_the_failure_budget_then_is_not_asked() {
+    let server = FakeServer::start(|_, _| FakeReply {
+        delay: Duration::from_secs(30),
+        ..FakeReply::completion(&good_reply())
+    });
+    let mut settings = settings(&server.base_url, 400);
+    settings.failure_budget = Duration::from_millis(600);
+    let mut analyst = LlmAnalyst::new(settings).expect("analyst");
+    let analyses = CIRCUIT_COOLDOWN_ANALYSES as usize + 10;
+    for _ in 0..analyses {
+        analyst.analyze(&context());
+    }
+    // The first call hangs for its whole 400 ms (the circuit opens), the probe after the
+    // cool-down gets only what is left of the budget (200 ms or less), and then the model is never asked.
+    assert_eq!(server.requests().len(), 2);
+    let calls = analyst.calls();
+    assert_eq!(calls.len(), analyses);
+    assert!(calls.iter().all(|call| call.source == "rules-fallback"));
+    let last = calls
+        .last()
+        .and_then(|call| call.reason.clone())
+        .unwrap_or_default();
+    assert!(last.contains("its budget for a failing endpoint"), "{last}");
+    let probe = &calls[CIRCUIT_COOLDOWN_ANALYSES as usize + 1];
+    let budget_ms: Option<u64> = probe
+        .reason
+        .as_deref()
+        .and_then(|reason| reason.strip_prefix("timed out after "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|number| number.parse().ok());
+    assert!(
+        budget_ms.is_some_and(|ms| ms <= 200),
+        "the probe gets what the first call left of the budget: {probe:?}"
+    );
+}
+
+/// A reply valid in any context with anomalies: one recommendation, no cause named.
+fn reply_without_cause() -> String {
+    json!({ "recommendations": [{
+        "priority": "warning",
+        "title": "Requests expire unanswered",
+        "description": "More booking requests expire than expected.",
+        "impact": "Students who cannot book leave.",
+        "cause": "No external event explains it.",
+        "actions": [{ "label": "Page on-call tutors", "description": "Ask tutors online to accept.", "expectedImpact": "Fewer expiries", "timeToEffect": "1 hour" }],
+        "affectedStreams": ["session.booking.expired"],
+        "relatedEvents": [],
+        "confidence": 55,
+    }]})
+    .to_string()
+}
+
+fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `marketsim run --analyze --analyst llm` with the fake server's address in the environment.
+fn run_with_llm(base_url: &str, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_marketsim"))
+        .args([
+            "run",
+            "fixtures/analysis/llm-incident.yaml",
+            "--quiet",
+            "--analyze",
+            "--out",
+        ])
+        .arg(out)
+        .args(extra)
+        .current_dir(crate::support::root())
+        .env("OPENAI_API_KEY", "test-key")
+        .env("OPENAI_BASE_URL", base_url)
+        .env("MARKETSIM_LLM_TIMEOUT_MS", "5000")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start marketsim: {e}"))
+}
+
+#[test]
+fn an_llm_run_is_labelled_by_what_answered_replays_without_the_model_and_diffs_its_recommendations()
+{
+    // The model answers every other call; the others get a 400 (not retried, no breaker).
+    let server = FakeServer::start(|number, _| {
+        if number % 2 == 0 {
+            FakeReply::completion(&reply_without_cause())
+        } else {
+            FakeReply::openai_error(400, "bad request")
+        }
+    });
+    let dir = crate::support::temp_dir();
+    let llm = dir.path().join("llm");
+    let output = run_with_llm(&server.base_url, &llm, &["--analyst", "llm"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    let file = read_json(&llm.join("recommendations.json"));
+    let answered = &file["answeredBy"];
+    let (by_model, by_rules) = (
+        answered["llm"].as_u64().unwrap_or(0),
+        answered["rules-fallback"].as_u64().unwrap_or(0),
+    );
+    assert!(by_model >= 1 && by_rules >= 1, "{answered}");
+    assert_eq!(file["analyst"], "llm+rules-fallback");
+    assert_eq!(
+        by_model + by_rules,
+        file["analyses"].as_u64().unwrap_or(0),
+        "every analysis is answered by one source"
+    );
+
+    // A replay from the recorded replies makes the same recommendations.json, byte for byte,
+    // with no model at all.
+    let replay = dir.path().join("replay");
+    let replies = llm.join("analyst-replies.json");
+    let output = crate::support::run_script(
+        "fixtures/analysis/llm-incident.yaml",
+        &replay,
+        &["--analyze", "--analyst-replies", &replies.to_string_lossy()],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    for name in [
+        "recommendations.json",
+        "series.csv",
+        "anomalies.json",
+        "truth.json",
+    ] {
+        let read = |dir: &std::path::Path| std::fs::read_to_string(dir.join(name)).ok();
+        let (original, replayed) = (read(&llm).unwrap_or_default(), read(&replay).unwrap_or_default());
+        let first_difference = original
+            .lines()
+            .zip(replayed.lines())
+            .position(|(a, b)| a != b)
+            .map(|line| {
+                format!(
+                    "line {}: `{}` vs `{}`",
+                    line + 1,
+                    original.lines().nth(line).unwrap_or(""),
+                    replayed.lines().nth(line).unwrap_or("")
+                )
+            });
+        assert!(
+            original == replayed,
+            "{name} differs in the replay: {first_difference:?}"
+        );
+    }
+    let (llm_arg, replay_arg) = (llm.to_string_lossy(), replay.to_string_lossy());
+    let output = crate::support::marketsim(&["diff", &llm_arg, &replay_arg]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stdout(&output)
+    );
+    assert!(
+        crate::support::stdout(&output).contains("recommendations: ")
+            && crate::support::stdout(&output).contains("all the same"),
+        "{}",
+        crate::support::stdout(&output)
+    );
+
+    // Against the rules, the recommendations differ and diff says so (exit 1).
+    let rules = dir.path().join("rules");
+    let output = crate::support::run_script(
+        "fixtures/analysis/llm-incident.yaml",
+        &rules,
+        &["--analyze"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    let rules_arg = rules.to_string_lossy();
+    let output = crate::support::marketsim(&["diff", &llm_arg, &rules_arg, "--json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("diff --json");
+    assert_eq!(report["verdict"], "different");
+    assert_eq!(report["counts"]["different"], 0, "the series are the same");
+    let recommendations = &report["recommendations"];
+    assert_eq!(recommendations["analystA"], "llm+rules-fallback");
+    assert_eq!(recommendations["analystB"], "rules");
+    assert!(
+        recommendations["added"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            || recommendations["removed"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            || recommendations["changed"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+        "{recommendations}"
+    );
+
+    // eval reports the share of each source and how the model's calls went.
+    let eval_out = dir.path().join("eval.json");
+    let output =
+        crate::support::marketsim(&["eval", &llm_arg, "--out", &eval_out.to_string_lossy()]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&output)
+    );
+    let table = crate::support::stdout(&output);
+    assert!(table.contains("by source: llm "), "{table}");
+    assert!(table.contains("model calls"), "{table}");
+    assert!(table.contains("HTTP N Bad Request"), "{table}");
+    let eval = read_json(&eval_out);
+    let calls = &eval["runs"][0]["calls"];
+    assert_eq!(calls["answeredByModel"].as_u64(), Some(by_model));
+    assert!(calls["promptTokensP50"].as_u64().is_some(), "{calls}");
+    assert!(calls["latencyMsP99"].as_u64().is_some(), "{calls}");
 }

@@ -26,11 +26,12 @@
 //!   moved, within that item's window), as a share of all scored stream-buckets outside them,
 //!   and recommendations per week.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::recommendation::Recommendation;
+use super::AnalystCall;
 use crate::stats::AnomalyFlag;
 
 /// The smallest relative change (vs the counterfactual) that counts as a real effect. Truth's
@@ -137,9 +138,100 @@ pub struct RunEvaluation {
     pub true_streams: usize,
     pub streams_correct: usize,
     pub causes: Vec<CauseLatency>,
+    /// When the recommendations came from more than one source (an LLM analyst that fell back
+    /// to rules for some analyses): the figures of each source's recommendations alone.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_source: BTreeMap<String, SourceEvaluation>,
+    /// For an analyst that records its calls (the LLM analyst): how the model answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<CallFigures>,
     /// Set when the run's scored series was read (`marketsim eval` on a run directory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub false_alarms: Option<FalseAlarms>,
+}
+
+/// The recommendations of one source (`llm`, `rules-fallback`) in a run, scored alone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceEvaluation {
+    pub recommendations: usize,
+    pub named_ids: usize,
+    pub named_correct: usize,
+    pub red_herrings_blamed: usize,
+}
+
+/// How a run's model calls went, from the call records of `recommendations.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallFigures {
+    pub analyses: usize,
+    /// Analyses the model answered with a reply that passed validation.
+    pub answered_by_model: usize,
+    /// Analyses answered by rules, counted by reason (numbers and quoted names taken out, so
+    /// "timed out after 30000 ms" and "timed out after 12000 ms" count as one reason).
+    pub fallback_reasons: BTreeMap<String, usize>,
+    /// Over the calls that reached the model.
+    pub prompt_tokens_p50: Option<u32>,
+    pub prompt_tokens_max: Option<u32>,
+    pub latency_ms_p50: Option<u64>,
+    pub latency_ms_p99: Option<u64>,
+}
+
+/// [`CallFigures`] of `calls`; `None` for an analyst that records none.
+pub fn call_figures(calls: &[AnalystCall]) -> Option<CallFigures> {
+    if calls.is_empty() {
+        return None;
+    }
+    let mut fallback_reasons = BTreeMap::new();
+    for call in calls.iter().filter(|call| call.source != "llm") {
+        let reason = call.reason.as_deref().unwrap_or("no reason recorded");
+        *fallback_reasons.entry(reason_kind(reason)).or_insert(0) += 1;
+    }
+    let mut prompt_tokens: Vec<u32> = calls.iter().filter_map(|c| c.prompt_tokens).collect();
+    let mut latencies: Vec<u64> = calls.iter().filter_map(|c| c.latency_ms).collect();
+    prompt_tokens.sort_unstable();
+    latencies.sort_unstable();
+    Some(CallFigures {
+        analyses: calls.len(),
+        answered_by_model: calls.iter().filter(|call| call.source == "llm").count(),
+        fallback_reasons,
+        prompt_tokens_p50: nearest_rank(&prompt_tokens, 50),
+        prompt_tokens_max: prompt_tokens.last().copied(),
+        latency_ms_p50: nearest_rank(&latencies, 50),
+        latency_ms_p99: nearest_rank(&latencies, 99),
+    })
+}
+
+/// The nearest-rank percentile of sorted `values`.
+fn nearest_rank<T: Copy>(values: &[T], percent: usize) -> Option<T> {
+    let rank = (values.len() * percent).div_ceil(100).max(1);
+    values.get(rank - 1).copied()
+}
+
+/// A fallback reason without its particulars: the part before any parenthesis, with quoted
+/// names and numbers replaced, so reasons of one kind count together.
+fn reason_kind(reason: &str) -> String {
+    let head = reason.split(" (").next().unwrap_or(reason);
+    let mut kind = String::new();
+    let mut in_quote = false;
+    for character in head.chars() {
+        match character {
+            '`' => {
+                if !in_quote {
+                    kind.push('…');
+                }
+                in_quote = !in_quote;
+            }
+            _ if in_quote => {}
+            digit if digit.is_ascii_digit() => {
+                if !kind.ends_with('N') {
+                    kind.push('N');
+                }
+            }
+            other => kind.push(other),
+        }
+    }
+    kind.trim().to_string()
 }
 
 /// The false-alarm side of a run: flags and recommendations where no real cause was at work.
@@ -278,8 +370,39 @@ fn millis(timestamp: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// Scores one run's recommendations against its truth.
+/// Scores one run's recommendations against its truth, and each source's alone when they come
+/// from more than one.
 pub fn evaluate_run(
+    run: &str,
+    analyst: &str,
+    truth: &TruthFile,
+    recommendations: &[Recommendation],
+) -> RunEvaluation {
+    let mut evaluation = evaluate_recommendations(run, analyst, truth, recommendations);
+    let sources: BTreeSet<&str> = recommendations.iter().map(|r| r.source.as_str()).collect();
+    if sources.len() > 1 {
+        for source in sources {
+            let of_source: Vec<Recommendation> = recommendations
+                .iter()
+                .filter(|r| r.source == source)
+                .cloned()
+                .collect();
+            let alone = evaluate_recommendations(run, analyst, truth, &of_source);
+            evaluation.by_source.insert(
+                source.to_string(),
+                SourceEvaluation {
+                    recommendations: alone.recommendations,
+                    named_ids: alone.named_ids,
+                    named_correct: alone.named_correct,
+                    red_herrings_blamed: alone.red_herrings_blamed,
+                },
+            );
+        }
+    }
+    evaluation
+}
+
+fn evaluate_recommendations(
     run: &str,
     analyst: &str,
     truth: &TruthFile,
@@ -402,6 +525,8 @@ pub fn evaluate_run(
         true_streams: true_streams.len(),
         streams_correct: predicted.intersection(&true_streams).count(),
         causes,
+        by_source: BTreeMap::new(),
+        calls: None,
         false_alarms: None,
     }
 }
@@ -506,7 +631,126 @@ pub fn render_table(report: &EvalReport) -> String {
                 .sum::<usize>()
         ),
     ));
+    if let Some(sources) = render_sources(report) {
+        lines.push(sources);
+    }
+    lines.extend(render_calls(report));
     lines.join("\n") + "\n"
+}
+
+/// A table of the model calls of the runs that record them: analyses answered by the model,
+/// prompt tokens, latency, and the fallback reasons.
+fn render_calls(report: &EvalReport) -> Vec<String> {
+    let runs: Vec<(&RunEvaluation, &CallFigures)> = report
+        .runs
+        .iter()
+        .filter_map(|run| run.calls.as_ref().map(|calls| (run, calls)))
+        .collect();
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![
+        String::new(),
+        format!(
+            "{:<24} {:>14} {:>16} {:>18}  fallback reasons",
+            "model calls", "answered", "prompt tok p50/max", "latency p50/p99"
+        ),
+    ];
+    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
+    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
+    let (mut analyses, mut answered) = (0, 0);
+    for (run, calls) in &runs {
+        analyses += calls.analyses;
+        answered += calls.answered_by_model;
+        for (reason, count) in &calls.fallback_reasons {
+            *totals.entry(reason.as_str()).or_insert(0) += count;
+        }
+        let name = std::path::Path::new(&run.run)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| run.run.clone());
+        let reasons: Vec<String> = calls
+            .fallback_reasons
+            .iter()
+            .map(|(reason, count)| format!("{count}× {reason}"))
+            .collect();
+        lines.push(format!(
+            "{:<24} {:>14} {:>16} {:>18}  {}",
+            name,
+            format!(
+                "{}/{} ({})",
+                calls.answered_by_model,
+                calls.analyses,
+                percent(ratio(calls.answered_by_model, calls.analyses))
+            ),
+            format!(
+                "{}/{}",
+                or_dash(calls.prompt_tokens_p50.map(|n| n.to_string())),
+                or_dash(calls.prompt_tokens_max.map(|n| n.to_string()))
+            ),
+            format!(
+                "{}/{}",
+                or_dash(
+                    calls
+                        .latency_ms_p50
+                        .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+                ),
+                or_dash(
+                    calls
+                        .latency_ms_p99
+                        .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+                )
+            ),
+            reasons.join("; ")
+        ));
+    }
+    let reasons: Vec<String> = totals
+        .iter()
+        .map(|(reason, count)| format!("{count}× {reason}"))
+        .collect();
+    lines.push(format!(
+        "{:<24} {:>14} {:>16} {:>18}  {}",
+        "overall",
+        format!(
+            "{answered}/{analyses} ({})",
+            percent(ratio(answered, analyses))
+        ),
+        "",
+        "",
+        reasons.join("; ")
+    ));
+    lines
+}
+
+/// "by source: llm 12 recs (40 %), cause P 50 %, herrings 0 %; rules-fallback …" over the runs
+/// whose recommendations came from more than one source; `None` when none did.
+fn render_sources(report: &EvalReport) -> Option<String> {
+    let mut totals: BTreeMap<&str, SourceEvaluation> = BTreeMap::new();
+    for run in &report.runs {
+        for (source, figures) in &run.by_source {
+            let total = totals.entry(source.as_str()).or_default();
+            total.recommendations += figures.recommendations;
+            total.named_ids += figures.named_ids;
+            total.named_correct += figures.named_correct;
+            total.red_herrings_blamed += figures.red_herrings_blamed;
+        }
+    }
+    let all: usize = totals.values().map(|t| t.recommendations).sum();
+    (!totals.is_empty()).then(|| {
+        let parts: Vec<String> = totals
+            .iter()
+            .map(|(source, t)| {
+                format!(
+                    "{source} {} recs ({}), cause P {}, herrings {}",
+                    t.recommendations,
+                    percent(ratio(t.recommendations, all)),
+                    percent(ratio(t.named_correct, t.named_ids)),
+                    percent(ratio(t.red_herrings_blamed, t.named_ids)),
+                )
+            })
+            .collect();
+        format!("by source: {}", parts.join("; "))
+    })
 }
 
 #[cfg(test)]

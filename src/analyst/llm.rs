@@ -33,12 +33,14 @@ use async_openai::types::chat::{
     CreateChatCompletionResponse, FinishReason, ResponseFormat, ResponseFormatJsonSchema,
 };
 use async_openai::Client;
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::context::AnalysisContext;
 use super::recommendation::{Priority, Recommendation, RecommendedAction, Status};
-use super::rules::analyze_with_rules;
+use super::rules::{analyze_with_rules, check_cause, CauseRejection};
 use super::{Analyst, AnalystCall};
 
 /// A run asks the model at most this many times; later analyses are answered by the rules
@@ -65,6 +67,9 @@ const BYTES_PER_TOKEN: usize = 3;
 pub const CIRCUIT_FAILURES: u32 = 2;
 /// Analyses answered by rules while the circuit is open; doubled each time a probe fails.
 pub const CIRCUIT_COOLDOWN_ANALYSES: u32 = 16;
+/// The failed-calls budget used when `MARKETSIM_LLM_FAILURE_BUDGET_MS` is not set (see
+/// [`LlmSettings::failure_budget`]).
+pub const DEFAULT_FAILURE_BUDGET_MS: u64 = 60_000;
 /// The whole-call budget used when `MARKETSIM_LLM_TIMEOUT_MS` is not set.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// Retries used when `MARKETSIM_LLM_RETRIES` is not set.
@@ -75,6 +80,14 @@ pub const MAX_RETRIES_LIMIT: u32 = 10;
 pub const RETRY_BACKOFF_STEP_MS: u64 = 200;
 /// A reply (the message content) longer than this is refused without being parsed.
 pub const MAX_REPLY_BYTES: usize = 256 * 1024;
+/// A response body longer than this is not read further: the call fails as
+/// [`LlmError::ReplyTooLong`] after reading at most this much (a misbehaving server cannot make
+/// the analyst buffer hundreds of megabytes). Room for the content's JSON escaping and the
+/// completion's other fields.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 4 * MAX_REPLY_BYTES;
+/// Marks the transport's "body too long" error so [`LlmError::from_client`] can tell it from
+/// other client errors (the client's error type has no variant for it).
+const BODY_TOO_LONG_MARKER: &str = "marketsim: response body longer than";
 /// Recommendations kept from one reply; a model that rambles past this is cut, not refused,
 /// because the first ones are the ones it ranked highest.
 pub const MAX_RECOMMENDATIONS_PER_REPLY: usize = 10;
@@ -92,7 +105,10 @@ The marketplace connects students with tutors. The user message is a JSON snapsh
 operations team sees at `now`: the current anomalies (streams flagged against their baseline, \
 with z-score, value, expected value, percent change and since when), the external events of the \
 last seven days, baseline statistics and recent values of the anomalous streams, and \
-correlations between events and the streams that moved after them.
+correlations between events and the streams that moved after them. `causeEvidence` says, \
+for each external event, which anomalous streams it can explain (`explains`: the event declared \
+the stream, the stream moved in the declared direction, and its flags began after the event \
+within the declared duration) and why it cannot explain the others it declared.
 
 Answer ONLY with one JSON object, without prose or markdown, of the form \
 {\"recommendations\":[...]}. Each recommendation has exactly these fields:
@@ -107,9 +123,10 @@ saying that none does
 - relatedEvents: the ids of the context's external events that caused it (may be empty)
 - confidence: an integer from 0 to 100
 
-Use only stream names and event ids that appear in the context; never invent one. An event \
-that happened near an anomaly does not necessarily explain it. Group anomalies that share a \
-cause into one recommendation. When there are no anomalies, answer {\"recommendations\":[]}.";
+Use only stream names and event ids that appear in the context; never invent one. Put an \
+event in relatedEvents only when its `explains` includes one of the recommendation's \
+affectedStreams; an event that happened near an anomaly does not necessarily explain it. \
+Group anomalies that share a cause into one recommendation. When there are no anomalies, answer {\"recommendations\":[]}.";
 
 /// Where and how to reach the model.
 #[derive(Clone, PartialEq, Eq)]
@@ -125,6 +142,10 @@ pub struct LlmSettings {
     pub max_retries: u32,
     /// The model's context window in tokens: prompt and reply must fit in it together.
     pub context_tokens: u32,
+    /// The most time a run (or a live session) spends on calls the endpoint fails: each call's
+    /// timeout is cut to what is left of it, and once it is spent the model is not asked
+    /// again. A dead or black-holed endpoint adds at most this much to a run, however long.
+    pub failure_budget: Duration,
 }
 
 /// The API key stays out of debug output, which ends up in logs.
@@ -138,6 +159,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .field("context_tokens", &self.context_tokens)
+            .field("failure_budget", &self.failure_budget)
             .finish()
     }
 }
@@ -156,8 +178,9 @@ impl LlmSettings {
     /// Reads `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `MARKETSIM_LLM_MODEL` (default
     /// [`DEFAULT_MODEL`]), `MARKETSIM_LLM_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]),
     /// `MARKETSIM_LLM_RETRIES` (default [`DEFAULT_MAX_RETRIES`]) and
-    /// `MARKETSIM_LLM_CONTEXT_TOKENS` (default [`DEFAULT_CONTEXT_TOKENS`]). Empty values count as
-    /// unset.
+    /// `MARKETSIM_LLM_CONTEXT_TOKENS` (default [`DEFAULT_CONTEXT_TOKENS`]) and
+    /// `MARKETSIM_LLM_FAILURE_BUDGET_MS` (default [`DEFAULT_FAILURE_BUDGET_MS`]). Empty values
+    /// count as unset.
     pub fn from_vars(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<LlmSettings>, LlmError> {
@@ -195,6 +218,10 @@ impl LlmSettings {
             None => DEFAULT_CONTEXT_TOKENS,
             Some(text) => parse_u32(&text, "MARKETSIM_LLM_CONTEXT_TOKENS")?,
         };
+        let failure_budget_ms = match read("MARKETSIM_LLM_FAILURE_BUDGET_MS") {
+            None => DEFAULT_FAILURE_BUDGET_MS,
+            Some(text) => parse_number(&text, "MARKETSIM_LLM_FAILURE_BUDGET_MS")?,
+        };
         let settings = LlmSettings {
             api_key,
             base_url,
@@ -202,6 +229,7 @@ impl LlmSettings {
             timeout: Duration::from_millis(timeout_ms),
             max_retries,
             context_tokens,
+            failure_budget: Duration::from_millis(failure_budget_ms),
         };
         settings.validate()?;
         Ok(Some(settings))
@@ -225,6 +253,13 @@ impl LlmSettings {
             return Err(LlmError::InvalidSetting {
                 name: "MARKETSIM_LLM_TIMEOUT_MS",
                 detail: "must be more than 0".to_string(),
+            });
+        }
+        if self.failure_budget.is_zero() {
+            return Err(LlmError::InvalidSetting {
+                name: "MARKETSIM_LLM_FAILURE_BUDGET_MS",
+                detail: "must be more than 0 (unset OPENAI_API_KEY to use the rules only)"
+                    .to_string(),
             });
         }
         if self.context_tokens < MIN_CONTEXT_TOKENS {
@@ -382,6 +417,15 @@ impl LlmError {
                     LlmError::Transport(shorten(&innermost_message(&error)))
                 }
             }
+            OpenAIError::InvalidArgument(message) if message.starts_with(BODY_TOO_LONG_MARKER) => {
+                let bytes = message
+                    .rsplit('(')
+                    .next()
+                    .and_then(|tail| tail.split(' ').next())
+                    .and_then(|number| number.parse().ok())
+                    .unwrap_or(MAX_RESPONSE_BODY_BYTES + 1);
+                LlmError::ReplyTooLong(bytes)
+            }
             OpenAIError::JSONDeserialize(error, _) => {
                 LlmError::MalformedCompletion(shorten(&error.to_string()))
             }
@@ -440,6 +484,39 @@ fn error_body_message(body: &[u8]) -> String {
     }
 }
 
+/// `response` with its body read into memory, at most [`MAX_RESPONSE_BODY_BYTES`] of it: a
+/// longer body (announced or not) fails the call without being read to its end.
+async fn read_bounded(mut response: reqwest::Response) -> Result<HttpResponse, OpenAIError> {
+    let too_long = |bytes: usize| {
+        OpenAIError::InvalidArgument(format!(
+            "{BODY_TOO_LONG_MARKER} {MAX_RESPONSE_BODY_BYTES} bytes ({bytes} or more)"
+        ))
+    };
+    if let Some(announced) = response.content_length() {
+        let announced = usize::try_from(announced).unwrap_or(usize::MAX);
+        if announced > MAX_RESPONSE_BODY_BYTES {
+            return Err(too_long(announced));
+        }
+    }
+    let mut builder = http::Response::builder()
+        .status(response.status())
+        .version(response.version());
+    if let Some(headers) = builder.headers_mut() {
+        *headers = response.headers().clone();
+    }
+    let mut body: Vec<u8> = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(OpenAIError::Reqwest)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BODY_BYTES {
+            return Err(too_long(body.len() + chunk.len()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    builder
+        .body(body)
+        .map(reqwest::Response::from)
+        .map_err(|error| OpenAIError::InvalidArgument(error.to_string()))
+}
+
 type HttpResponse = <ReqwestService as tower::Service<HttpRequestFactory>>::Response;
 type HttpResponseFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, OpenAIError>> + Send>>;
 
@@ -468,7 +545,7 @@ impl tower::Service<HttpRequestFactory> for StatusKeepingTransport {
             let response = pending.await?;
             let status = response.status();
             if status.is_success() {
-                return Ok(response);
+                return read_bounded(response).await;
             }
             let body = response
                 .bytes()
@@ -491,6 +568,9 @@ impl tower::Service<HttpRequestFactory> for StatusKeepingTransport {
 #[derive(Debug, Default)]
 struct CallProgress {
     attempts: u32,
+    /// The prompt's estimated tokens, replaced by the server's count when it answers.
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
     /// Set when the server refused `json_schema` and the question was asked again without it.
     note: Option<String>,
     schema_refused: bool,
@@ -514,6 +594,8 @@ pub struct LlmAnalyst {
     next_cooldown: u32,
     /// The server refused `json_schema` once: later calls ask without it straight away.
     schema_refused: bool,
+    /// Time spent on calls the endpoint failed (see [`FAILED_CALLS_BUDGET`]).
+    failed_calls_time: Duration,
 }
 
 impl std::fmt::Debug for LlmAnalyst {
@@ -558,6 +640,7 @@ impl LlmAnalyst {
             open_for: 0,
             next_cooldown: CIRCUIT_COOLDOWN_ANALYSES,
             schema_refused: false,
+            failed_calls_time: Duration::ZERO,
         })
     }
 
@@ -565,10 +648,10 @@ impl LlmAnalyst {
     fn ask(
         &self,
         context: &AnalysisContext,
+        budget: Duration,
     ) -> (Result<Vec<Recommendation>, LlmError>, CallProgress) {
         let mut progress = CallProgress::default();
         let run = |progress: &mut CallProgress| {
-            let budget = self.settings.timeout;
             self.runtime.block_on(async {
                 let asked =
                     tokio::time::timeout(budget, self.ask_with_retries(context, budget, progress))
@@ -607,8 +690,10 @@ impl LlmAnalyst {
         let reply_tokens = reply_tokens(self.settings.context_tokens);
         let prompt_tokens = (self.settings.context_tokens - reply_tokens) as usize;
         // The model sees (and may cite) only what fits; the reply is checked against that.
-        let (fitted, context_json, trimmed) = fit_context(context, prompt_tokens)?;
+        let (fitted, context_json, trimmed, estimate) =
+            fit_context(context, prompt_tokens, reply_tokens)?;
         progress.note = trimmed;
+        progress.prompt_tokens = u32::try_from(estimate).ok();
         let context = &fitted;
         let mut use_schema = !self.schema_refused;
         let mut retries = 0;
@@ -622,7 +707,13 @@ impl LlmAnalyst {
                 reply_tokens,
             );
             let error = match self.client.chat().create(request).await {
-                Ok(response) => return read_completion(response, context),
+                Ok(response) => {
+                    if let Some(usage) = &response.usage {
+                        progress.prompt_tokens = Some(usage.prompt_tokens);
+                        progress.completion_tokens = Some(usage.completion_tokens);
+                    }
+                    return read_completion(response, context);
+                }
                 Err(error) => LlmError::from_client(error),
             };
             // A 400 about the context's length is not a refusal of json_schema: asking again
@@ -678,6 +769,20 @@ impl Analyst for LlmAnalyst {
                 0,
             );
         }
+        let failure_budget_left = self
+            .settings
+            .failure_budget
+            .saturating_sub(self.failed_calls_time);
+        if failure_budget_left.is_zero() {
+            return self.answer_with_rules(
+                context,
+                format!(
+                    "not asked: failed calls took {} ms of this run, its budget for a failing endpoint (MARKETSIM_LLM_FAILURE_BUDGET_MS)",
+                    millis(self.failed_calls_time)
+                ),
+                0,
+            );
+        }
         if self.open_for > 0 {
             self.open_for -= 1;
             return self.answer_with_rules(
@@ -692,17 +797,27 @@ impl Analyst for LlmAnalyst {
         }
         self.model_calls += 1;
         let started = std::time::Instant::now();
-        let (outcome, progress) = self.ask(context);
+        let budget = self.settings.timeout.min(failure_budget_left);
+        let (outcome, progress) = self.ask(context, budget);
         self.schema_refused |= progress.schema_refused;
         match outcome {
             Ok(recommendations) => {
                 self.consecutive_failures = 0;
                 self.next_cooldown = CIRCUIT_COOLDOWN_ANALYSES;
+                let (recommendations, rejected) = self.hold_to_evidence(context, recommendations);
+                let reason = match (progress.note, rejected) {
+                    (note, None) => note,
+                    (None, Some(rejected)) => Some(rejected),
+                    (Some(note), Some(rejected)) => Some(format!("{note}; {rejected}")),
+                };
                 self.calls.push(AnalystCall {
                     at: context.now.clone(),
                     source: "llm".to_string(),
-                    reason: progress.note,
+                    reason,
                     attempts: progress.attempts,
+                    prompt_tokens: progress.prompt_tokens,
+                    completion_tokens: progress.completion_tokens,
+                    latency_ms: Some(millis(started.elapsed())),
                 });
                 recommendations
             }
@@ -710,17 +825,19 @@ impl Analyst for LlmAnalyst {
                 // The endpoint answered (a reply that failed validation, a prompt too long):
                 // the model is worth asking again, so the breaker does not count it.
                 self.consecutive_failures = 0;
-                self.answer_failed(context, error, progress)
+                self.answer_failed(context, error, progress, started)
             }
             Err(error) => {
                 self.consecutive_failures += 1;
+                let spent = started.elapsed();
+                self.failed_calls_time += spent;
                 // A call that hung for half the budget will hang again: open at once.
-                let slow = started.elapsed() >= self.settings.timeout / 2;
+                let slow = spent >= budget / 2;
                 if self.consecutive_failures >= CIRCUIT_FAILURES || slow {
                     self.open_for = self.next_cooldown;
                     self.next_cooldown = self.next_cooldown.saturating_mul(2);
                 }
-                self.answer_failed(context, error, progress)
+                self.answer_failed(context, error, progress, started)
             }
         }
     }
@@ -741,6 +858,69 @@ impl Analyst for LlmAnalyst {
 }
 
 impl LlmAnalyst {
+    /// The model's recommendations whose causes the evidence rules accept, and for each one
+    /// they reject, the rules' recommendations about its streams (marked `rules-fallback`)
+    /// instead; with a note saying what was replaced and why.
+    ///
+    /// A cause is accepted when every event the recommendation names can explain at least one
+    /// of its affected streams by [`check_cause`] — the same timing, direction and declared-impact
+    /// rules the rules analyst applies to itself. A recommendation without events makes no claim
+    /// about a cause and is kept.
+    fn hold_to_evidence(
+        &self,
+        context: &AnalysisContext,
+        recommendations: Vec<Recommendation>,
+    ) -> (Vec<Recommendation>, Option<String>) {
+        let mut kept = Vec::new();
+        let mut replaced_streams: Vec<String> = Vec::new();
+        let mut reasons = Vec::new();
+        for recommendation in recommendations {
+            let unsupported = recommendation.related_events.iter().find_map(|id| {
+                let event = context.events.iter().find(|event| &event.id == id)?;
+                let verdicts: Vec<Result<(), CauseRejection>> = recommendation
+                    .affected_streams
+                    .iter()
+                    .map(|stream| check_cause(context, event, stream))
+                    .collect();
+                if verdicts.iter().any(Result::is_ok) {
+                    return None;
+                }
+                let why = verdicts
+                    .iter()
+                    .find_map(|verdict| verdict.err())
+                    .unwrap_or(CauseRejection::NotAnomalous);
+                Some(format!("{id} ({why})"))
+            });
+            match unsupported {
+                None => kept.push(recommendation),
+                Some(why) => {
+                    reasons.push(format!(
+                        "\"{}\" names a cause the evidence rules reject: {why}",
+                        shorten(&recommendation.title)
+                    ));
+                    replaced_streams.extend(recommendation.affected_streams);
+                }
+            }
+        }
+        if reasons.is_empty() {
+            return (kept, None);
+        }
+        let reason = format!("{}; the rules answer for its streams", reasons.join("; "));
+        let kept_keys: Vec<String> = kept.iter().map(|r| r.key.clone()).collect();
+        for mut stand_in in analyze_with_rules(context) {
+            let about_replaced = stand_in
+                .affected_streams
+                .iter()
+                .any(|stream| replaced_streams.contains(stream));
+            if about_replaced && !kept_keys.contains(&stand_in.key) {
+                stand_in.source = "rules-fallback".to_string();
+                stand_in.fallback_reason = Some(reason.clone());
+                kept.push(stand_in);
+            }
+        }
+        (kept, Some(reason))
+    }
+
     /// The rules' answer for a call that failed, its record saying why (and that the question
     /// was asked again without a schema, or trimmed, when it was).
     fn answer_failed(
@@ -748,11 +928,17 @@ impl LlmAnalyst {
         context: &AnalysisContext,
         error: LlmError,
         progress: CallProgress,
+        started: std::time::Instant,
     ) -> Vec<Recommendation> {
         let reason = error.to_string();
         let recommendations = self.answer_with_rules(context, reason.clone(), progress.attempts);
-        if let (Some(note), Some(call)) = (progress.note, self.calls.last_mut()) {
-            call.reason = Some(format!("{reason} ({note})"));
+        if let Some(call) = self.calls.last_mut() {
+            if let Some(note) = progress.note {
+                call.reason = Some(format!("{reason} ({note})"));
+            }
+            call.prompt_tokens = progress.prompt_tokens;
+            call.completion_tokens = progress.completion_tokens;
+            call.latency_ms = Some(millis(started.elapsed()));
         }
         recommendations
     }
@@ -769,6 +955,9 @@ impl LlmAnalyst {
             source: "rules-fallback".to_string(),
             reason: Some(reason.clone()),
             attempts,
+            prompt_tokens: None,
+            completion_tokens: None,
+            latency_ms: None,
         });
         analyze_with_rules(context)
             .into_iter()
@@ -779,6 +968,16 @@ impl LlmAnalyst {
             })
             .collect()
     }
+}
+
+/// Recommendations the schema allows in a reply of `reply_tokens`: one to
+/// [`MAX_SCHEMA_RECOMMENDATIONS`].
+fn max_schema_recommendations(reply_tokens: u32) -> u32 {
+    (reply_tokens / TOKENS_PER_RECOMMENDATION).clamp(1, MAX_SCHEMA_RECOMMENDATIONS)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Tokens a reply may use: [`MAX_REPLY_TOKENS`], or a quarter of a small window.
@@ -809,13 +1008,15 @@ fn estimated_prompt_tokens(context_json: &str, schema_bytes: usize) -> usize {
 fn fit_context(
     context: &AnalysisContext,
     prompt_tokens: usize,
-) -> Result<(AnalysisContext, String, Option<String>), LlmError> {
-    let schema_bytes = reply_schema(&context.known_streams, !context.anomalies.is_empty())
-        .to_string()
-        .len();
-    let to_json = |context: &AnalysisContext| {
-        serde_json::to_string(context)
-            .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))
+    reply_tokens: u32,
+) -> Result<(AnalysisContext, String, Option<String>, usize), LlmError> {
+    let schema_bytes = reply_schema(context, reply_tokens).to_string().len();
+    let to_json = |fitted: &AnalysisContext| {
+        serde_json::to_string(&Prompt {
+            cause_evidence: cause_evidence(fitted, context),
+            context: fitted,
+        })
+        .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))
     };
     let mut fitted = context.clone();
     let mut json = to_json(&fitted)?;
@@ -835,7 +1036,56 @@ fn fit_context(
     let note = (estimate < first_estimate).then(|| {
         format!("context trimmed from about {first_estimate} to {estimate} prompt tokens to fit")
     });
-    Ok((fitted, json, note))
+    Ok((fitted, json, note, estimate))
+}
+
+/// The user message: the context, and what the evidence rules make of each event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Prompt<'a> {
+    #[serde(flatten)]
+    context: &'a AnalysisContext,
+    cause_evidence: Vec<CauseEvidence>,
+}
+
+/// For one external event of the context: the anomalous streams it can explain by the evidence
+/// rules (declared, right direction, flags starting as a shift after it within its declared
+/// duration), and the anomalous streams it declared but cannot explain, with why. The model
+/// gets the same evidence the rules analyst weighs, and validation holds it to it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CauseEvidence {
+    event_id: String,
+    explains: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    does_not_explain: BTreeMap<String, String>,
+}
+
+/// [`CauseEvidence`] for the events and anomalies `fitted` kept, judged on the whole `context`
+/// (the rules read correlations and recent values that trimming may have cut).
+fn cause_evidence(fitted: &AnalysisContext, context: &AnalysisContext) -> Vec<CauseEvidence> {
+    fitted
+        .events
+        .iter()
+        .map(|event| {
+            let mut explains = Vec::new();
+            let mut does_not_explain = BTreeMap::new();
+            for anomaly in &fitted.anomalies {
+                match check_cause(context, event, &anomaly.stream) {
+                    Ok(()) => explains.push(anomaly.stream.clone()),
+                    Err(CauseRejection::NotDeclared | CauseRejection::NotAnomalous) => {}
+                    Err(rejection) => {
+                        does_not_explain.insert(anomaly.stream.clone(), rejection.to_string());
+                    }
+                }
+            }
+            CauseEvidence {
+                event_id: event.id.clone(),
+                explains,
+                does_not_explain,
+            }
+        })
+        .collect()
 }
 
 /// One step of [`fit_context`]'s trimming; `false` when nothing is left to cut.
@@ -924,7 +1174,7 @@ fn build_request(
             json_schema: ResponseFormatJsonSchema {
                 description: Some("Recommendations for the operations team".to_string()),
                 name: "recommendations".to_string(),
-                schema: reply_schema(&context.known_streams, !context.anomalies.is_empty()),
+                schema: reply_schema(context, reply_tokens),
                 strict: Some(true),
             },
         }),
@@ -944,29 +1194,46 @@ const MAX_TITLE_CHARS: u32 = 60;
 const MAX_TEXT_CHARS: u32 = 200;
 const MAX_ACTION_TEXT_CHARS: u32 = 100;
 const MAX_SCHEMA_RECOMMENDATIONS: u32 = 3;
+/// Reply tokens one recommendation of the longest allowed strings takes, on the generous side
+/// (about 1,500 characters of JSON): the schema allows only as many recommendations as the
+/// reply budget holds, so a grammar-bound model finishes its JSON instead of being cut off.
+const TOKENS_PER_RECOMMENDATION: u32 = 500;
 const MAX_ACTIONS: u32 = 2;
 const MAX_CITED: u32 = 6;
 
 /// The answer's JSON schema: every property required, no extra properties, and every string
 /// and list bounded. At least one recommendation when the context has anomalies (an empty
-/// answer to anomalies is refused anyway), one or two actions each. Stream names are an enum
-/// so the model cannot misspell one; event ids are not, because they change with every call and
-/// each new schema costs the server a warm-up. The bounds fit a dashboard card (title, a few
+/// answer to anomalies is refused anyway), one or two actions each, and no more
+/// recommendations than the reply budget holds. Stream names and event ids are enums of what
+/// the context holds, so a model cannot misspell or invent one (a small model otherwise puts
+/// stream names and titles among the event ids). The bounds fit a dashboard card (title, a few
 /// sentences, two actions) and keep a small model's reply to a few hundred tokens.
-fn reply_schema(known_streams: &[String], has_anomalies: bool) -> serde_json::Value {
+fn reply_schema(context: &AnalysisContext, reply_tokens: u32) -> serde_json::Value {
     let text = |max: u32| json!({ "type": "string", "maxLength": max });
-    let stream_name = if known_streams.is_empty() {
+    let stream_name = if context.known_streams.is_empty() {
         text(MAX_TEXT_CHARS)
     } else {
-        json!({ "type": "string", "enum": known_streams })
+        json!({ "type": "string", "enum": context.known_streams })
     };
+    let event_ids: Vec<&str> = context
+        .events
+        .iter()
+        .map(|event| event.id.as_str())
+        .collect();
+    let (event_id, max_events) = if event_ids.is_empty() {
+        (text(MAX_TITLE_CHARS), 0)
+    } else {
+        (json!({ "type": "string", "enum": event_ids }), MAX_CITED)
+    };
+    let has_anomalies = !context.anomalies.is_empty();
+    let max_recommendations = max_schema_recommendations(reply_tokens);
     json!({
         "type": "object",
         "properties": {
             "recommendations": {
                 "type": "array",
                 "minItems": u32::from(has_anomalies),
-                "maxItems": MAX_SCHEMA_RECOMMENDATIONS,
+                "maxItems": max_recommendations,
                 "items": {
                     "type": "object",
                     "properties": {
@@ -992,7 +1259,7 @@ fn reply_schema(known_streams: &[String], has_anomalies: bool) -> serde_json::Va
                             },
                         },
                         "affectedStreams": { "type": "array", "maxItems": MAX_CITED, "items": stream_name },
-                        "relatedEvents": { "type": "array", "maxItems": MAX_CITED, "items": text(MAX_TITLE_CHARS) },
+                        "relatedEvents": { "type": "array", "maxItems": max_events, "items": event_id },
                         "confidence": { "type": "integer", "minimum": 0, "maximum": 100 },
                     },
                     "required": [

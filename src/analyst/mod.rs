@@ -68,6 +68,14 @@ pub struct AnalystCall {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub attempts: u32,
+    /// For a call that reached the model: the prompt's tokens (as the server counted them, or
+    /// as estimated when it did not say), the reply's, and the whole call's wall time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
 }
 
 /// How the scores were computed, for readers of `anomalies.json`.
@@ -100,14 +108,45 @@ pub struct AnomaliesFile {
 #[serde(rename_all = "camelCase")]
 pub struct RecommendationsFile {
     pub format: String,
+    /// What answered, not only what was asked: `rules`, `llm`, or for an LLM analyst that fell
+    /// back, `llm+rules-fallback` (some analyses each) or `rules-fallback` (the model answered
+    /// none). See [`answered_label`].
     pub analyst: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// How many times the analyst was asked.
     pub analyses: usize,
+    /// Analyses answered by each source (`llm`, `rules-fallback`), for analysts that record
+    /// their calls.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answered_by: BTreeMap<String, usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<AnalystCall>,
     pub recommendations: Vec<Recommendation>,
+}
+
+/// How many analyses each source answered, from an analyst's call records.
+pub fn answered_by(calls: &[AnalystCall]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for call in calls {
+        *counts.entry(call.source.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The `analyst` label of `recommendations.json`: the analyst's name when it answered every
+/// analysis itself (or records no calls); otherwise what did — `rules-fallback` when the model
+/// answered none, `llm+rules-fallback` when it answered some. A run labelled `llm` whose every
+/// recommendation came from the fallback would mislead whoever compares analysts.
+pub fn answered_label(analyst: &str, calls: &[AnalystCall]) -> String {
+    let by_self = calls.iter().filter(|call| call.source == analyst).count();
+    if calls.is_empty() || by_self == calls.len() {
+        analyst.to_string()
+    } else if by_self == 0 {
+        "rules-fallback".to_string()
+    } else {
+        format!("{analyst}+rules-fallback")
+    }
 }
 
 /// What analyzing a run produced.
@@ -270,12 +309,14 @@ pub fn anomalies_file(
 /// [`walk_run`] and what it produced, as `recommendations.json` holds it.
 pub fn recommend_over_run(view: &RunView, analyst: &mut dyn Analyst) -> RecommendationsFile {
     let (book, analyses) = walk_run(view, analyst);
+    let calls = analyst.calls();
     RecommendationsFile {
         format: RECOMMENDATIONS_FORMAT.to_string(),
-        analyst: analyst.name().to_string(),
+        analyst: answered_label(analyst.name(), &calls),
         model: analyst.model(),
         analyses,
-        calls: analyst.calls(),
+        answered_by: answered_by(&calls),
+        calls,
         recommendations: book.recommendations,
     }
 }

@@ -941,6 +941,69 @@ fn explains(
     true
 }
 
+/// Why the evidence rules do not let an event explain a stream's anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CauseRejection {
+    /// The stream is not flagged now: there is nothing to explain.
+    NotAnomalous,
+    /// The event declared neither the stream nor a demand root coupled to it.
+    NotDeclared,
+    /// The stream moved the other way from the event's declared direction.
+    WrongDirection,
+    /// The stream was flagged before the event.
+    BeforeEvent,
+    /// The flags began too late for the declared duration, or not as a shift across the event.
+    NoShift,
+}
+
+impl std::fmt::Display for CauseRejection {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            CauseRejection::NotAnomalous => "the stream is not anomalous",
+            CauseRejection::NotDeclared => "the event did not declare the stream",
+            CauseRejection::WrongDirection => "the stream moved against the declared direction",
+            CauseRejection::BeforeEvent => "the stream was flagged before the event",
+            CauseRejection::NoShift => {
+                "the flags do not start as a shift within the declared lag and duration"
+            }
+        })
+    }
+}
+
+/// The evidence rules' verdict on "`event` caused the anomaly on `stream`", for answers that
+/// do not come from the rules (the LLM analyst's): `Ok` when the rules would accept it (the
+/// event declared the stream or a coupled demand root, in the direction it moved, and the flags
+/// began after the event, within its declared duration, as a shift across it), otherwise the
+/// first rule it breaks.
+pub fn check_cause(
+    context: &AnalysisContext,
+    event: &ContextEvent,
+    stream: &str,
+) -> Result<(), CauseRejection> {
+    let Some(anomaly) = context.anomaly(stream) else {
+        return Err(CauseRejection::NotAnomalous);
+    };
+    let evidence = Evidence::of_anomaly(anomaly);
+    if explains(context, event, &evidence, context_bucket_ms(context)) {
+        return Ok(());
+    }
+    let declared = &event.expected_impact;
+    let wanted = match declared.direction {
+        Direction::Increase => Up,
+        Direction::Decrease => Down,
+        Direction::Mixed => Either,
+    };
+    Err(if !declared_or_coupled(&declared.streams, stream) {
+        CauseRejection::NotDeclared
+    } else if !moves(&evidence.direction, wanted) {
+        CauseRejection::WrongDirection
+    } else if evidence.since_ms < event.time_ms {
+        CauseRejection::BeforeEvent
+    } else {
+        CauseRejection::NoShift
+    })
+}
+
 /// Whether an event that declared `declared` can have moved `stream`: declared itself, or a
 /// demand root when the event declared one (the model's demand lever moves searches, page views
 /// and chats together, whichever of them an event's author happened to list). Streams further

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use crate::analyst::context::ContextEvent;
-use crate::analyst::eval::{count_false_alarms, evaluate_run, RunEvaluation, TruthFile};
+use crate::analyst::eval::{
+    call_figures, count_false_alarms, evaluate_run, RunEvaluation, TruthFile,
+};
 use crate::analyst::{recommend_over_run, Analyst, RecommendationsFile, ScoredRun};
 use crate::engine::MS_PER_DAY;
 use crate::market::catalog::{Catalog, EMBEDDED_CATALOG_NAME};
@@ -144,6 +146,7 @@ pub fn evaluate_directory(
         &truth,
         &recommendations.recommendations,
     );
+    evaluation.calls = call_figures(&recommendations.calls);
     let series = RunSeries::load(&run)?;
     if series.is_analyzed() {
         let rows = (0..series.n_buckets()).flat_map(|bucket| {

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::analyst::context::{AnalysisContext, ContextEvent, RunView};
 use crate::analyst::recommendation::{Recommendation, ResolveError};
 use crate::analyst::{
-    Analyst, AnalystCall, RecommendationsFile, ScoredRun, Walk, RECOMMENDATIONS_FORMAT,
+    answered_by, answered_label, Analyst, AnalystCall, RecommendationsFile, ScoredRun, Walk,
+    RECOMMENDATIONS_FORMAT,
 };
 use crate::market::{Catalog, Epoch};
 use crate::stats::baseline::{Baseline, BucketMatrix};
@@ -280,12 +281,18 @@ impl SessionAnalysis {
                 self.replies.extend(arrived.iter().cloned());
                 arrived
             }
-            AnalystRunner::Replay(file) => file
-                .replies
-                .iter()
-                .filter(|reply| reply.merged_after == bucket)
-                .cloned()
-                .collect(),
+            AnalystRunner::Replay(file) => {
+                // Kept as if answered now, so the replay's recommendations.json (call records
+                // included) and analyst-replies.json are the recorded session's.
+                let recorded: Vec<AnalystReply> = file
+                    .replies
+                    .iter()
+                    .filter(|reply| reply.merged_after == bucket)
+                    .cloned()
+                    .collect();
+                self.replies.extend(recorded.iter().cloned());
+                recorded
+            }
         };
         for reply in ready {
             self.walk.merge(&view, bucket, reply.recommendations);
@@ -314,9 +321,10 @@ impl SessionAnalysis {
         };
         RecommendationsFile {
             format: RECOMMENDATIONS_FORMAT.to_string(),
-            analyst: self.runner.name(),
+            analyst: answered_label(&self.runner.name(), &calls),
             model: self.runner.model(),
             analyses: self.walk.analyses,
+            answered_by: answered_by(&calls),
             calls,
             recommendations: self.walk.book.recommendations.clone(),
         }

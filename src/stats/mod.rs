@@ -14,7 +14,7 @@
 //!   bucket) are scored on a rolling sum over as many buckets as it takes to expect that many.
 
 pub mod baseline;
-pub(crate) mod correlation;
+pub mod correlation;
 pub mod score;
 
 pub use baseline::{Baseline, BucketMatrix};

@@ -7,6 +7,7 @@
 
 mod eval_random;
 mod live_bench;
+mod llm_eval;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         "bless" => bless(),
         "bench" => bench(args.get(1).map(String::as_str)),
         "eval-random" => eval_random::eval_random(&args[1..]),
+        "llm-eval" => llm_eval::llm_eval(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -41,6 +43,10 @@ fn main() -> ExitCode {
                  \x20          (`marketsim generate`), each run with --analyze (release build, two at a\n\
                  \x20          time), scored by `marketsim eval --targets`: the table and issue 13's targets.\n\
                  \x20          Seeds 1000-1999 are for tuning, seeds from 5000 for reporting\n\
+                 \x20 llm-eval [--recipe DIR (../shared/llm)] [--scripts a,b|all] [--timeout-ms MS] [--keep DIR]:\n\
+                 \x20          build and serve a small local model with the recipe (cached), run the scripts\n\
+                 \x20          with --analyst llm and with rules, and print both evals with the model's\n\
+                 \x20          answered share, fallback reasons, prompt tokens and latency\n\
                  \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
                  \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis), then the\n\
                  \x20          live server (start-up, pacing, WebSocket fan-out; about 5 minutes)\n\

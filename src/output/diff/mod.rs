@@ -1,5 +1,6 @@
 //! `marketsim diff`: compares two run directories (metadata, per-stream event totals and
-//! fingerprints, bucket series, the external events of their timelines) into a [`DiffReport`],
+//! fingerprints, bucket series, the external events of their timelines, and their
+//! recommendations when both were analyzed) into a [`DiffReport`],
 //! which renders as text ([`DiffReport::render_text`]) or serializes as JSON, and is the data an
 //! HTML report is rendered from.
 //!
@@ -18,10 +19,11 @@
 //!
 //! The runs are `different` (exit code 1) when any stream is, when a stream or a bucket exists
 //! in one run only, when their series cannot be aligned (different bucket sizes), or when their
-//! external events differ (the tolerance does not apply to the timeline). Metadata differences
+//! external events or their recommendations differ (the tolerance applies to neither). Metadata differences
 //! (seed, script, tool version, …) are reported but do not by themselves make runs different:
 //! the verdict is about what the runs produced.
 
+mod recommendations;
 mod text;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,10 @@ use thiserror::Error;
 
 use super::run_dir::{OutputError, RunDirectory, TIMELINE_FILE};
 use super::run_reader::{open_run, RunSeries};
+pub use recommendations::{
+    diff_recommendations, read_recommendations, ChangedRecommendation, RecommendationSummary,
+    RecommendationsDiff,
+};
 
 /// The `format` of the JSON document `diff --json` prints.
 pub const DIFF_FORMAT: &str = "marketsim-diff/1";
@@ -105,6 +111,9 @@ pub struct DiffReport {
     pub streams: Vec<StreamDiff>,
     pub largest_deltas: LargestDeltas,
     pub timeline: TimelineDiff,
+    /// Both runs' `recommendations.json`, when both were analyzed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendations: Option<RecommendationsDiff>,
     /// Both runs' bucket series, when asked for and the bucket sizes agree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub series: Option<AlignedSeries>,
@@ -629,7 +638,21 @@ pub fn diff_runs(
         different: count(StreamStatus::Different),
     };
     let timeline = diff_timelines(&timeline_a, &timeline_b);
-    let verdict = if counts.different > 0 || structure.differs() || timeline.n_differences() > 0 {
+    let recommendations = match (
+        read_recommendations(&run_a.path)?,
+        read_recommendations(&run_b.path)?,
+    ) {
+        (Some(a), Some(b)) => Some(diff_recommendations(&a, &b)),
+        _ => None,
+    };
+    let recommendations_differ = recommendations
+        .as_ref()
+        .is_some_and(|diff| diff.n_differences() > 0);
+    let verdict = if counts.different > 0
+        || structure.differs()
+        || timeline.n_differences() > 0
+        || recommendations_differ
+    {
         Verdict::Different
     } else if counts.within_tolerance > 0 {
         Verdict::WithinTolerance
@@ -652,6 +675,7 @@ pub fn diff_runs(
         streams,
         largest_deltas,
         timeline,
+        recommendations,
         series,
     })
 }

@@ -129,6 +129,14 @@ impl DiffReport {
                 if self.timeline.n_differences() > 0 {
                     reasons.push(format!("{} external events", self.timeline.n_differences()));
                 }
+                if let Some(recommendations) = &self.recommendations {
+                    if recommendations.n_differences() > 0 {
+                        reasons.push(format!(
+                            "{} recommendations",
+                            recommendations.n_differences()
+                        ));
+                    }
+                }
                 format!("different: {} ({tolerance})", reasons.join(", "))
             }
         }
@@ -172,6 +180,7 @@ impl DiffReport {
         self.render_streams(&mut out);
         self.render_largest_deltas(&mut out);
         self.render_timeline(&mut out);
+        self.render_recommendations(&mut out);
         out
     }
 
@@ -345,6 +354,58 @@ impl DiffReport {
                     format!("{} → {}", change.a, change.b)
                 };
                 rows.push(vec![label, id, change.field.clone(), values]);
+            }
+        }
+        write_columns(out, "  ", &rows);
+    }
+}
+
+impl DiffReport {
+    fn render_recommendations(&self, out: &mut String) {
+        let Some(diff) = &self.recommendations else {
+            return;
+        };
+        let _ = write!(
+            out,
+            "\nrecommendations: {} in A ({}), {} in B ({})",
+            diff.recommendations_a, diff.analyst_a, diff.recommendations_b, diff.analyst_b
+        );
+        if diff.n_differences() == 0 {
+            out.push_str(", all the same\n");
+            return;
+        }
+        out.push('\n');
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for (label, list) in [("removed", &diff.removed), ("added", &diff.added)] {
+            for recommendation in list {
+                rows.push(vec![
+                    format!("{label:<7}"),
+                    recommendation.timestamp.clone(),
+                    recommendation.key.clone(),
+                    recommendation.source.clone(),
+                    format!("\"{}\"", recommendation.title),
+                ]);
+            }
+        }
+        write_columns(out, "  ", &rows);
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for changed in &diff.changed {
+            for (index, change) in changed.changes.iter().enumerate() {
+                let (label, at, key) = if index == 0 {
+                    (
+                        "changed".to_string(),
+                        changed.timestamp.clone(),
+                        changed.key.clone(),
+                    )
+                } else {
+                    (String::new(), String::new(), String::new())
+                };
+                let values = if change.field == "text" {
+                    "reworded".to_string()
+                } else {
+                    format!("{} → {}", change.a, change.b)
+                };
+                rows.push(vec![label, at, key, change.field.clone(), values]);
             }
         }
         write_columns(out, "  ", &rows);
