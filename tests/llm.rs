@@ -971,9 +971,9 @@ fn the_prompt_carries_the_evidence_rules_verdicts_and_the_schema_enumerates_even
         json!(["evt_001"])
     );
     // 2,048 reply tokens hold three recommendations of the longest strings; 1,024 (a quarter
-    // of a 4,096 window) two.
+    // of a 4,096 window) one.
     assert_eq!(recommendations["maxItems"], json!(3));
-    assert_eq!(schema_of(&requests[1].1)["maxItems"], json!(2));
+    assert_eq!(schema_of(&requests[1].1)["maxItems"], json!(1));
     assert_eq!(requests[1].1["max_completion_tokens"], json!(1_024));
 }
 
@@ -1154,7 +1154,10 @@ fn an_llm_run_is_labelled_by_what_answered_replays_without_the_model_and_diffs_i
         "truth.json",
     ] {
         let read = |dir: &std::path::Path| std::fs::read_to_string(dir.join(name)).ok();
-        let (original, replayed) = (read(&llm).unwrap_or_default(), read(&replay).unwrap_or_default());
+        let (original, replayed) = (
+            read(&llm).unwrap_or_default(),
+            read(&replay).unwrap_or_default(),
+        );
         let first_difference = original
             .lines()
             .zip(replayed.lines())

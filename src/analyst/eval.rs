@@ -167,6 +167,9 @@ pub struct CallFigures {
     pub analyses: usize,
     /// Analyses the model answered with a reply that passed validation.
     pub answered_by_model: usize,
+    /// Of those, answers with a recommendation whose cause the evidence rules rejected (it
+    /// was replaced by the rules' answer for its streams; the rest of the answer was kept).
+    pub partly_replaced: usize,
     /// Analyses answered by rules, counted by reason (numbers and quoted names taken out, so
     /// "timed out after 30000 ms" and "timed out after 12000 ms" count as one reason).
     pub fallback_reasons: BTreeMap<String, usize>,
@@ -194,6 +197,16 @@ pub fn call_figures(calls: &[AnalystCall]) -> Option<CallFigures> {
     Some(CallFigures {
         analyses: calls.len(),
         answered_by_model: calls.iter().filter(|call| call.source == "llm").count(),
+        partly_replaced: calls
+            .iter()
+            .filter(|call| {
+                call.source == "llm"
+                    && call
+                        .reason
+                        .as_deref()
+                        .is_some_and(|reason| reason.contains(EVIDENCE_REJECTION))
+            })
+            .count(),
         fallback_reasons,
         prompt_tokens_p50: nearest_rank(&prompt_tokens, 50),
         prompt_tokens_max: prompt_tokens.last().copied(),
@@ -201,6 +214,10 @@ pub fn call_figures(calls: &[AnalystCall]) -> Option<CallFigures> {
         latency_ms_p99: nearest_rank(&latencies, 99),
     })
 }
+
+/// What the LLM analyst's call record says of a recommendation it replaced (see
+/// `LlmAnalyst::hold_to_evidence`).
+pub const EVIDENCE_REJECTION: &str = "names a cause the evidence rules reject";
 
 /// The nearest-rank percentile of sorted `values`.
 fn nearest_rank<T: Copy>(values: &[T], percent: usize) -> Option<T> {
@@ -652,16 +669,17 @@ fn render_calls(report: &EvalReport) -> Vec<String> {
     let mut lines = vec![
         String::new(),
         format!(
-            "{:<24} {:>14} {:>16} {:>18}  fallback reasons",
-            "model calls", "answered", "prompt tok p50/max", "latency p50/p99"
+            "{:<24} {:>14} {:>10} {:>18} {:>16}  fallback reasons",
+            "model calls", "answered", "cause repl", "prompt tok p50/max", "latency p50/p99"
         ),
     ];
     let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
     let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
-    let (mut analyses, mut answered) = (0, 0);
+    let (mut analyses, mut answered, mut replaced) = (0, 0, 0);
     for (run, calls) in &runs {
         analyses += calls.analyses;
         answered += calls.answered_by_model;
+        replaced += calls.partly_replaced;
         for (reason, count) in &calls.fallback_reasons {
             *totals.entry(reason.as_str()).or_insert(0) += count;
         }
@@ -675,7 +693,7 @@ fn render_calls(report: &EvalReport) -> Vec<String> {
             .map(|(reason, count)| format!("{count}× {reason}"))
             .collect();
         lines.push(format!(
-            "{:<24} {:>14} {:>16} {:>18}  {}",
+            "{:<24} {:>14} {:>10} {:>18} {:>16}  {}",
             name,
             format!(
                 "{}/{} ({})",
@@ -683,6 +701,7 @@ fn render_calls(report: &EvalReport) -> Vec<String> {
                 calls.analyses,
                 percent(ratio(calls.answered_by_model, calls.analyses))
             ),
+            calls.partly_replaced,
             format!(
                 "{}/{}",
                 or_dash(calls.prompt_tokens_p50.map(|n| n.to_string())),
@@ -709,12 +728,13 @@ fn render_calls(report: &EvalReport) -> Vec<String> {
         .map(|(reason, count)| format!("{count}× {reason}"))
         .collect();
     lines.push(format!(
-        "{:<24} {:>14} {:>16} {:>18}  {}",
+        "{:<24} {:>14} {:>10} {:>18} {:>16}  {}",
         "overall",
         format!(
             "{answered}/{analyses} ({})",
             percent(ratio(answered, analyses))
         ),
+        replaced,
         "",
         "",
         reasons.join("; ")

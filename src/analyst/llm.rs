@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::context::AnalysisContext;
+use super::eval::EVIDENCE_REJECTION;
 use super::recommendation::{Priority, Recommendation, RecommendedAction, Status};
 use super::rules::{analyze_with_rules, check_cause, CauseRejection};
 use super::{Analyst, AnalystCall};
@@ -57,6 +58,9 @@ pub const DEFAULT_CONTEXT_TOKENS: u32 = 8_192;
 /// Below this the instructions and the answer schema (about 1,600 tokens with the catalog's 50
 /// stream names) leave no room for a context and a reply.
 pub const MIN_CONTEXT_TOKENS: u32 = 3_072;
+/// The prompt budget never goes below this (see [`prompt_tokens`]): the instructions and the
+/// answer schema take about 1,600 tokens of it.
+const MIN_PROMPT_TOKENS: u32 = 2_048;
 /// Bytes of JSON per token, on the low side, so estimates err towards "too long": numbers,
 /// stream names and punctuation tokenize densely.
 const BYTES_PER_TOKEN: usize = 3;
@@ -688,7 +692,7 @@ impl LlmAnalyst {
     ) -> Result<Vec<Recommendation>, LlmError> {
         let deadline = tokio::time::Instant::now() + budget;
         let reply_tokens = reply_tokens(self.settings.context_tokens);
-        let prompt_tokens = (self.settings.context_tokens - reply_tokens) as usize;
+        let prompt_tokens = prompt_tokens(self.settings.context_tokens, reply_tokens) as usize;
         // The model sees (and may cite) only what fits; the reply is checked against that.
         let (fitted, context_json, trimmed, estimate) =
             fit_context(context, prompt_tokens, reply_tokens)?;
@@ -895,7 +899,7 @@ impl LlmAnalyst {
                 None => kept.push(recommendation),
                 Some(why) => {
                     reasons.push(format!(
-                        "\"{}\" names a cause the evidence rules reject: {why}",
+                        "\"{}\" {EVIDENCE_REJECTION}: {why}",
                         shorten(&recommendation.title)
                     ));
                     replaced_streams.extend(recommendation.affected_streams);
@@ -980,6 +984,14 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Tokens the prompt may use: what the reply leaves of the window, but at most half of it (and
+/// at least [`MIN_PROMPT_TOKENS`]). A small local model reads a few hundred tokens a second, so
+/// a prompt that fills its window costs ten seconds before the first word; the context is
+/// trimmed by priority anyway, and the half that is kept is the telling half.
+fn prompt_tokens(context_tokens: u32, reply_tokens: u32) -> u32 {
+    (context_tokens - reply_tokens).min((context_tokens / 2).max(MIN_PROMPT_TOKENS))
+}
+
 /// Tokens a reply may use: [`MAX_REPLY_TOKENS`], or a quarter of a small window.
 fn reply_tokens(context_tokens: u32) -> u32 {
     MAX_REPLY_TOKENS.min(context_tokens / 4)
@@ -1018,12 +1030,18 @@ fn fit_context(
         })
         .map_err(|error| LlmError::ContextNotSerializable(error.to_string()))
     };
+    // Events that explain none of the anomalies by the evidence rules go before any anomaly.
+    let explaining: Vec<String> = cause_evidence(context, context)
+        .into_iter()
+        .filter(|evidence| !evidence.explains.is_empty())
+        .map(|evidence| evidence.event_id)
+        .collect();
     let mut fitted = context.clone();
     let mut json = to_json(&fitted)?;
     let first_estimate = estimated_prompt_tokens(&json, schema_bytes);
     let mut estimate = first_estimate;
     while estimate > prompt_tokens {
-        if !trim_once(&mut fitted) {
+        if !trim_once(&mut fitted, &explaining) {
             return Err(LlmError::ContextTooLong {
                 detail: format!(
                     "about {estimate} tokens with the context trimmed to its anomalies; the window leaves {prompt_tokens} for the prompt (MARKETSIM_LLM_CONTEXT_TOKENS)"
@@ -1088,8 +1106,9 @@ fn cause_evidence(fitted: &AnalysisContext, context: &AnalysisContext) -> Vec<Ca
         .collect()
 }
 
-/// One step of [`fit_context`]'s trimming; `false` when nothing is left to cut.
-fn trim_once(context: &mut AnalysisContext) -> bool {
+/// One step of [`fit_context`]'s trimming; `false` when nothing is left to cut. `explaining`:
+/// the events that explain at least one anomaly by the evidence rules.
+fn trim_once(context: &mut AnalysisContext, explaining: &[String]) -> bool {
     // The oldest half of each stream's recent values (keeping the last two).
     if context
         .recent_values
@@ -1124,6 +1143,15 @@ fn trim_once(context: &mut AnalysisContext) -> bool {
         }
         return true;
     }
+    // The events that explain none of the anomalies (a week of background news): the model may
+    // cite only what it sees, and these it should not cite.
+    let events_before = context.events.len();
+    context
+        .events
+        .retain(|event| explaining.contains(&event.id));
+    if context.events.len() < events_before {
+        return true;
+    }
     // The weakest anomaly, with what the context says about its stream.
     if context.anomalies.len() > 1 {
         let weakest = context
@@ -1145,6 +1173,11 @@ fn trim_once(context: &mut AnalysisContext) -> bool {
     if !context.recent_values.is_empty() || !context.baseline_stats.is_empty() {
         context.recent_values.clear();
         context.baseline_stats.clear();
+        return true;
+    }
+    // Last, the oldest of the events that explain something.
+    if !context.events.is_empty() {
+        context.events.remove(0);
         return true;
     }
     false
@@ -1191,13 +1224,20 @@ fn build_request(
 /// schema into one) cannot ramble inside a string until its token cap, and a complete reply of
 /// the longest allowed recommendations fits [`MAX_REPLY_TOKENS`].
 const MAX_TITLE_CHARS: u32 = 60;
-const MAX_TEXT_CHARS: u32 = 200;
+const MAX_TEXT_CHARS: u32 = 160;
+const MAX_IMPACT_CHARS: u32 = 120;
+const MAX_LABEL_CHARS: u32 = 40;
 const MAX_ACTION_TEXT_CHARS: u32 = 100;
+const MAX_EXPECTED_IMPACT_CHARS: u32 = 60;
+const MAX_TIME_TO_EFFECT_CHARS: u32 = 30;
 const MAX_SCHEMA_RECOMMENDATIONS: u32 = 3;
 /// Reply tokens one recommendation of the longest allowed strings takes, on the generous side
-/// (about 1,500 characters of JSON): the schema allows only as many recommendations as the
-/// reply budget holds, so a grammar-bound model finishes its JSON instead of being cut off.
-const TOKENS_PER_RECOMMENDATION: u32 = 500;
+/// (about 1,400 characters of JSON; a small base model fills every string to its bound and
+/// tokenizes its filler densely): the schema allows only as many recommendations as the reply
+/// budget holds, so a grammar-bound model finishes its JSON instead of being cut off — and a
+/// small window's model, decoding a few dozen tokens a second, answers one recommendation in
+/// about ten seconds instead of two in thirty.
+const TOKENS_PER_RECOMMENDATION: u32 = 600;
 const MAX_ACTIONS: u32 = 2;
 const MAX_CITED: u32 = 6;
 
@@ -1240,7 +1280,7 @@ fn reply_schema(context: &AnalysisContext, reply_tokens: u32) -> serde_json::Val
                         "priority": { "type": "string", "enum": ["critical", "warning", "normal"] },
                         "title": text(MAX_TITLE_CHARS),
                         "description": text(MAX_TEXT_CHARS),
-                        "impact": text(MAX_TEXT_CHARS),
+                        "impact": text(MAX_IMPACT_CHARS),
                         "cause": text(MAX_TEXT_CHARS),
                         "actions": {
                             "type": "array",
@@ -1249,16 +1289,16 @@ fn reply_schema(context: &AnalysisContext, reply_tokens: u32) -> serde_json::Val
                             "items": {
                                 "type": "object",
                                 "properties": {
-                                    "label": text(MAX_TITLE_CHARS),
+                                    "label": text(MAX_LABEL_CHARS),
                                     "description": text(MAX_ACTION_TEXT_CHARS),
-                                    "expectedImpact": text(MAX_ACTION_TEXT_CHARS),
-                                    "timeToEffect": text(MAX_TITLE_CHARS),
+                                    "expectedImpact": text(MAX_EXPECTED_IMPACT_CHARS),
+                                    "timeToEffect": text(MAX_TIME_TO_EFFECT_CHARS),
                                 },
                                 "required": ["label", "description", "expectedImpact", "timeToEffect"],
                                 "additionalProperties": false,
                             },
                         },
-                        "affectedStreams": { "type": "array", "maxItems": MAX_CITED, "items": stream_name },
+                        "affectedStreams": { "type": "array", "minItems": 1, "maxItems": MAX_CITED, "items": stream_name },
                         "relatedEvents": { "type": "array", "maxItems": max_events, "items": event_id },
                         "confidence": { "type": "integer", "minimum": 0, "maximum": 100 },
                     },

@@ -190,10 +190,15 @@ fn field_changes(a: &Recommendation, b: &Recommendation) -> Vec<FieldDifference>
         })
         .collect();
     if texts(a) != texts(b) {
+        // The descriptions' openings: enough to see what changed without the whole texts.
+        let opening = |text: &str| match text.char_indices().nth(60) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_string(),
+        };
         changes.push(FieldDifference {
             field: "text".to_string(),
-            a: "…".to_string(),
-            b: "reworded".to_string(),
+            a: opening(&a.description),
+            b: opening(&b.description),
         });
     }
     changes

@@ -401,7 +401,7 @@ impl DiffReport {
                     (String::new(), String::new(), String::new())
                 };
                 let values = if change.field == "text" {
-                    "reworded".to_string()
+                    format!("reworded: \"{}\" → \"{}\"", change.a, change.b)
                 } else {
                     format!("{} → {}", change.a, change.b)
                 };
