@@ -174,6 +174,7 @@ fn settings(base_url: &str, timeout_ms: u64) -> LlmSettings {
         max_retries: 2,
         context_tokens: DEFAULT_CONTEXT_TOKENS,
         failure_budget: Duration::from_millis(DEFAULT_FAILURE_BUDGET_MS),
+        max_calls: MAX_CALLS_PER_RUN,
     }
 }
 
@@ -403,7 +404,9 @@ fn a_good_reply_becomes_llm_recommendations_and_the_request_carries_model_prompt
     assert_eq!(body["response_format"]["json_schema"]["strict"], true);
     // Deterministic and bounded: temperature 0 and a reply budget.
     assert_eq!(body["temperature"], 0.0);
-    assert_eq!(body["max_completion_tokens"], MAX_REPLY_TOKENS);
+    // Three recommendations of the longest strings (600 tokens each) within the 2,048 budget.
+    assert_eq!(body["max_completion_tokens"], 1_800);
+    assert!(MAX_REPLY_TOKENS >= 1_800);
     let stream_enum = &body["response_format"]["json_schema"]["schema"]["properties"]
         ["recommendations"]["items"]["properties"]["affectedStreams"]["items"]["enum"];
     assert_eq!(stream_enum, &json!(context().known_streams));
@@ -738,6 +741,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             max_retries: 2,
             context_tokens: 8_192,
             failure_budget: Duration::from_millis(60_000),
+            max_calls: 24,
         }))
     );
     assert_eq!(
@@ -749,6 +753,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             ("MARKETSIM_LLM_RETRIES", "0"),
             ("MARKETSIM_LLM_CONTEXT_TOKENS", "4096"),
             ("MARKETSIM_LLM_FAILURE_BUDGET_MS", "90000"),
+            ("MARKETSIM_LLM_MAX_CALLS", "64"),
         ]),
         Ok(Some(LlmSettings {
             api_key: "ollama".to_string(),
@@ -758,6 +763,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             max_retries: 0,
             context_tokens: 4_096,
             failure_budget: Duration::from_millis(90_000),
+            max_calls: 64,
         }))
     );
     let invalid = [
@@ -780,6 +786,14 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
         (
             ("MARKETSIM_LLM_RETRIES", "50"),
             "invalid setting MARKETSIM_LLM_RETRIES: 50 is more than 10",
+        ),
+        (
+            ("MARKETSIM_LLM_MAX_CALLS", "0"),
+            "invalid setting MARKETSIM_LLM_MAX_CALLS: must be more than 0 (use --analyst rules to ask no model)",
+        ),
+        (
+            ("MARKETSIM_LLM_FAILURE_BUDGET_MS", "0"),
+            "invalid setting MARKETSIM_LLM_FAILURE_BUDGET_MS: must be more than 0 (unset OPENAI_API_KEY to use the rules only)",
         ),
         (
             ("OPENAI_BASE_URL", "127.0.0.1:8080"),
@@ -920,7 +934,8 @@ fn a_context_larger_than_the_window_is_trimmed_to_fit() {
     let sent = serde_json::to_string(body).expect("json").len();
     // Prompt plus reply within 4,096 tokens at 3 bytes a token.
     assert!(sent < (4_096 - 1_024) * 3 + 2_000, "{sent} bytes sent");
-    assert_eq!(body["max_completion_tokens"], 1_024);
+    // A quarter of the window for the reply, of which one recommendation's worth is asked for.
+    assert_eq!(body["max_completion_tokens"], 600);
 }
 
 /// A 400 about the context's length is read as such: no second request without the schema.
@@ -974,7 +989,9 @@ fn the_prompt_carries_the_evidence_rules_verdicts_and_the_schema_enumerates_even
     // of a 4,096 window) one.
     assert_eq!(recommendations["maxItems"], json!(3));
     assert_eq!(schema_of(&requests[1].1)["maxItems"], json!(1));
-    assert_eq!(requests[1].1["max_completion_tokens"], json!(1_024));
+    // The reply budget is 1,024 tokens; with the schema, what one recommendation can take.
+    assert_eq!(requests[1].1["max_completion_tokens"], json!(600));
+    assert_eq!(requests[0].1["max_completion_tokens"], json!(1_800));
 }
 
 #[test]

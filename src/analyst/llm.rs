@@ -46,6 +46,7 @@ use super::{Analyst, AnalystCall};
 
 /// A run asks the model at most this many times; later analyses are answered by the rules
 /// analyst (marked `rules-fallback`), so the cap limits model calls, never the analysis.
+/// The default of `MARKETSIM_LLM_MAX_CALLS` (see [`LlmSettings::max_calls`]).
 pub const MAX_CALLS_PER_RUN: usize = 24;
 /// The model used when `MARKETSIM_LLM_MODEL` is not set.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
@@ -150,6 +151,9 @@ pub struct LlmSettings {
     /// timeout is cut to what is left of it, and once it is spent the model is not asked
     /// again. A dead or black-holed endpoint adds at most this much to a run, however long.
     pub failure_budget: Duration,
+    /// Model calls a run (or a live session) makes at most; the rules answer the analyses
+    /// after them. A paid API costs per call; a local server costs only time.
+    pub max_calls: usize,
 }
 
 /// The API key stays out of debug output, which ends up in logs.
@@ -164,6 +168,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("max_retries", &self.max_retries)
             .field("context_tokens", &self.context_tokens)
             .field("failure_budget", &self.failure_budget)
+            .field("max_calls", &self.max_calls)
             .finish()
     }
 }
@@ -183,8 +188,8 @@ impl LlmSettings {
     /// [`DEFAULT_MODEL`]), `MARKETSIM_LLM_TIMEOUT_MS` (default [`DEFAULT_TIMEOUT_MS`]),
     /// `MARKETSIM_LLM_RETRIES` (default [`DEFAULT_MAX_RETRIES`]) and
     /// `MARKETSIM_LLM_CONTEXT_TOKENS` (default [`DEFAULT_CONTEXT_TOKENS`]) and
-    /// `MARKETSIM_LLM_FAILURE_BUDGET_MS` (default [`DEFAULT_FAILURE_BUDGET_MS`]). Empty values
-    /// count as unset.
+    /// `MARKETSIM_LLM_FAILURE_BUDGET_MS` (default [`DEFAULT_FAILURE_BUDGET_MS`]) and
+    /// `MARKETSIM_LLM_MAX_CALLS` (default [`MAX_CALLS_PER_RUN`]). Empty values count as unset.
     pub fn from_vars(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<LlmSettings>, LlmError> {
@@ -226,6 +231,10 @@ impl LlmSettings {
             None => DEFAULT_FAILURE_BUDGET_MS,
             Some(text) => parse_number(&text, "MARKETSIM_LLM_FAILURE_BUDGET_MS")?,
         };
+        let max_calls = match read("MARKETSIM_LLM_MAX_CALLS") {
+            None => MAX_CALLS_PER_RUN,
+            Some(text) => parse_u32(&text, "MARKETSIM_LLM_MAX_CALLS")? as usize,
+        };
         let settings = LlmSettings {
             api_key,
             base_url,
@@ -234,6 +243,7 @@ impl LlmSettings {
             max_retries,
             context_tokens,
             failure_budget: Duration::from_millis(failure_budget_ms),
+            max_calls,
         };
         settings.validate()?;
         Ok(Some(settings))
@@ -264,6 +274,12 @@ impl LlmSettings {
                 name: "MARKETSIM_LLM_FAILURE_BUDGET_MS",
                 detail: "must be more than 0 (unset OPENAI_API_KEY to use the rules only)"
                     .to_string(),
+            });
+        }
+        if self.max_calls == 0 {
+            return Err(LlmError::InvalidSetting {
+                name: "MARKETSIM_LLM_MAX_CALLS",
+                detail: "must be more than 0 (use --analyst rules to ask no model)".to_string(),
             });
         }
         if self.context_tokens < MIN_CONTEXT_TOKENS {
@@ -766,10 +782,13 @@ impl Analyst for LlmAnalyst {
     }
 
     fn analyze(&mut self, context: &AnalysisContext) -> Vec<Recommendation> {
-        if self.model_calls >= MAX_CALLS_PER_RUN {
+        if self.model_calls >= self.settings.max_calls {
             return self.answer_with_rules(
                 context,
-                format!("the run's {MAX_CALLS_PER_RUN} model calls are spent"),
+                format!(
+                    "the run's {} model calls are spent (MARKETSIM_LLM_MAX_CALLS)",
+                    self.settings.max_calls
+                ),
                 0,
             );
         }
@@ -854,7 +873,7 @@ impl Analyst for LlmAnalyst {
         Some(self.settings.model.clone())
     }
 
-    /// Unlimited: the cap is on model calls ([`MAX_CALLS_PER_RUN`]), and the rules answer the
+    /// Unlimited: the cap is on model calls ([`LlmSettings::max_calls`]), and the rules answer the
     /// analyses past it.
     fn max_analyses(&self) -> usize {
         usize::MAX
@@ -1215,7 +1234,14 @@ fn build_request(
         // differently every time, and without a budget it runs to the server's token cap.
         // (`seed` is deprecated in the API; temperature 0 is what makes llama.cpp repeatable.)
         temperature: Some(0.0),
-        max_completion_tokens: Some(reply_tokens),
+        // With the schema, no more than its longest complete answer: a reply that would run
+        // past it is cut by the server (and refused as cut off) instead of decoding on until
+        // the timeout, which a slow local server would report as a failing endpoint.
+        max_completion_tokens: Some(if use_schema {
+            reply_tokens.min(max_schema_recommendations(reply_tokens) * TOKENS_PER_RECOMMENDATION)
+        } else {
+            reply_tokens
+        }),
         ..CreateChatCompletionRequest::default()
     }
 }
