@@ -611,11 +611,7 @@ pub fn render_table(report: &EvalReport) -> String {
     };
     for run in &report.runs {
         let scores = Scores::of(std::slice::from_ref(run));
-        // The directory's own name: the table is for people; eval.json keeps the path.
-        let name = std::path::Path::new(&run.run)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| run.run.clone());
+        let name = run_name(run);
         lines.push(row(
             &name,
             &scores,
@@ -655,6 +651,14 @@ pub fn render_table(report: &EvalReport) -> String {
     lines.join("\n") + "\n"
 }
 
+/// The run directory's own name: the tables are for people; eval.json keeps the path.
+fn run_name(run: &RunEvaluation) -> String {
+    std::path::Path::new(&run.run)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| run.run.clone())
+}
+
 /// A table of the model calls of the runs that record them: analyses answered by the model,
 /// prompt tokens, latency, and the fallback reasons.
 fn render_calls(report: &EvalReport) -> Vec<String> {
@@ -683,10 +687,7 @@ fn render_calls(report: &EvalReport) -> Vec<String> {
         for (reason, count) in &calls.fallback_reasons {
             *totals.entry(reason.as_str()).or_insert(0) += count;
         }
-        let name = std::path::Path::new(&run.run)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| run.run.clone());
+        let name = run_name(run);
         let reasons: Vec<String> = calls
             .fallback_reasons
             .iter()

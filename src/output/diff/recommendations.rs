@@ -11,6 +11,7 @@ use super::FieldDifference;
 use crate::analyst::recommendation::Recommendation;
 use crate::analyst::RecommendationsFile;
 use crate::output::analysis::RECOMMENDATIONS_FILE;
+use crate::output::read_json_file;
 use crate::output::run_dir::OutputError;
 
 /// One recommendation, as the diff lists it.
@@ -75,18 +76,10 @@ impl RecommendationsDiff {
 /// A run's `recommendations.json`, `None` when the run was not analyzed.
 pub fn read_recommendations(run: &Path) -> Result<Option<RecommendationsFile>, OutputError> {
     let path = run.join(RECOMMENDATIONS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(OutputError::Io { path, source }),
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|error| OutputError::Malformed {
-            path,
-            line: Some(error.line()),
-            message: format!("column {}: {error}", error.column()),
-        })
+    if !path.is_file() {
+        return Ok(None);
+    }
+    read_json_file(&path).map(Some)
 }
 
 /// The comparison of two runs' recommendations.
