@@ -103,9 +103,18 @@ fn cargo() -> Command {
 
 fn run(mut command: Command) -> Result<(), String> {
     eprintln!("$ {command:?}");
+    let started = Instant::now();
     let status = command
         .status()
         .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    // Every step's wall time, so a slow CI run says where its minutes went.
+    let first_argument = command.get_args().next().unwrap_or_default();
+    eprintln!(
+        "xtask: {:.1} s for {} {}",
+        started.elapsed().as_secs_f64(),
+        command.get_program().to_string_lossy(),
+        first_argument.to_string_lossy()
+    );
     if status.success() {
         Ok(())
     } else {
