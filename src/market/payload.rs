@@ -409,6 +409,30 @@ pub enum DataValue<'a> {
     Time(VirtualTimeMs),
     /// Tutors online per subject, in catalog subject order; JSON writes an object by name.
     SubjectCounts(&'a [u32]),
+    /// An entity's id as text (`student_00042`), kept as its parts so that writers render it
+    /// without building a string per event.
+    Id(Identifier),
+}
+
+/// A prefixed, zero-padded id: `student_00042` is `student_` and 42 padded to 5 digits (longer
+/// numbers are written whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identifier {
+    pub prefix: &'static str,
+    pub digits: usize,
+    pub number: u64,
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{}{:0width$}",
+            self.prefix,
+            self.number,
+            width = self.digits
+        )
+    }
 }
 
 /// The type of a `data` key's values, the same whichever stream writes the key.
@@ -431,6 +455,7 @@ impl DataValue<'_> {
             DataValue::Number(_) => DataKind::Number,
             DataValue::Time(_) => DataKind::Time,
             DataValue::SubjectCounts(_) => DataKind::SubjectCounts,
+            DataValue::Id(_) => DataKind::Text,
         }
     }
 }
@@ -496,9 +521,16 @@ impl Payload {
         mut visit: impl FnMut(&'static str, DataValue<'a>) -> Result<(), E>,
     ) -> Result<(), E> {
         let c = context;
-        let user = |id: u32| DataValue::Text(Cow::Owned(format!("student_{id:05}")));
-        let tutor = |id: u32| DataValue::Text(Cow::Owned(format!("tutor_{id:04}")));
-        let booking = |id: u64| DataValue::Text(Cow::Owned(format!("bk_{id:07}")));
+        let id = |prefix: &'static str, digits: usize, number: u64| {
+            DataValue::Id(Identifier {
+                prefix,
+                digits,
+                number,
+            })
+        };
+        let user = |customer: u32| id("student_", 5, u64::from(customer));
+        let tutor = |tutor: u32| id("tutor_", 4, u64::from(tutor));
+        let booking = |booking: u64| id("bk_", 7, booking);
         let currency_units = |cents: u64| DataValue::Number(money(cents));
         match self {
             Payload::Signup { customer, channel } => {
@@ -574,10 +606,7 @@ impl Payload {
                 tutor: t,
                 amount_cents,
             } => {
-                visit(
-                    "payment_id",
-                    DataValue::Text(Cow::Owned(format!("pay_{payment:07}"))),
-                )?;
+                visit("payment_id", id("pay_", 7, *payment))?;
                 visit("booking_id", booking(*booking_id))?;
                 visit("user_id", user(*customer))?;
                 visit("tutor_id", tutor(*t))?;
@@ -589,10 +618,7 @@ impl Payload {
                 customer,
                 reason,
             } => {
-                visit(
-                    "ticket_id",
-                    DataValue::Text(Cow::Owned(format!("tkt_{ticket:06}"))),
-                )?;
+                visit("ticket_id", id("tkt_", 6, *ticket))?;
                 visit("user_id", user(*customer))?;
                 visit("reason", text(reason.as_str()))?;
             }
@@ -687,6 +713,7 @@ impl Serialize for JsonDataValue<'_> {
             DataValue::Unsigned(value) => serializer.serialize_u64(*value),
             DataValue::Number(value) => serializer.serialize_f64(*value),
             DataValue::Time(time) => serializer.serialize_str(&self.context.epoch.format(*time)),
+            DataValue::Id(id) => serializer.collect_str(id),
             DataValue::SubjectCounts(counts) => {
                 let by_subject: Vec<(&str, u32)> = counts
                     .iter()

@@ -13,11 +13,18 @@ use std::io::Write;
 
 use crate::engine::Sink;
 use crate::market::catalog::Catalog;
-use crate::market::payload::{RenderContext, StreamEventView};
+use crate::market::payload::RenderContext;
 use crate::market::{Epoch, StreamEvent};
 use crate::stats::{BucketScore, ScoreTable};
 
+use super::event_line::EventLineWriter;
 use super::run_dir::OutputError;
+
+/// Lines are gathered in a buffer of this size before they go to the writer.
+const LINE_BUFFER_BYTES: usize = 256 * 1024;
+/// Room left for one more line when the buffer is flushed (the longest lines, gauges by
+/// subject, are well under 1 KiB).
+const MAX_LINE_HEADROOM: usize = 4 * 1024;
 
 /// Another table of the events a sink writes (`events.parquet`): it gets each event in the
 /// order of `events.jsonl`, with the same score.
@@ -37,6 +44,7 @@ pub struct EventsJsonlSink<'a, W: Write> {
     error: Option<std::io::Error>,
     pub bytes_written: u64,
     line: Vec<u8>,
+    line_writer: EventLineWriter,
     /// With scores: the bucket length, and the events waiting for their bucket's scores.
     scored: Option<(u64, Vec<StreamEvent>)>,
     /// The table that gets every written event too.
@@ -51,7 +59,8 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
             epoch,
             error: None,
             bytes_written: 0,
-            line: Vec::with_capacity(512),
+            line: Vec::with_capacity(LINE_BUFFER_BYTES),
+            line_writer: EventLineWriter::new(catalog),
             scored: None,
             table: None,
         }
@@ -92,6 +101,7 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
             let buckets = held.last().map_or(0, |_| usize::MAX);
             self.write_closed(buckets, scores);
         }
+        self.flush_lines();
         if let Some(error) = self.error.take() {
             return Err(error);
         }
@@ -99,29 +109,35 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
         Ok(self.writer)
     }
 
+    fn flush_lines(&mut self) {
+        if self.error.is_none() && !self.line.is_empty() {
+            if let Err(error) = self.writer.write_all(&self.line) {
+                self.error = Some(error);
+            }
+        }
+        self.line.clear();
+    }
+
     fn write(&mut self, event: &StreamEvent, score: Option<BucketScore>) {
         if self.error.is_some() {
             return;
         }
-        self.line.clear();
-        let view = StreamEventView {
-            stream_name: &self.catalog.streams[event.stream.index()].name,
-            event,
-            context: RenderContext {
-                subjects: &self.catalog.subjects,
-                epoch: self.epoch,
-            },
-            score: score.map(|s| (s.normalized, s.flag.as_str())),
+        let context = RenderContext {
+            subjects: &self.catalog.subjects,
+            epoch: self.epoch,
         };
-        let result = serde_json::to_writer(&mut self.line, &view)
-            .map_err(std::io::Error::other)
-            .and_then(|()| {
-                self.line.push(b'\n');
-                self.writer.write_all(&self.line)
-            });
-        match result {
-            Ok(()) => self.bytes_written += self.line.len() as u64,
-            Err(error) => self.error = Some(error),
+        let before = self.line.len();
+        self.line_writer.write_line(
+            &mut self.line,
+            event,
+            context,
+            score.map(|s| (s.normalized, s.flag.as_str())),
+        );
+        self.bytes_written += (self.line.len() - before) as u64;
+        // Lines gather in one buffer that goes to the writer when full: one copy and one
+        // call per 256 KiB instead of per line.
+        if self.line.len() >= LINE_BUFFER_BYTES - MAX_LINE_HEADROOM {
+            self.flush_lines();
         }
         if let Some(table) = &mut self.table {
             table.append(event, score);

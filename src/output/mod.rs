@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod diff;
+pub mod event_line;
 pub mod events;
 pub mod export;
 pub mod labels;

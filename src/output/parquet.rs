@@ -698,6 +698,7 @@ impl<'a> EventsParquetWriter<'a> {
             };
             match value {
                 DataValue::Text(text) => table.push(column, Cell::Text(&text)),
+                DataValue::Id(id) => table.push(column, Cell::Text(&id.to_string())),
                 DataValue::Integer(value) => table.push(column, Cell::Int64(value)),
                 // Parquet stores an unsigned 64-bit integer in an INT64 column, bit for bit.
                 DataValue::Unsigned(value) => table.push(column, Cell::Int64(value as i64)),
