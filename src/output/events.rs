@@ -43,7 +43,8 @@ pub struct EventsJsonlSink<'a, W: Write> {
     epoch: Epoch,
     error: Option<std::io::Error>,
     pub bytes_written: u64,
-    line: Vec<u8>,
+    /// Rendered lines not yet handed to the writer.
+    lines: Vec<u8>,
     line_writer: EventLineWriter,
     /// With scores: the bucket length, and the events waiting for their bucket's scores.
     scored: Option<(u64, Vec<StreamEvent>)>,
@@ -59,7 +60,7 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
             epoch,
             error: None,
             bytes_written: 0,
-            line: Vec::with_capacity(LINE_BUFFER_BYTES),
+            lines: Vec::with_capacity(LINE_BUFFER_BYTES),
             line_writer: EventLineWriter::new(catalog),
             scored: None,
             table: None,
@@ -110,12 +111,12 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
     }
 
     fn flush_lines(&mut self) {
-        if self.error.is_none() && !self.line.is_empty() {
-            if let Err(error) = self.writer.write_all(&self.line) {
+        if self.error.is_none() && !self.lines.is_empty() {
+            if let Err(error) = self.writer.write_all(&self.lines) {
                 self.error = Some(error);
             }
         }
-        self.line.clear();
+        self.lines.clear();
     }
 
     fn write(&mut self, event: &StreamEvent, score: Option<BucketScore>) {
@@ -126,17 +127,17 @@ impl<'a, W: Write> EventsJsonlSink<'a, W> {
             subjects: &self.catalog.subjects,
             epoch: self.epoch,
         };
-        let before = self.line.len();
+        let before = self.lines.len();
         self.line_writer.write_line(
-            &mut self.line,
+            &mut self.lines,
             event,
             context,
             score.map(|s| (s.normalized, s.flag.as_str())),
         );
-        self.bytes_written += (self.line.len() - before) as u64;
+        self.bytes_written += (self.lines.len() - before) as u64;
         // Lines gather in one buffer that goes to the writer when full: one copy and one
         // call per 256 KiB instead of per line.
-        if self.line.len() >= LINE_BUFFER_BYTES - MAX_LINE_HEADROOM {
+        if self.lines.len() >= LINE_BUFFER_BYTES - MAX_LINE_HEADROOM {
             self.flush_lines();
         }
         if let Some(table) = &mut self.table {
