@@ -65,6 +65,35 @@ fn engine_50_exponential_streams(bencher: divan::Bencher) {
     });
 }
 
+/// The reference the other figures are read against: a bare `BinaryHeap` hold loop over the
+/// same fifty streams, with the exponential gaps drawn before timing starts (no random draws,
+/// no engine). `cargo xtask bench` divides every throughput by this one, measured in the same
+/// invocation, so figures from a busy or slower machine stay comparable.
+#[divan::bench(sample_count = 10)]
+fn bare_binary_heap_hold_loop(bencher: divan::Bencher) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    const GAPS: usize = 1 << 16;
+    let mut draws = RandomStream::for_name(1, "gaps");
+    let gaps: Vec<u64> = (0..GAPS)
+        .map(|_| draws.exponential(1_000.0) as u64)
+        .collect();
+    bencher.counter(ItemsCount::new(ENGINE_EVENTS)).bench(|| {
+        let mut heap: BinaryHeap<Reverse<(u64, u32)>> = (0..50).map(|s| Reverse((0, s))).collect();
+        let mut next_gap = 0;
+        let mut handled = 0u64;
+        while handled < ENGINE_EVENTS {
+            let Some(Reverse((time, stream))) = heap.pop() else {
+                break;
+            };
+            handled += 1;
+            heap.push(Reverse((time + gaps[next_gap], stream)));
+            next_gap = (next_gap + 1) % GAPS;
+        }
+        divan::black_box(handled)
+    });
+}
+
 #[divan::bench(sample_count = 5)]
 fn full_model_one_day(bencher: divan::Bencher) {
     let catalog = Arc::new(Catalog::embedded().unwrap_or_else(|e| panic!("{e}")));

@@ -122,6 +122,44 @@ fn run(mut command: Command) -> Result<(), String> {
     }
 }
 
+/// Runs `command` like [`run`], returning what it printed on stdout (stderr goes through).
+fn run_capturing_stdout(mut command: Command) -> Result<String, String> {
+    eprintln!("$ {command:?}");
+    let started = Instant::now();
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    eprintln!("xtask: {:.1} s", started.elapsed().as_secs_f64());
+    if !output.status.success() {
+        return Err(format!("{command:?} failed with {}", output.status));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The median throughput (items per second) divan printed for benchmark `name`: the line after
+/// the one naming it holds the throughputs, fastest │ slowest │ median │ mean.
+fn divan_median_throughput(output: &str, name: &str) -> Option<f64> {
+    let mut lines = output.lines();
+    lines.find(|line| line.split_whitespace().any(|word| word == name))?;
+    let throughputs = lines.next()?;
+    // The line starts with a tree branch (`│`) unless the benchmark is the group's last.
+    let median = throughputs
+        .split('│')
+        .map(str::trim)
+        .filter(|field| field.ends_with("item/s"))
+        .nth(2)?;
+    let (number, unit) = median.split_once(' ')?;
+    let scale = match unit {
+        "item/s" => 1.0,
+        "Kitem/s" => 1e3,
+        "Mitem/s" => 1e6,
+        "Gitem/s" => 1e9,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * scale)
+}
+
 fn ci() -> Result<(), String> {
     // CI builds from a clean clone, where incremental compilation only costs: it writes caches
     // nobody reads again. Every cargo below inherits this, so e2e's `cargo test --no-run` finds
@@ -130,6 +168,12 @@ fn ci() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
+    // The test build before clippy: clippy then checks on top of the built dependencies in
+    // under a minute, where clippy first and the build after took 1.5 minutes more on a cold
+    // 2-core machine (test build 409 s + clippy 50 s, against clippy 213 s + test build 338 s).
+    let mut build = cargo();
+    build.args(["test", "--workspace", "--no-run"]);
+    run(build)?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -762,11 +806,43 @@ fn bench_model() -> Result<(), String> {
         .arg("0")
         .arg(engine.get_program())
         .args(engine.get_args());
-    run(if Path::new("/usr/bin/taskset").exists() {
+    // The same environment as `cargo()` sets up: without its removals, the CARGO_PKG_*
+    // variables of `cargo xtask` made this second cargo rebuild ring and everything above it.
+    for (name, value) in engine.get_envs() {
+        match value {
+            Some(value) => pinned.env(name, value),
+            None => pinned.env_remove(name),
+        };
+    }
+    let divan_output = run_capturing_stdout(if Path::new("/usr/bin/taskset").exists() {
         pinned
     } else {
         engine
     })?;
+    print!("{divan_output}");
+    let bare_heap = divan_median_throughput(&divan_output, "bare_binary_heap_hold_loop");
+    let ratio_to_bare = |events_per_second: f64| match bare_heap {
+        Some(reference) if reference > 0.0 => format!("{:.2}", events_per_second / reference),
+        _ => "-".to_string(),
+    };
+    println!();
+    println!(
+        "{:<34} {:>14} {:>10}",
+        "divan (median)", "M events/s", "÷ bare heap"
+    );
+    for name in [
+        "bare_binary_heap_hold_loop",
+        "engine_50_exponential_streams",
+        "full_model_one_day",
+    ] {
+        if let Some(throughput) = divan_median_throughput(&divan_output, name) {
+            println!(
+                "{name:<34} {:>14.2} {:>10}",
+                throughput / 1e6,
+                ratio_to_bare(throughput)
+            );
+        }
+    }
 
     // (b) and (c): the full model over the bundled 30-day baseline, in a release build.
     let binary = release_binary(&root)?;
@@ -862,8 +938,14 @@ fn bench_model() -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&reused_baseline);
     println!();
     println!(
-        "{:<34} {:>9} {:>12} {:>14} {:>13} {:>12}",
-        "full model (median of 3)", "wall s", "events", "M events/s", "peak RSS MiB", "events MB/s"
+        "{:<34} {:>9} {:>12} {:>14} {:>10} {:>13} {:>12}",
+        "full model (median of 3)",
+        "wall s",
+        "events",
+        "M events/s",
+        "÷ bare heap",
+        "peak RSS MiB",
+        "events MB/s"
     );
     for (label, wall, total, peak, mb) in rows {
         let throughput = if mb > 0.0 {
@@ -872,9 +954,37 @@ fn bench_model() -> Result<(), String> {
             "-".to_string()
         };
         println!(
-            "{label:<34} {wall:>9.2} {total:>12.0} {:>14.2} {peak:>13.1} {throughput:>12}",
-            total / wall / 1e6
+            "{label:<34} {wall:>9.2} {total:>12.0} {:>14.2} {:>10} {peak:>13.1} {throughput:>12}",
+            total / wall / 1e6,
+            ratio_to_bare(total / wall)
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::divan_median_throughput;
+
+    #[test]
+    fn the_median_throughput_is_read_from_divans_table() {
+        // The shape divan 0.1 prints: a benchmark's line, then its throughputs (fastest,
+        // slowest, median, mean); the group's last benchmark has no leading branch.
+        let output = "\
+engine                            fastest       │ slowest       │ median        │ mean          │ samples │ iters
+├─ bare_binary_heap_hold_loop     70 ms         │ 80 ms         │ 75 ms         │ 75 ms         │ 10      │ 10
+│                                 28.5 Mitem/s  │ 25 Mitem/s    │ 26.66 Mitem/s │ 26.6 Mitem/s  │         │
+╰─ full_model_one_day             109.1 ms      │ 119.3 ms      │ 116.8 ms      │ 116 ms        │ 5       │ 5
+                                  8.164 Mitem/s │ 7.469 Mitem/s │ 7.626 Mitem/s │ 7.68 Mitem/s  │         │
+";
+        assert_eq!(
+            divan_median_throughput(output, "bare_binary_heap_hold_loop"),
+            Some(26.66e6)
+        );
+        assert_eq!(
+            divan_median_throughput(output, "full_model_one_day"),
+            Some(7.626e6)
+        );
+        assert_eq!(divan_median_throughput(output, "missing"), None);
+    }
 }
