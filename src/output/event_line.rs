@@ -4,10 +4,10 @@
 //! A 30-day run writes about 26 million lines, so this is the writer's hot path. The line's
 //! shape is fixed (`stream`, `timestamp`, `data`, then `normalizedValue` and `anomalyFlag` when
 //! scored), which lets it be assembled from parts: each stream's opening is escaped once, a
-//! timestamp's date is formatted once a day (events come in time order) and its time of day from
-//! integer milliseconds, integers go through itoa as serde_json's do, floats through serde_json, and ids
-//! ([`Identifier`]) are padded in place. The serde rendering stays the definition: a test
-//! compares the two on every event of simulated days and on edge cases.
+//! timestamp's date is computed once a day (events come in time order) and its time of day from
+//! integer milliseconds, integers go through itoa as serde_json's do, floats through serde_json
+//! itself, and ids ([`Identifier`]) are padded in place. The serde rendering stays the
+//! definition: a test compares the two on every event of simulated days and on edge cases.
 
 use crate::engine::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE};
 use crate::market::calendar::format_unix_ms;
@@ -212,17 +212,9 @@ impl EventLineWriter {
         context: RenderContext<'_>,
         score: Option<(f64, &str)>,
     ) {
-        let stream = event.stream.index();
-        match self.openings.get(stream) {
-            Some(opening) => out.extend_from_slice(opening),
-            // A stream the catalog does not have cannot come from its model; written the long
-            // way for completeness.
-            None => {
-                out.extend_from_slice(b"{\"stream\":");
-                push_json_string(out, "");
-                out.extend_from_slice(b",\"timestamp\":\"");
-            }
-        }
+        // The model emits only its catalog's streams (the serde rendering indexes the catalog
+        // the same way).
+        out.extend_from_slice(&self.openings[event.stream.index()]);
         self.event_time
             .write(out, context.epoch.absolute_ms(event.time));
         out.extend_from_slice(b"\",\"data\":{");
@@ -285,10 +277,6 @@ mod tests {
     use crate::market::payload::StreamEventView;
     use proptest::prelude::*;
 
-    fn serde_timestamp(unix_ms: i64) -> String {
-        format_unix_ms(unix_ms)
-    }
-
     proptest! {
         #[test]
         fn timestamps_match_chrono_across_days_and_eras(
@@ -298,7 +286,7 @@ mod tests {
             for unix_ms in instants {
                 let mut out = Vec::new();
                 writer.write(&mut out, unix_ms);
-                prop_assert_eq!(String::from_utf8_lossy(&out), serde_timestamp(unix_ms));
+                prop_assert_eq!(String::from_utf8_lossy(&out), format_unix_ms(unix_ms));
             }
         }
 

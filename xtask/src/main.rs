@@ -107,7 +107,16 @@ fn run(mut command: Command) -> Result<(), String> {
     let status = command
         .status()
         .map_err(|e| format!("cannot start {command:?}: {e}"))?;
-    // Every step's wall time, so a slow CI run says where its minutes went.
+    report_wall_time(started, &command);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed with {status}"))
+    }
+}
+
+/// Prints a step's wall time, so a slow CI run says where its minutes went.
+fn report_wall_time(started: Instant, command: &Command) {
     let first_argument = command.get_args().next().unwrap_or_default();
     eprintln!(
         "xtask: {:.1} s for {} {}",
@@ -115,11 +124,6 @@ fn run(mut command: Command) -> Result<(), String> {
         command.get_program().to_string_lossy(),
         first_argument.to_string_lossy()
     );
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{command:?} failed with {status}"))
-    }
 }
 
 /// Runs `command` like [`run`], returning what it printed on stdout (stderr goes through).
@@ -130,7 +134,7 @@ fn run_capturing_stdout(mut command: Command) -> Result<String, String> {
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot start {command:?}: {e}"))?;
-    eprintln!("xtask: {:.1} s", started.elapsed().as_secs_f64());
+    report_wall_time(started, &command);
     if !output.status.success() {
         return Err(format!("{command:?} failed with {}", output.status));
     }
