@@ -195,10 +195,24 @@ impl Payload {
         }
     }
 
-    /// Writes a stable byte encoding of the payload into `bytes` and returns its length. The
-    /// encoding is little-endian and tagged per variant, so it is the same on every platform.
-    pub fn encode(&self, bytes: &mut [u8; MAX_ENCODED_BYTES]) -> usize {
-        let mut length = 0;
+    /// Writes the event's time (8 bytes) and a stable byte encoding of the payload into `bytes`,
+    /// what a fingerprint hashes, and returns the length written. The encoding is little-endian
+    /// and tagged per variant, so it is the same on every platform. Written in place: encoding
+    /// into one buffer and copying into another was 5 % of a run's time.
+    pub fn encode_with_time(
+        &self,
+        time: VirtualTimeMs,
+        bytes: &mut [u8; TIMED_ENCODED_BYTES],
+    ) -> usize {
+        bytes[..8].copy_from_slice(&time.to_le_bytes());
+        self.encode_from(bytes, 8)
+    }
+
+    /// Writes the payload's encoding into `bytes` from `start` on and returns where it ended;
+    /// `bytes` has room for [`MAX_ENCODED_BYTES`] after `start` (the caller's array type says so).
+    #[inline]
+    fn encode_from(&self, bytes: &mut [u8], start: usize) -> usize {
+        let mut length = start;
         let mut put = |value: u64, width: usize| {
             bytes[length..length + width].copy_from_slice(&value.to_le_bytes()[..width]);
             length += width;
@@ -361,8 +375,10 @@ impl Payload {
 
 /// Most subject counts a gauge payload encodes (the catalog's subject limit).
 const MAX_SUBJECT_COUNTS: usize = 32;
-/// Size of the buffer [`Payload::encode`] writes into.
-pub const MAX_ENCODED_BYTES: usize = 48 + 4 * MAX_SUBJECT_COUNTS;
+/// Longest payload encoding.
+const MAX_ENCODED_BYTES: usize = 48 + 4 * MAX_SUBJECT_COUNTS;
+/// Size of the buffer [`Payload::encode_with_time`] writes into.
+pub const TIMED_ENCODED_BYTES: usize = 8 + MAX_ENCODED_BYTES;
 
 /// Rounds to thousandths, as outputs write gauge values.
 pub fn round_milli(value: f64) -> i64 {

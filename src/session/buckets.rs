@@ -9,7 +9,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::market::payload::MAX_ENCODED_BYTES;
+use crate::market::payload::TIMED_ENCODED_BYTES;
 
 use crate::engine::Sink;
 use crate::market::catalog::Catalog;
@@ -142,12 +142,9 @@ impl Sink<StreamEvent> for RunCollector {
     fn accept(&mut self, event: &StreamEvent) {
         let stream = event.stream.index();
         self.counts[stream] += 1;
-        let mut bytes = [0u8; 8 + MAX_ENCODED_BYTES];
-        bytes[..8].copy_from_slice(&event.time.to_le_bytes());
-        let mut payload = [0u8; MAX_ENCODED_BYTES];
-        let length = event.payload.encode(&mut payload);
-        bytes[8..8 + length].copy_from_slice(&payload[..length]);
-        let event_hash = xxh3_64(&bytes[..8 + length]);
+        let mut bytes = [0u8; TIMED_ENCODED_BYTES];
+        let length = event.payload.encode_with_time(event.time, &mut bytes);
+        let event_hash = xxh3_64(&bytes[..length]);
         let state = &mut self.fingerprints[stream];
         *state = (*state ^ event_hash)
             .wrapping_mul(FINGERPRINT_MULTIPLIER)
