@@ -753,3 +753,86 @@ async fn the_api_command_prints_answers_and_exits_by_status() {
     assert!(stderr.contains("cannot reach the server"), "{stderr}");
     let _ = server.shutdown().await;
 }
+
+/// The head of a raw `GET path` answer (status line and headers), lower-cased.
+async fn raw_head(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let text = String::from_utf8_lossy(&raw).to_lowercase();
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_admin_token_changes_need_it_and_reads_do_not() {
+    let now = NOW
+        .parse()
+        .unwrap_or_else(|error| panic!("bad test time {NOW}: {error}"));
+    let server = start(ServeOptions {
+        port: 0,
+        history_ms: 6 * 3_600_000,
+        speed: 600.0,
+        now: Some(now),
+        admin_token: Some("correct horse".to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|error| panic!("the server did not start: {error}"));
+    let port = server.address.port();
+    let pause = json!({ "action": "pause" });
+    let anonymous = client_of(&server);
+    let wrong = client_of(&server).with_bearer_token(Some("correct horsf"));
+    let admin = client_of(&server).with_bearer_token(Some("correct horse"));
+
+    // Every state-changing route refuses a request without the token, or with a wrong one.
+    for (method, path) in ROUTES.iter().filter(|(method, _)| *method != "GET") {
+        let path = path.replace("{id}", "rec_001");
+        for client in [&anonymous, &wrong] {
+            let (status, body) = json_call(client, method, &path, Some(pause.clone())).await;
+            assert_eq!(status, 401, "{method} {path}: {body}");
+            assert_eq!(body["error"], "unauthorized", "{method} {path}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Authorization: Bearer"),
+                "{body}"
+            );
+        }
+    }
+    // With it, the change is made; reads need nothing.
+    let (status, body) = json_call(&admin, "POST", "/api/simulation/control", Some(pause)).await;
+    assert_eq!(status, 200, "{body}");
+    let state = ok_json(&anonymous, "GET", "/api/simulation/state", None).await;
+    assert_eq!(state["paused"], true, "{state}");
+
+    // A refusal says how to authenticate; the pages carry the security headers.
+    let head = raw_head(port, "/dashboard").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    for expected in [
+        "content-security-policy: default-src 'none'; script-src 'self'",
+        "x-content-type-options: nosniff",
+        "x-frame-options: deny",
+        "referrer-policy: no-referrer",
+    ] {
+        assert!(head.contains(expected), "{expected} missing from {head}");
+    }
+    server
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("shutdown: {error}"));
+}

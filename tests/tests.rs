@@ -56,6 +56,9 @@ mod outputs;
 mod replay;
 /// `marketsim report` and `diff --html`: data block snapshot, offline page, errors.
 mod report;
+/// The marketplace's size factor: ×10 gives ten times the counts at the same ratios; `--scale`
+/// is the header's `scale:`; the scale is in summary.json and compared by `diff`.
+mod scale;
 /// Scenario scripts: a snapshot of every bundled script's summary and ground truth, cascades,
 /// red herrings, backdating.
 mod scenarios;

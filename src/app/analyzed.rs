@@ -41,7 +41,7 @@ fn run_catalog(run: &RunDirectory) -> Result<Catalog, OutputError> {
             ),
         });
     }
-    Ok(catalog)
+    Ok(catalog.scaled(run.summary.scale))
 }
 
 /// External events of a run directory, from `timeline.json`.

@@ -42,6 +42,8 @@ pub struct AnalysisOptions {
 pub struct RunOptions {
     pub analysis: Option<AnalysisOptions>,
     pub seed: Option<u64>,
+    /// The marketplace's size factor (`--scale`); `None`: the script's `scale:`.
+    pub scale: Option<u32>,
     pub duration_ms: Option<u64>,
     pub write_events: bool,
     /// Also write the data sets as Parquet (`--parquet`): series, labels, and events when
@@ -151,7 +153,10 @@ pub fn run_to_directory(
     if options.write_parquet {
         crate::output::require_parquet()?;
     }
-    let script = Script::open(script_path)?;
+    let mut script = Script::open(script_path)?;
+    if let Some(scale) = options.scale {
+        script.scale = scale;
+    }
     let plan = RunPlan::from_script(script, options.seed, options.duration_ms)?
         .with_warmup(options.warmup_days)?
         .with_truth_horizon(options.truth_horizon_ms);

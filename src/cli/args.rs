@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use marketsim::app::analyst_choice::AnalystChoice as Choice;
 use marketsim::diagnostics::{parse_days, parse_seed};
 use marketsim::output::diff;
+use marketsim::scenario::script::check_scale;
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +76,9 @@ pub struct ApiArgs {
     /// The server.
     #[arg(long, default_value = marketsim::live::api_client::DEFAULT_URL)]
     pub url: String,
+    /// The server's admin token, for the calls that change the simulation.
+    #[arg(long, env = "MARKETSIM_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub call: ApiCommand,
 }
@@ -137,6 +141,15 @@ pub struct ServeArgs {
     /// Override the script's seed.
     #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
     pub seed: Option<u64>,
+    /// The token every request that changes the simulation must carry as `Authorization:
+    /// Bearer <token>` (401 without it); the admin page asks for it once per tab. Reads, the
+    /// WebSocket and the pages stay open. Without one the API is open to whoever can reach it.
+    #[arg(long, env = "MARKETSIM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The marketplace's size, as a multiple of the catalog's (1 to 100): this many times the
+    /// students, tutors and demand, at the same ratios. Overrides the script's `scale:`.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_scale)]
+    pub scale: Option<u32>,
     /// Days of history simulated before now.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=180))]
     pub history_days: u64,
@@ -168,6 +181,11 @@ pub struct RunArgs {
     // take `-1` for a flag and suggest `-- -1`, which makes it the script.
     #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
     pub seed: Option<u64>,
+    /// The marketplace's size, as a multiple of the catalog's (1 to 100): this many times the
+    /// students, tutors and demand, at the same ratios, so conversion, expiry and queue waits
+    /// keep their levels while every count grows. Overrides the script's `scale:`.
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_scale)]
+    pub scale: Option<u32>,
     /// Override the script's duration, in days (1 to 366; 30, 30d and 30days all work).
     #[arg(long, value_parser = parse_days)]
     pub days: Option<u64>,
@@ -437,4 +455,13 @@ pub fn parse_horizon(text: &str) -> Result<u64, String> {
         return Ok(0);
     }
     marketsim::diagnostics::parse_duration_ms(text).map_err(|error| error.to_string())
+}
+
+/// `--scale`: a whole number in the range a script's `scale:` allows.
+fn parse_scale(text: &str) -> Result<u32, String> {
+    let scale: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    check_scale(scale)
 }

@@ -33,6 +33,8 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         port,
         speed,
         seed,
+        admin_token,
+        scale,
         history_days,
         now,
         out,
@@ -45,6 +47,8 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         port,
         speed,
         seed,
+        admin_token,
+        scale,
         out,
         force,
         history_ms: history_days * MS_PER_DAY,
@@ -61,6 +65,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         script,
         out,
         seed,
+        scale,
         days,
         duration,
         events,
@@ -82,6 +87,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let options = RunOptions {
         seed,
+        scale,
         duration_ms,
         write_events: events,
         write_parquet: parquet,
@@ -446,7 +452,7 @@ fn open_catalog(path: Option<&Path>) -> Result<Catalog> {
 /// `marketsim api`: one request, the answer printed; 1 when the server refuses.
 pub fn call_api(args: ApiArgs) -> Result<ExitCode> {
     use marketsim::live::api_client::{ApiCall, ApiClient};
-    let client = ApiClient::new(&args.url)?;
+    let client = ApiClient::new(&args.url)?.with_bearer_token(args.token.as_deref());
     let call = match args.call {
         ApiCommand::State => ApiCall::State,
         ApiCommand::Scenarios => ApiCall::Scenarios,

@@ -65,6 +65,8 @@ pub struct ApiClient {
     authority: String,
     /// The URL's path without a trailing slash ("" for the root).
     prefix: String,
+    /// Sent as `Authorization: Bearer …` when set (a server started with `--admin-token`).
+    bearer_token: Option<String>,
 }
 
 impl ApiClient {
@@ -96,6 +98,7 @@ impl ApiClient {
         Ok(ApiClient {
             authority,
             prefix: path.trim_end_matches('/').to_string(),
+            bearer_token: None,
         })
     }
 
@@ -104,7 +107,18 @@ impl ApiClient {
         ApiClient {
             authority: format!("127.0.0.1:{port}"),
             prefix: String::new(),
+            bearer_token: None,
         }
+    }
+
+    /// The client sending `token` as `Authorization: Bearer …` with every request (no header
+    /// for `None` or an empty token, or one with a line break, which a header cannot hold).
+    pub fn with_bearer_token(mut self, token: Option<&str>) -> ApiClient {
+        self.bearer_token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.contains(['\r', '\n']))
+            .map(str::to_string);
+        self
     }
 
     pub async fn get(&self, path: &str) -> Result<ApiResponse, ClientError> {
@@ -156,6 +170,9 @@ impl ApiClient {
             "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: */*\r\n",
             self.prefix, self.authority
         );
+        if let Some(token) = &self.bearer_token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
         if let Some(body) = body {
             head.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",

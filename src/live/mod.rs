@@ -21,6 +21,7 @@
 //! The server has no model logic: it issues commands to the session and publishes what the
 //! session returns.
 
+pub mod access;
 pub mod api;
 pub mod api_client;
 pub mod frame;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// Library scenarios and events (static for a session), for listings.
     pub library: Arc<crate::scenario::definition::Library>,
     pub catalog: Arc<crate::market::Catalog>,
+    /// Who may change the simulation (the admin token, when one is set).
+    pub access: Arc<access::AccessPolicy>,
 }
 
 /// The documented limits of the live server.

@@ -13,6 +13,7 @@ use axum::Router;
 use chrono::{DateTime, DurationRound, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::access::{self, AccessPolicy};
 use super::hub::Hub;
 use super::metrics::Metrics;
 use super::runner::{self, RunnerHandle};
@@ -48,6 +49,10 @@ pub struct ServeOptions {
     /// Virtual seconds per wall second.
     pub speed: f64,
     pub seed: Option<u64>,
+    /// The token every state-changing request needs (`--admin-token`); `None`: the API is open.
+    pub admin_token: Option<String>,
+    /// The marketplace's size factor (`--scale`); `None`: the script's `scale:`.
+    pub scale: Option<u32>,
     /// Write the session's run directory here on shutdown.
     pub out: Option<PathBuf>,
     pub force: bool,
@@ -66,6 +71,8 @@ impl Default for ServeOptions {
             port: 8080,
             speed: 60.0,
             seed: None,
+            admin_token: None,
+            scale: None,
             out: None,
             force: false,
             history_ms: DEFAULT_HISTORY_DAYS * MS_PER_DAY,
@@ -102,6 +109,9 @@ fn live_plan(options: &ServeOptions, now: DateTime<Utc>) -> Result<RunPlan, AppE
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SCRIPT));
     let mut script = Script::open(&path)?;
     script.start = now - chrono::Duration::milliseconds(options.history_ms as i64);
+    if let Some(scale) = options.scale {
+        script.scale = scale;
+    }
     let duration = (options.history_ms + LIVE_HORIZON_MS).min(MAX_DURATION_MS);
     Ok(RunPlan::from_script(script, options.seed, Some(duration))?)
 }
@@ -198,6 +208,9 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
         limits: Arc::clone(&limits),
         library: Arc::clone(&plan.library),
         catalog: Arc::clone(&plan.catalog),
+        access: Arc::new(AccessPolicy::with_admin_token(
+            options.admin_token.as_deref(),
+        )),
     };
     let router = router(app_state, limits.max_body_bytes);
     let listener = tokio::net::TcpListener::bind((options.host.as_str(), options.port))
@@ -244,6 +257,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(ws::router())
         .merge(pages::router())
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::require_admin_token,
+        ))
+        .layer(axum::middleware::from_fn(access::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::log_requests,
@@ -325,8 +343,11 @@ pub fn serve_until_signal(options: ServeOptions) -> Result<(), AppError> {
             source,
         })?;
     runtime.block_on(async move {
-        if options.host != "127.0.0.1" && options.host != "localhost" && options.host != "::1" {
-            tracing::warn!(host = %options.host, "listening beyond this machine: the admin API has no access control yet");
+        let token_set = AccessPolicy::with_admin_token(options.admin_token.as_deref())
+            .admin_token_required();
+        let loopback = ["127.0.0.1", "localhost", "::1"].contains(&options.host.as_str());
+        if !loopback && !token_set {
+            tracing::warn!(host = %options.host, "listening beyond this machine without an admin token: anyone who can reach this address can change the simulation; set --admin-token or MARKETSIM_ADMIN_TOKEN");
         }
         let server = start(options).await?;
         println!(

@@ -438,9 +438,15 @@ pub struct Catalog {
     /// Index of `flows.support_profile` in `profiles`.
     pub support_profile: usize,
     pub streams: Vec<StreamDefinition>,
-    /// SHA-256 of the catalog text, hex.
+    /// SHA-256 of the catalog text, hex (the text's, whatever the scale).
     pub sha256: String,
+    /// The marketplace size factor this catalog was scaled by ([`Catalog::scaled`]); 1 as read.
+    pub scale: u32,
 }
+
+/// The largest marketplace size factor (`scale:`, `--scale`). At ×100 a run holds about 1.7 M
+/// events pending at once, a tenth of the event queue's limit.
+pub const MAX_SCALE: u32 = 100;
 
 impl Catalog {
     /// The catalog bundled with the binary.
@@ -732,7 +738,62 @@ impl Catalog {
             support_profile,
             streams,
             sha256: hex_sha256(source.as_bytes()),
+            scale: 1,
         })
+    }
+
+    /// The same marketplace `factor` times as large: `factor` times the tutors, the customers,
+    /// every source's rate but deploys' (engineering does not grow with the marketplace), the
+    /// support team's capacity — and, so that each student and tutor sees the marketplace they
+    /// saw before, the supply it takes to be visible (`supply_visibility_half`) and the tutor
+    /// pool's response constant (`response_tutor_minutes`, divided by a supply `factor` times
+    /// larger). A scaled world is `factor` copies of the original in its ratios: conversion,
+    /// expiry, queue waits and latency keep their levels while counts grow `factor`-fold, so
+    /// cost per event can be measured as the world grows (`marketsim run --scale`).
+    pub fn scaled(&self, factor: u32) -> Catalog {
+        let mut scaled = self.clone();
+        if factor == 1 {
+            return scaled;
+        }
+        let k = f64::from(factor);
+        scaled.scale = self.scale * factor;
+        for subject in &mut scaled.subjects {
+            subject.tutors = subject.tutors.saturating_mul(factor);
+        }
+        for stream in &mut scaled.streams {
+            if let Origin::Source { per_hour, .. } = &mut stream.origin {
+                if stream.role != Role::Deploy {
+                    *per_hour *= k;
+                }
+            }
+        }
+        let flows = &mut scaled.flows;
+        flows.customers_initial = flows.customers_initial.saturating_mul(factor);
+        flows.support_capacity = flows.support_capacity.saturating_mul(factor);
+        flows.supply_visibility_half *= k;
+        flows.response_tutor_minutes *= k;
+        scaled
+    }
+
+    /// How much a stream's level grows with the marketplace's size in this catalog: the scale
+    /// for counts (sources but deploys, flows, gauges of tutors online, queue depth and ad spend),
+    /// 1 for deploys and API latency. A scenario's offset or override on the stream is scaled
+    /// by it, so "+40 an hour" means the same share of the marketplace at every size.
+    pub fn volume_scale(&self, stream: usize) -> f64 {
+        let definition = &self.streams[stream];
+        let fixed = definition.role == Role::Deploy
+            || matches!(
+                definition.origin,
+                Origin::Gauge {
+                    metric: GaugeMetric::ApiLatencyMs,
+                    ..
+                }
+            );
+        if fixed {
+            1.0
+        } else {
+            f64::from(self.scale)
+        }
     }
 
     /// Looks up a stream by exact name.

@@ -123,6 +123,16 @@ impl StreamEffect {
         self.multiplier == 1.0 && self.offset == 0.0 && self.override_pull.is_none()
     }
 
+    /// The effect on a stream whose level is `factor` times the catalog's: offsets and override
+    /// values grow with it (a multiplier is already relative).
+    pub fn scaled_for_volume(mut self, factor: f64) -> StreamEffect {
+        self.offset *= factor;
+        if let Some((value, pull)) = self.override_pull {
+            self.override_pull = Some((value * factor, pull));
+        }
+        self
+    }
+
     /// The modified value of `base`.
     #[inline]
     pub fn apply(&self, base: f64) -> f64 {
@@ -230,6 +240,20 @@ mod tests {
         a[0].modifiers.streams = vec![(StreamId(0), StreamChange::Override(5.0))];
         a[1].modifiers.streams = vec![(StreamId(0), StreamChange::Override(7.0))];
         assert_eq!(compose(&a, 50, 1, 1).1[0].apply(10.0), 7.0);
+    }
+
+    #[test]
+    fn offsets_and_overrides_grow_with_the_volume_and_multipliers_do_not() {
+        let effect = StreamEffect {
+            multiplier: 2.0,
+            offset: 3.0,
+            override_pull: Some((40.0, 0.5)),
+        };
+        let scaled = effect.scaled_for_volume(10.0);
+        assert_eq!((scaled.multiplier, scaled.offset), (2.0, 30.0));
+        assert_eq!(scaled.override_pull, Some((400.0, 0.5)));
+        // Ten times the base gives ten times the modified value.
+        assert_eq!(scaled.apply(100.0), 10.0 * effect.apply(10.0));
     }
 }
 

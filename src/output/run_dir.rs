@@ -105,6 +105,10 @@ pub struct Summary {
     pub seed: u64,
     pub script: FileReference,
     pub catalog: FileReference,
+    /// The marketplace's size factor (`scale:`, `--scale`): the catalog's students, tutors and
+    /// demand times this. Written only when it is not 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub scale: u32,
     /// The instant virtual time 0 stands for, ISO 8601.
     pub epoch: String,
     /// Human-readable duration, e.g. `30days`.
@@ -126,6 +130,14 @@ pub struct Summary {
     /// Whether `events.jsonl` was written.
     pub events_file: bool,
     pub streams: Vec<StreamSummary>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(value: &u32) -> bool {
+    *value == 1
 }
 
 /// Paths in outputs use forward slashes on every platform.
@@ -162,6 +174,7 @@ impl Summary {
                 path: portable_path(Path::new(&plan.catalog_name)),
                 sha256: plan.catalog.sha256.clone(),
             },
+            scale: plan.catalog.scale,
             epoch: plan.epoch().format(0),
             duration: humantime::format_duration(std::time::Duration::from_millis(
                 plan.duration_ms,

@@ -38,7 +38,8 @@ pub struct RunPlan {
 pub const DEFAULT_TRUTH_HORIZON_MS: u64 = 72 * MS_PER_HOUR;
 
 impl RunPlan {
-    /// Loads the script's catalog and library and applies command-line overrides.
+    /// Loads the script's catalog (scaled by the script's `scale`) and library and applies
+    /// command-line overrides.
     pub fn from_script(
         script: Script,
         seed_override: Option<u64>,
@@ -48,6 +49,9 @@ impl RunPlan {
             CatalogSource::Embedded => (Catalog::embedded()?, EMBEDDED_CATALOG_NAME.to_string()),
             CatalogSource::File(path) => (load_catalog(path)?, path.display().to_string()),
         };
+        // Scaled before the library and timeline are checked against it, so everything a run
+        // builds from the catalog (model, twins, history, baseline) sees one marketplace.
+        let catalog = catalog.scaled(script.scale);
         if let Some(duration) = duration_override_ms {
             check_duration(duration).map_err(|m| Diagnostic::new(&script.path, m))?;
         }

@@ -15,7 +15,7 @@ use super::timeline::{Policy, RawEntry};
 use crate::bundled::{bundled_script, bundled_script_names, bundled_script_path};
 use crate::diagnostics::{locate, nearest, parse_duration_ms, Diagnostic};
 use crate::engine::{MS_PER_DAY, MS_PER_MINUTE};
-use crate::market::catalog::hex_sha256;
+use crate::market::catalog::{hex_sha256, MAX_SCALE};
 
 pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
 /// The longest run a script may ask for.
@@ -42,6 +42,10 @@ struct RawScript {
     bucket: String,
     #[serde(default)]
     catalog: Option<PathBuf>,
+    /// The marketplace's size factor (`--scale` overrides it): this many times the students,
+    /// tutors and demand of the catalog.
+    #[serde(default)]
+    scale: Option<u64>,
     /// A folder holding `events.yaml` and `library/`; default: the script's folder when it has
     /// them, else the embedded library.
     #[serde(default)]
@@ -152,6 +156,8 @@ pub struct Script {
     pub warmup_days: u64,
     pub bucket_ms: u64,
     pub catalog: CatalogSource,
+    /// The marketplace's size factor, 1 to [`MAX_SCALE`] (the header's `scale`, else 1).
+    pub scale: u32,
     /// The library folder the script names (resolved against its folder), if any.
     pub library: Option<PathBuf>,
     pub now: Option<DateTime<Utc>>,
@@ -270,6 +276,12 @@ impl Script {
                 .at(at("bucket"))
                 .with_help("allowed: 1m to 1d, dividing a day evenly (1m, 5m, 15m, 30m, 1h, 2h, 6h, 1d …)"));
         }
+        let scale = match raw.scale {
+            None => 1,
+            Some(scale) => {
+                check_scale(scale).map_err(|m| Diagnostic::new(path, m).at(at("scale")))?
+            }
+        };
         let catalog = match raw.catalog {
             None => CatalogSource::Embedded,
             Some(relative) => {
@@ -298,7 +310,18 @@ impl Script {
             warmup_days,
             bucket_ms,
             catalog,
+            scale,
         })
+    }
+}
+
+/// A marketplace size factor (`scale:`, `--scale`) checked against its range.
+pub fn check_scale(scale: u64) -> Result<u32, String> {
+    match u32::try_from(scale) {
+        Ok(scale) if (1..=MAX_SCALE).contains(&scale) => Ok(scale),
+        _ => Err(format!(
+            "scale {scale} is out of range (allowed: a whole number from 1 to {MAX_SCALE}, the marketplace's size as a multiple of the catalog's)"
+        )),
     }
 }
 

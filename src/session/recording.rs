@@ -29,6 +29,9 @@ pub struct RecordingScript {
     pub bucket: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog: Option<PathBuf>,
+    /// The marketplace's size factor; left out at 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub scale: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<PathBuf>,
     pub policy: Policy,
@@ -37,6 +40,10 @@ pub struct RecordingScript {
     pub scenarios: Vec<RawScenario>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<RawEntry>,
+}
+
+fn is_one(value: &u32) -> bool {
+    *value == 1
 }
 
 fn format_duration_ms(ms: u64) -> String {
@@ -62,6 +69,7 @@ impl RecordingScript {
             duration: format_duration_ms(session.now().max(1)),
             bucket: format_duration_ms(setup.bucket_ms),
             catalog: setup.catalog_file.clone(),
+            scale: setup.catalog.scale,
             library: setup.library_folder.clone(),
             policy: if setup.one_at_a_time {
                 Policy::OneAtATime

@@ -416,10 +416,21 @@ pub struct BaselineSource {
 pub struct Baseline {
     pub format: String,
     pub catalog_sha256: String,
+    /// The marketplace size factor the baseline was fitted at (absent: 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub scale: u32,
     pub bucket_ms: u64,
     pub slots_per_week: usize,
     pub source: BaselineSource,
     pub streams: Vec<StreamBaseline>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(value: &u32) -> bool {
+    *value == 1
 }
 
 fn round4(value: f64) -> f64 {
@@ -737,6 +748,7 @@ impl Baseline {
         Baseline {
             format: BASELINE_FORMAT.to_string(),
             catalog_sha256: catalog.sha256.clone(),
+            scale: catalog.scale,
             bucket_ms: history.bucket_ms,
             slots_per_week: slots,
             source,
@@ -754,6 +766,12 @@ impl Baseline {
             return Err(format!(
                 "baseline format `{}` is not supported; expected `{BASELINE_FORMAT}`",
                 self.format
+            ));
+        }
+        if self.scale != catalog.scale {
+            return Err(format!(
+                "the baseline was fitted to a marketplace at scale {} but the run's is at scale {}",
+                self.scale, catalog.scale
             ));
         }
         if self.bucket_ms != bucket_ms {

@@ -68,12 +68,14 @@ class ApiFailure extends Error {}
 async function callApi(method, path, body) {
   let response;
   try {
-    response = await fetch(path, {
+    const init = {
       method,
       headers: body === undefined ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
-    });
+    };
+    // Changes carry the admin token when the server has one (asked for on the first 401).
+    response = method === 'GET' ? await fetch(path, init) : await window.marketsimAdminToken.fetchWithToken(path, init);
   } catch (networkError) {
     throw new ApiFailure(`cannot reach the server (${networkError.message})`);
   }

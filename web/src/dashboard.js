@@ -45,7 +45,10 @@
   };
 
   function getJson(path, init) {
-    return fetch(path, init).then((response) => {
+    // A change (an action on a recommendation) carries the admin token when the server has one.
+    const changes = init && init.method && init.method !== 'GET';
+    const request = changes ? window.marketsimAdminToken.fetchWithToken(path, init) : fetch(path, init);
+    return request.then((response) => {
       return response.text().then((text) => {
         let body = null;
         try {

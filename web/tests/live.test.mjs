@@ -36,6 +36,8 @@ const initialServeUrl = process.env.MARKETSIM_SERVE_URL?.replace(/\/$/, '');
 const initialServePid = Number(process.env.MARKETSIM_SERVE_PID || 0);
 const marketsimBinary = process.env.MARKETSIM_BIN;
 const serveFlags = (process.env.MARKETSIM_SERVE_ARGS || '').split('\t').filter(Boolean);
+/** The server's admin token, when its flags set one: changes need it, and the pages ask for it. */
+const adminToken = serveFlags.includes('--admin-token') ? serveFlags[serveFlags.indexOf('--admin-token') + 1] : null;
 const soakSeconds = Number(process.env.MARKETSIM_E2E_SOAK_SECONDS || 60);
 const localWebDir = process.env.MARKETSIM_WEB_DIR
   ? path.resolve(projectRoot, process.env.MARKETSIM_WEB_DIR)
@@ -100,9 +102,11 @@ after(async () => {
 
 /** Calls the server's API from Node and returns the JSON answer; a refusal fails the test. */
 async function api(method, route, body) {
+  const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (adminToken && method !== 'GET') headers.authorization = `Bearer ${adminToken}`;
   const response = await fetch(`${server.url}${route}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
@@ -153,11 +157,24 @@ async function openPage(route, { viewport = desktopViewport, expectedConsoleErro
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1, acceptDownloads: true });
   await serveLocalWebFiles(context);
   const page = await context.newPage();
-  const problems = { consoleErrors: [], pageErrors: [] };
+  const problems = { consoleErrors: [], pageErrors: [], tokenPrompts: 0, otherDialogs: [] };
+  // With an admin token, a page asks for it (window.prompt) on its first refused change; the
+  // operator here answers with the server's token.
+  page.on('dialog', async (dialog) => {
+    if (dialog.type() === 'prompt' && /admin token/.test(dialog.message()) && adminToken) {
+      problems.tokenPrompts += 1;
+      await dialog.accept(adminToken);
+    } else {
+      problems.otherDialogs.push(dialog.message());
+      await dialog.dismiss();
+    }
+  });
+  // That first refusal is a 401, which Chromium logs as an error.
+  const expected = adminToken ? [...expectedConsoleErrors, /status of 401/] : expectedConsoleErrors;
   page.on('console', (message) => {
     if (message.type() !== 'error') return;
     const text = message.text();
-    if (expectedConsoleErrors.some((pattern) => pattern.test(text))) return;
+    if (expected.some((pattern) => pattern.test(text))) return;
     problems.consoleErrors.push(`${text} (${message.location().url})`);
   });
   page.on('pageerror', (error) => problems.pageErrors.push(String(error.stack || error)));
@@ -308,6 +325,9 @@ test('admin: library, pace, inject, recording, activate, stop and reset, errors 
   try {
     await explainFailure(page, 'admin', problems, () => adminScenarioWalkthrough(page, library));
     assertNoProblems(problems, 'admin');
+    // Asked for once, then kept for the tab: every later change of the walkthrough carried it.
+    assert.equal(problems.tokenPrompts, adminToken ? 1 : 0, 'admin token prompts');
+    assert.deepEqual(problems.otherDialogs, [], 'unexpected dialogs');
   } finally {
     await context.close();
   }

@@ -506,8 +506,17 @@ fn e2e() -> Result<(), String> {
 
 /// The flags of the server the live browser tests run against (besides `--port`): a week of
 /// history (what the dashboard loads first, 7 days × 50 streams) at 600×, so an hour's bucket
-/// closes every 6 s and a scenario shows within a minute.
-const LIVE_SERVER_FLAGS: [&str; 5] = ["serve", "--history-days", "7", "--speed", "600"];
+/// closes every 6 s and a scenario shows within a minute; with an admin token, so the pages'
+/// changes go through the token prompt (the tests answer it) and the API calls carry it.
+const LIVE_SERVER_FLAGS: [&str; 7] = [
+    "serve",
+    "--history-days",
+    "7",
+    "--speed",
+    "600",
+    "--admin-token",
+    "e2e-admin-token",
+];
 
 /// How long the server may take to simulate its history and print its URL (a debug build).
 const LIVE_SERVER_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
@@ -872,8 +881,11 @@ fn bench_model() -> Result<(), String> {
     run(prepare)?;
     let baseline_file = reused_baseline.join("baseline.json");
     let baseline_arg = baseline_file.to_string_lossy().into_owned();
-    // (label, --events, truth twins, one core only, extra arguments)
-    let variants: [(&str, bool, bool, bool, Vec<&str>); 7] = [
+    // (label, --events, truth twins, one core only, extra arguments). Every row but the
+    // 366-day and scale rows runs the bundled 30-day baseline; the scale rows are one
+    // simulated day of a marketplace 1, 10 and 100 times as large (`--scale`), so cost per
+    // event and peak memory can be read as the world grows.
+    let variants: [(&str, bool, bool, bool, Vec<&str>); 11] = [
         ("30-day baseline (b)", false, false, true, vec![]),
         ("30-day baseline + truth twins", false, true, true, vec![]),
         ("30-day baseline, --events (c)", true, false, true, vec![]),
@@ -898,6 +910,34 @@ fn bench_model() -> Result<(), String> {
             false,
             true,
             vec!["--analyze", "--baseline", baseline_arg.as_str()],
+        ),
+        (
+            "366-day baseline, no truth",
+            false,
+            false,
+            true,
+            vec!["--days", "366"],
+        ),
+        (
+            "1 day ×1, no truth",
+            false,
+            false,
+            true,
+            vec!["--days", "1"],
+        ),
+        (
+            "1 day ×10, no truth",
+            false,
+            false,
+            true,
+            vec!["--days", "1", "--scale", "10"],
+        ),
+        (
+            "1 day ×100, no truth",
+            false,
+            false,
+            true,
+            vec!["--days", "1", "--scale", "100"],
         ),
     ];
     for (label, events, truth, one_core, extra) in variants {
@@ -952,7 +992,7 @@ fn bench_model() -> Result<(), String> {
         "peak RSS MiB",
         "events MB/s"
     );
-    for (label, wall, total, peak, mb) in rows {
+    for &(label, wall, total, peak, mb) in &rows {
         let throughput = if mb > 0.0 {
             format!("{:.1} ({:.0} MB)", mb / wall, mb)
         } else {
@@ -963,6 +1003,36 @@ fn bench_model() -> Result<(), String> {
             total / wall / 1e6,
             ratio_to_bare(total / wall)
         );
+    }
+    // Issue 16's targets are ratios to the plain run (twins ≤ 1.3 ×, analysis ≤ 1.5 ×), and
+    // cost per event should stay flat as the world grows: both printed from the rows above.
+    let wall_of = |label: &str| rows.iter().find(|row| row.0 == label).map(|row| row.1);
+    let ns_per_event = |label: &str| {
+        rows.iter()
+            .find(|row| row.0 == label)
+            .map(|row| row.1 / row.2.max(1.0) * 1e9)
+    };
+    if let Some(plain) = wall_of("30-day baseline (b)") {
+        println!();
+        for label in [
+            "30-day baseline + truth twins",
+            "+ truth, 2 cores",
+            "+ truth, --analyze, 2 cores",
+        ] {
+            if let Some(wall) = wall_of(label) {
+                println!("{label:<34} {:>9.2} × the plain run", wall / plain);
+            }
+        }
+    }
+    println!();
+    for label in [
+        "1 day ×1, no truth",
+        "1 day ×10, no truth",
+        "1 day ×100, no truth",
+    ] {
+        if let Some(cost) = ns_per_event(label) {
+            println!("{label:<34} {cost:>9.0} ns per event");
+        }
     }
     Ok(())
 }

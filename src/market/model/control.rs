@@ -50,12 +50,17 @@ impl Marketplace {
             .instances
             .iter()
             .map(|planned| &planned.instance);
-        let (levers, effects) = compose(
+        let (levers, mut effects) = compose(
             active,
             now,
             self.catalog.subjects.len(),
             self.catalog.streams.len(),
         );
+        if self.catalog.scale != 1 {
+            for (index, effect) in effects.iter_mut().enumerate() {
+                *effect = effect.scaled_for_volume(self.catalog.volume_scale(index));
+            }
+        }
         let old_supply = self.levers.supply_by_subject.clone();
         self.levers = levers;
         self.stream_effects = effects;

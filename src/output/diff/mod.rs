@@ -147,6 +147,9 @@ pub struct RunIdentity {
     pub script_sha256: String,
     pub catalog: String,
     pub catalog_sha256: String,
+    /// The marketplace's size factor; left out at 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub scale: u32,
     pub tool_version: String,
     pub epoch: String,
     pub duration: String,
@@ -167,6 +170,7 @@ impl RunIdentity {
             script_sha256: summary.script.sha256.clone(),
             catalog: summary.catalog.path.clone(),
             catalog_sha256: summary.catalog.sha256.clone(),
+            scale: summary.scale,
             tool_version: summary.tool.version.clone(),
             epoch: summary.epoch.clone(),
             duration: summary.duration.clone(),
@@ -177,7 +181,7 @@ impl RunIdentity {
     }
 
     /// The compared metadata fields, as (JSON name, value).
-    fn fields(&self) -> [(&'static str, String); 10] {
+    fn fields(&self) -> [(&'static str, String); 11] {
         [
             ("name", self.name.clone()),
             ("seed", self.seed.to_string()),
@@ -185,12 +189,17 @@ impl RunIdentity {
             ("scriptSha256", self.script_sha256.clone()),
             ("catalog", self.catalog.clone()),
             ("catalogSha256", self.catalog_sha256.clone()),
+            ("scale", self.scale.to_string()),
             ("toolVersion", self.tool_version.clone()),
             ("epoch", self.epoch.clone()),
             ("duration", self.duration.clone()),
             ("bucketMs", self.bucket_ms.to_string()),
         ]
     }
+}
+
+fn is_one(value: &u32) -> bool {
+    *value == 1
 }
 
 /// A field whose value differs between A and B.
