@@ -8,6 +8,7 @@
 mod eval_random;
 mod live_bench;
 mod llm_eval;
+mod profile;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         "bench" => bench(args.get(1).map(String::as_str)),
         "eval-random" => eval_random::eval_random(&args[1..]),
         "llm-eval" => llm_eval::llm_eval(&args[1..]),
+        "profile" => profile::profile(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -50,7 +52,10 @@ fn main() -> ExitCode {
                  \x20 bless    run the tests and accept every changed snapshot (review the diff first!)\n\
                  \x20 bench    benchmarks: engine throughput, 30-day runs (events, truth, analysis), then the\n\
                  \x20          live server (start-up, pacing, WebSocket fan-out; about 5 minutes)\n\
-                 \x20          `bench model`: only the first two; `bench live`: only the live server"
+                 \x20          `bench model`: only the first two; `bench live`: only the live server\n\
+                 \x20 profile  [--days D (30)] [--scale K (1)] [--truth]: perf-record a release run of the\n\
+                 \x20          baseline on one core, draw reports/profile/NAME.svg (inferno) and print each\n\
+                 \x20          part's share of the samples (needs linux-perf and `cargo install inferno`)"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
