@@ -393,6 +393,93 @@ async fn pings_arrive_a_silent_client_is_dropped_and_connections_are_limited() {
     let _ = server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_one_chatty_client_and_a_burst_of_commands_each_meet_their_limit() {
+    let limits = Limits {
+        max_connections_per_address: 2,
+        max_client_messages_per_second: 5,
+        max_commands_per_minute: 3,
+        ..Limits::default()
+    };
+    let server = start_server(limits).await;
+    // Per address: the third connection from 127.0.0.1 is refused with 429 before the upgrade.
+    let mut chatty = connect(server.address).await;
+    let second = connect(server.address).await;
+    let url = format!("ws://{}/ws", server.address);
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        Err(error) => panic!("refused another way: {error}"),
+        Ok(_) => panic!("a third connection from one address was accepted past the limit of 2"),
+    }
+    drop(second);
+
+    // Messages: a burst of 30 subscribes at 5 a second (burst 10) gets 10 answers and one
+    // `error` naming the limit; the connection stays and answers again a second later.
+    for _ in 0..30 {
+        send(
+            &mut chatty,
+            r#"{"type":"subscribe","topics":["scenarios"]}"#,
+        )
+        .await;
+    }
+    let mut subscribed = 0;
+    let mut limited = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_millis(300), chatty.next()).await
+        else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+        match message["type"].as_str() {
+            Some("subscribed") => subscribed += 1,
+            Some("error") => limited.push(message),
+            _ => {}
+        }
+    }
+    assert_eq!(subscribed, 10, "the burst allowance is twice the rate");
+    assert_eq!(limited.len(), 1, "told once: {limited:?}");
+    assert_eq!(limited[0]["limitPerSecond"], 5, "{}", limited[0]);
+    send(&mut chatty, r#"{"type":"subscribe","topics":["timeline"]}"#).await;
+    assert_eq!(
+        next_of(&mut chatty, &["subscribed"]).await["type"],
+        "subscribed"
+    );
+
+    // Commands: three resets a minute, the fourth refused with 429, Retry-After and the limit.
+    let client = marketsim::live::api_client::ApiClient::local(server.address.port());
+    for attempt in 1..=4 {
+        let response = client
+            .request("POST", "/api/simulation/reset", None)
+            .await
+            .unwrap_or_else(|e| panic!("reset {attempt}: {e}"));
+        if attempt <= 3 {
+            assert_eq!(response.status, 200, "reset {attempt}: {}", response.body);
+        } else {
+            assert_eq!(response.status, 429, "{}", response.body);
+            let body = response.json().unwrap_or(Value::Null);
+            assert_eq!(body["error"], "rate_limited", "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("max_commands_per_minute"),
+                "{body}"
+            );
+        }
+    }
+    // Reads are not commands.
+    let state = client
+        .request("GET", "/api/simulation/state", None)
+        .await
+        .unwrap_or_else(|e| panic!("state: {e}"));
+    assert_eq!(state.status, 200);
+    let _ = server.shutdown().await;
+}
+
 /// Connects with a tiny receive buffer, so a client that does not read fills its TCP window
 /// quickly and the server-side queue is what overflows.
 async fn connect_with_small_window(address: SocketAddr) -> Socket {

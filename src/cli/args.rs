@@ -165,6 +165,10 @@ pub struct ServeArgs {
     /// Who writes the recommendations (`llm` runs beside the engine, never blocking it).
     #[arg(long, value_enum, default_value = "rules")]
     pub analyst: AnalystChoice,
+    /// Most WebSocket connections from one IP address at once (429 past it); raise it for load
+    /// tests from one machine. SECURITY.md lists every limit.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections_per_address: u32,
 }
 
 /// Arguments of `marketsim run`.

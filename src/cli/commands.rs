@@ -40,6 +40,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         out,
         force,
         analyst,
+        max_connections_per_address,
     } = args;
     let options = marketsim::live::server::ServeOptions {
         script,
@@ -54,7 +55,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         history_ms: history_days * MS_PER_DAY,
         now,
         analyst: analyst.into(),
-        ..Default::default()
+        limits: marketsim::live::Limits {
+            max_connections_per_address: max_connections_per_address as usize,
+            ..Default::default()
+        },
     };
     marketsim::live::server::serve_until_signal(options)?;
     Ok(ExitCode::SUCCESS)

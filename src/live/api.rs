@@ -178,6 +178,9 @@ pub enum ApiError {
         message: String,
         active: Option<Vec<String>>,
     },
+    /// 429: more commands in the last minute than `limits.max_commands_per_minute`.
+    #[error("more than {limit} commands (activate, stop, reset, inject, take action) in the last minute (max_commands_per_minute); retry in {retry_after_s} s")]
+    RateLimited { limit: usize, retry_after_s: u64 },
     /// 413: the body is larger than `limits.max_body_bytes`.
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
@@ -187,6 +190,44 @@ pub enum ApiError {
     /// 500: the runner answered something the API cannot describe; a bug.
     #[error("{0}")]
     Internal(String),
+}
+
+/// Counts a command against `limits.max_commands_per_minute` (a sliding minute over all
+/// clients), or refuses it with the seconds until the oldest counted one leaves the window.
+fn admit_command(app: &AppState) -> Result<(), ApiError> {
+    admit_at(
+        &mut app
+            .command_times
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        Instant::now(),
+        app.limits.max_commands_per_minute,
+    )
+}
+
+/// [`admit_command`]'s rule on a window of accepted times, pure for the tests.
+fn admit_at(
+    window: &mut std::collections::VecDeque<Instant>,
+    now: Instant,
+    limit: usize,
+) -> Result<(), ApiError> {
+    const MINUTE: Duration = Duration::from_secs(60);
+    while window
+        .front()
+        .is_some_and(|&oldest| now.saturating_duration_since(oldest) >= MINUTE)
+    {
+        window.pop_front();
+    }
+    if window.len() >= limit {
+        let oldest = window.front().copied().unwrap_or(now);
+        let wait = MINUTE.saturating_sub(now.saturating_duration_since(oldest));
+        return Err(ApiError::RateLimited {
+            limit,
+            retry_after_s: wait.as_secs().max(1),
+        });
+    }
+    window.push_back(now);
+    Ok(())
 }
 
 /// The body of every error response.
@@ -223,6 +264,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -251,6 +293,7 @@ impl ApiError {
                 body.active = active.clone();
             }
             ApiError::PayloadTooLarge { .. } => body.error = "payload_too_large".to_string(),
+            ApiError::RateLimited { .. } => body.error = "rate_limited".to_string(),
             ApiError::Stopped => body.error = "stopped".to_string(),
             ApiError::Internal(_) => body.error = "internal".to_string(),
         }
@@ -410,7 +453,13 @@ impl From<CommandError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let ApiError::RateLimited { retry_after_s, .. } = self {
+            if let Ok(value) = header::HeaderValue::from_str(&retry_after_s.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 
@@ -667,6 +716,7 @@ async fn activate_scenario(
     State(app): State<AppState>,
     ApiJson(request): ApiJson<ActivateRequest>,
 ) -> Result<Json<ScenarioResponse>, ApiError> {
+    admit_command(&app)?;
     let raw_definition = request
         .definition
         .clone()
@@ -1000,6 +1050,7 @@ async fn list_event_library(State(app): State<AppState>) -> Json<EventLibraryLis
     )
 )]
 async fn reset_simulation(State(app): State<AppState>) -> Result<Json<CommandReply>, ApiError> {
+    admit_command(&app)?;
     Ok(Json(app.runner.command(Command::Reset, None).await?))
 }
 
@@ -1039,6 +1090,7 @@ async fn stop_scenario(
     State(app): State<AppState>,
     ApiJson(request): ApiJson<StopRequest>,
 ) -> Result<Json<StopResponse>, ApiError> {
+    admit_command(&app)?;
     let at_ms = request
         .at
         .as_deref()
@@ -1367,6 +1419,7 @@ async fn inject_event(
     State(app): State<AppState>,
     ApiJson(request): ApiJson<InjectRequest>,
 ) -> Result<Json<CommandReply>, ApiError> {
+    admit_command(&app)?;
     let event = match (request.event_id, request.event) {
         (Some(id), None) => RawEventEntry::Id(id),
         (None, Some(value)) => RawEventEntry::Inline(Box::new(
@@ -1471,6 +1524,7 @@ async fn take_action(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<ActionRequest>,
 ) -> Result<Json<ActionResponse>, ApiError> {
+    admit_command(&app)?;
     let command = Command::Resolve {
         recommendation: id.clone(),
         action: request.action_id,

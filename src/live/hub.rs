@@ -21,6 +21,7 @@
 //! ends exactly where the live events it receives next begin.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub type ClientId = u64;
 
 /// One registered client.
 struct ClientSlot {
+    address: IpAddr,
     subscription: Subscription,
     queue: mpsc::Sender<Utf8Bytes>,
     /// Messages dropped since the last `lag` message reached the queue.
@@ -63,6 +65,8 @@ struct RecentEvent {
 #[derive(Default)]
 struct Registry {
     clients: BTreeMap<ClientId, ClientSlot>,
+    /// Clients per address (only looked up, never iterated).
+    per_address: HashMap<IpAddr, usize>,
     recent: VecDeque<RecentEvent>,
     /// The session's epoch, to turn a client's `lastTimestamp` into virtual time.
     epoch: Option<DateTime<Utc>>,
@@ -88,6 +92,8 @@ pub struct Hub {
 pub enum RegisterError {
     #[error("the server holds its limit of {limit} WebSocket connections; retry later")]
     Full { limit: usize },
+    #[error("{address} holds the limit of {limit} WebSocket connections from one address (max_connections_per_address); close one first")]
+    FullForAddress { address: IpAddr, limit: usize },
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -145,6 +151,7 @@ impl Hub {
     /// of its queue. Refused past `limits.max_connections` and once the hub is closing.
     pub fn register(
         self: &Arc<Self>,
+        address: IpAddr,
     ) -> Result<(ClientGuard, mpsc::Receiver<Utf8Bytes>), RegisterError> {
         if self.closing.is_cancelled() {
             return Err(RegisterError::ShuttingDown);
@@ -158,9 +165,18 @@ impl Hub {
                     limit: self.limits.max_connections,
                 });
             }
+            let from_address = registry.per_address.entry(address).or_default();
+            if *from_address >= self.limits.max_connections_per_address {
+                return Err(RegisterError::FullForAddress {
+                    address,
+                    limit: self.limits.max_connections_per_address,
+                });
+            }
+            *from_address += 1;
             registry.clients.insert(
                 id,
                 ClientSlot {
+                    address,
                     subscription: Subscription::default(),
                     queue,
                     skipped: 0,
@@ -181,7 +197,14 @@ impl Hub {
     fn remove(&self, id: ClientId) {
         let count = {
             let mut registry = self.registry();
-            registry.clients.remove(&id);
+            if let Some(slot) = registry.clients.remove(&id) {
+                if let Some(count) = registry.per_address.get_mut(&slot.address) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        registry.per_address.remove(&slot.address);
+                    }
+                }
+            }
             registry.clients.len()
         };
         Metrics::set(&self.metrics.clients, count as u64);

@@ -53,6 +53,8 @@ pub struct AppState {
     pub catalog: Arc<crate::market::Catalog>,
     /// Who may change the simulation (the admin token, when one is set).
     pub access: Arc<access::AccessPolicy>,
+    /// When the commands of the last minute were accepted (`limits.max_commands_per_minute`).
+    pub command_times: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
 }
 
 /// The documented limits of the live server.
@@ -62,6 +64,16 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most WebSocket connections at once.
     pub max_connections: usize,
+    /// Most WebSocket connections at once from one IP address (429 past it), so one host cannot
+    /// take every slot.
+    pub max_connections_per_address: usize,
+    /// Messages a WebSocket client may send a second on average (twice that in a burst); past
+    /// it a message is dropped and the client told so, at most once a second.
+    pub max_client_messages_per_second: u32,
+    /// Requests that change the session (activate, stop, reset, inject, take action) the server
+    /// accepts a minute, from all clients together (429 past it): each may re-simulate days
+    /// when backdated.
+    pub max_commands_per_minute: usize,
     /// Messages a client's queue holds before it is told it lags and skips ahead.
     pub client_queue: usize,
     /// How long a silent client is kept (no pong, no message), in milliseconds.
@@ -81,6 +93,9 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_address: 256,
+            max_client_messages_per_second: 20,
+            max_commands_per_minute: 120,
             client_queue: 256,
             client_timeout_ms: 30_000,
             ping_every_ms: 10_000,

@@ -80,6 +80,9 @@ pub enum ProtocolError {
         close_names_hint(close)
     )]
     UnknownTopic { topic: String, close: Vec<String> },
+    /// More messages than `limits.max_client_messages_per_second` allows; the message was dropped.
+    #[error("too many messages: at most {per_second} a second on average (max_client_messages_per_second); messages past it are dropped")]
+    RateLimited { per_second: u32 },
     /// A topic whose streams all lie past the first [`MASK_STREAMS`] of the catalog.
     #[error("topic `{topic}` matches only streams past the first {MASK_STREAMS} of the catalog, which the hub cannot route")]
     UnroutableTopic { topic: String },
@@ -107,6 +110,9 @@ impl ProtocolError {
             }
             ProtocolError::UnroutableTopic { topic } => {
                 message["topic"] = serde_json::json!(topic);
+            }
+            ProtocolError::RateLimited { per_second } => {
+                message["limitPerSecond"] = serde_json::json!(per_second);
             }
             _ => {}
         }

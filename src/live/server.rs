@@ -211,6 +211,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
         access: Arc::new(AccessPolicy::with_admin_token(
             options.admin_token.as_deref(),
         )),
+        command_times: Arc::default(),
     };
     let router = router(app_state, limits.max_body_bytes);
     let listener = tokio::net::TcpListener::bind((options.host.as_str(), options.port))

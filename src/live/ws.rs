@@ -14,10 +14,11 @@
 //!   64 KiB) end the connection in the WebSocket layer; smaller oversized messages are answered
 //!   with an `error` naming the limit.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::hub::{ClientGuard, ClientId, Hub};
+use super::hub::{ClientGuard, ClientId, Hub, RegisterError};
 use super::metrics::Metrics;
 use super::protocol::{self, ProtocolError};
 use super::AppState;
@@ -54,17 +55,21 @@ pub fn router() -> Router<AppState> {
 
 /// Registers the client before upgrading, so the connection limit holds without a race and a
 /// refused client gets a plain HTTP 503 it can retry.
-async fn upgrade(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let (guard, queue) = match state.hub.register() {
+async fn upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let (guard, queue) = match state.hub.register(peer.ip()) {
         Ok(registered) => registered,
         Err(error) => {
             tracing::warn!(%error, "WebSocket connection refused");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                error.to_string(),
-            )
-                .into_response();
+            // One address over its share is told so (429); a full or closing server, 503.
+            let status = match error {
+                RegisterError::FullForAddress { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return (status, [(header::RETRY_AFTER, "5")], error.to_string()).into_response();
         }
     };
     let frame_limit = state
@@ -139,6 +144,7 @@ async fn serve_client(
             id,
             state.limits.max_client_message_bytes,
             state.limits.client_timeout_ms,
+            state.limits.max_client_messages_per_second,
         )
         .instrument(span),
     );
@@ -182,8 +188,10 @@ async fn read_loop(
     id: ClientId,
     max_client_message_bytes: usize,
     client_timeout_ms: u64,
+    messages_per_second: u32,
 ) -> ReadEnd {
     let timeout = Duration::from_millis(client_timeout_ms);
+    let mut rate = MessageRate::new(messages_per_second);
     loop {
         let next = match tokio::time::timeout(timeout, stream.next()).await {
             Err(_) => {
@@ -195,6 +203,22 @@ async fn read_loop(
             Ok(Some(Err(error))) => return ReadEnd::Failed(error.to_string()),
             Ok(Some(Ok(message))) => message,
         };
+        if matches!(next, Message::Text(_) | Message::Binary(_)) {
+            match rate.admit(Instant::now()) {
+                Admission::Admitted => {}
+                Admission::Dropped { tell } => {
+                    if tell {
+                        hub.reject(
+                            id,
+                            &ProtocolError::RateLimited {
+                                per_second: messages_per_second,
+                            },
+                        );
+                    }
+                    continue;
+                }
+            }
+        }
         match next {
             Message::Text(text) => {
                 match protocol::parse_client_message(text.as_str(), max_client_message_bytes) {
@@ -223,6 +247,58 @@ async fn read_loop(
             Message::Ping(_) | Message::Pong(_) => {}
             Message::Close(_) => return ReadEnd::ClientClosed,
         }
+    }
+}
+
+/// What the rate limit did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Admitted,
+    /// Dropped; `tell`: the client has not been told in the last second.
+    Dropped {
+        tell: bool,
+    },
+}
+
+/// A token bucket of a client's messages: `per_second` on average, twice that in a burst. Pure
+/// (the caller passes the time), so its rule is tested without waiting.
+struct MessageRate {
+    per_second: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Option<Instant>,
+    last_told: Option<Instant>,
+}
+
+impl MessageRate {
+    fn new(per_second: u32) -> MessageRate {
+        let per_second = f64::from(per_second.max(1));
+        MessageRate {
+            per_second,
+            capacity: 2.0 * per_second,
+            tokens: 2.0 * per_second,
+            last: None,
+            last_told: None,
+        }
+    }
+
+    fn admit(&mut self, now: Instant) -> Admission {
+        if let Some(last) = self.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + refill).min(self.capacity);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Admission::Admitted;
+        }
+        let tell = self
+            .last_told
+            .is_none_or(|told| now.saturating_duration_since(told) >= Duration::from_secs(1));
+        if tell {
+            self.last_told = Some(now);
+        }
+        Admission::Dropped { tell }
     }
 }
 
@@ -274,5 +350,33 @@ async fn write_loop(
         }
         Metrics::add(&metrics.messages_sent, 1);
         Metrics::add(&metrics.bytes_sent, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_twice_the_rate_passes_then_the_average_holds_and_the_client_is_told_once_a_second(
+    ) {
+        let start = Instant::now();
+        let mut rate = MessageRate::new(10);
+        let admitted = (0..25)
+            .filter(|_| rate.admit(start) == Admission::Admitted)
+            .count();
+        assert_eq!(admitted, 20, "the burst is twice the rate");
+        // Told once when it starts dropping, then not again within the second.
+        let mut rate = MessageRate::new(10);
+        let outcomes: Vec<_> = (0..23).map(|_| rate.admit(start)).collect();
+        assert_eq!(outcomes[20], Admission::Dropped { tell: true });
+        assert_eq!(outcomes[22], Admission::Dropped { tell: false });
+        // A second later ten more are allowed (the refill), and the client is told again.
+        let later = start + Duration::from_secs(1);
+        let admitted = (0..10)
+            .filter(|_| rate.admit(later) == Admission::Admitted)
+            .count();
+        assert_eq!(admitted, 10);
+        assert_eq!(rate.admit(later), Admission::Dropped { tell: true });
     }
 }

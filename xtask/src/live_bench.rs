@@ -376,7 +376,13 @@ fn measure_fanout(
     clients: usize,
     subscribe: &str,
 ) -> Result<Fanout, String> {
-    let server = Server::start(binary, &format!("fanout-{clients}-{subscribe}"), &[])?;
+    // Every client comes from this machine: lift the per-address limit (256) to the count.
+    let per_address = clients.to_string();
+    let server = Server::start(
+        binary,
+        &format!("fanout-{clients}-{subscribe}"),
+        &["--max-connections-per-address", &per_address],
+    )?;
     server.wait_until_analyzed()?;
     let (_, metrics_before) = http_get(server.port, "/metrics")?;
     let mut generator = Command::new(load_generator);
