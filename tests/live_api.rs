@@ -756,20 +756,36 @@ async fn the_api_command_prints_answers_and_exits_by_status() {
 
 /// The head of a raw `GET path` answer (status line and headers), lower-cased.
 async fn raw_head(port: u16, path: &str) -> String {
+    raw_request(port, "GET", path, "").await
+}
+
+/// The head of a raw answer to `METHOD path` with `extra` header lines (each ending in CRLF),
+/// lower-cased: what a browser sends that the crate's client does not (Origin).
+async fn raw_request(port: u16, method: &str, path: &str, extra: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .await
         .unwrap_or_else(|e| panic!("write: {e}"));
+    // Read up to the end of the head: a WebSocket upgrade keeps the connection open.
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .unwrap_or_else(|e| panic!("read: {e}"));
+    let mut chunk = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream
+            .read(&mut chunk)
+            .await
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..read]);
+    }
     let text = String::from_utf8_lossy(&raw).to_lowercase();
     text.split("\r\n\r\n")
         .next()
@@ -819,6 +835,27 @@ async fn with_an_admin_token_changes_need_it_and_reads_do_not() {
     assert_eq!(status, 200, "{body}");
     let state = ok_json(&anonymous, "GET", "/api/simulation/state", None).await;
     assert_eq!(state["paused"], true, "{state}");
+
+    // A page of another site is refused even with the token (a browser sends its Origin with
+    // every cross-site POST and WebSocket handshake); the server's own pages are not.
+    let bearer = "Authorization: Bearer correct horse\r\n";
+    let foreign = format!("Origin: http://evil.example\r\n{bearer}");
+    let head = raw_request(port, "POST", "/api/simulation/reset", &foreign).await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    let own = format!("Origin: http://127.0.0.1:{port}\r\n{bearer}");
+    let head = raw_request(port, "POST", "/api/simulation/reset", &own).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let handshake = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let head = raw_request(
+        port,
+        "GET",
+        "/ws",
+        &format!("Origin: http://evil.example\r\n{handshake}"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    let head = raw_request(port, "GET", "/ws", handshake).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
 
     // A refusal says how to authenticate; the pages carry the security headers.
     let head = raw_head(port, "/dashboard").await;

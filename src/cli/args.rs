@@ -146,6 +146,11 @@ pub struct ServeArgs {
     /// WebSocket and the pages stay open. Without one the API is open to whoever can reach it.
     #[arg(long, env = "MARKETSIM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// An origin (e.g. https://ops.example.com) whose pages may also change the simulation and
+    /// open the WebSocket; repeatable. By default only the server's own pages may: a browser
+    /// request from any other site is refused with 403.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
     /// The marketplace's size, as a multiple of the catalog's (1 to 100): this many times the
     /// students, tutors and demand, at the same ratios. Overrides the script's `scale:`.
     #[arg(long, allow_negative_numbers = true, value_parser = parse_scale)]

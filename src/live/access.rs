@@ -17,13 +17,19 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 
-/// Who may change the simulation.
+/// Who may change the simulation, and from which pages.
 #[derive(Debug, Clone, Default)]
 pub struct AccessPolicy {
     /// SHA-256 of the admin token, when one is set. Comparing digests keeps the comparison's
     /// time independent of the token's length as well as of its bytes.
     admin_token_digest: Option<[u8; 32]>,
+    /// Origins (`http://host:port`, lower case, no trailing slash) whose pages may change the
+    /// simulation and open the WebSocket besides the server's own (`--allow-origin`).
+    allowed_origins: Vec<String>,
 }
+
+/// What a request from another site's page is told.
+const CROSS_ORIGIN_MESSAGE: &str = "this request comes from a page of another origin (its Origin header names neither this server nor an origin allowed with --allow-origin); changes and the WebSocket are same-origin";
 
 /// What a refused request is told.
 const UNAUTHORIZED_MESSAGE: &str = "this request changes the simulation and the server was started with an admin token (--admin-token or MARKETSIM_ADMIN_TOKEN): send it as `Authorization: Bearer <token>`";
@@ -38,6 +44,44 @@ impl AccessPolicy {
     pub fn with_admin_token(token: Option<&str>) -> AccessPolicy {
         AccessPolicy {
             admin_token_digest: token.filter(|t| !t.is_empty()).map(digest),
+            allowed_origins: Vec::new(),
+        }
+    }
+
+    /// Pages of these origins may also change the simulation and open the WebSocket.
+    pub fn allowing_origins(mut self, origins: &[String]) -> AccessPolicy {
+        self.allowed_origins = origins
+            .iter()
+            .map(|origin| origin.trim().trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Whether a request may come from the page that sent it: no `Origin` header (not a
+    /// browser, or a same-origin GET), an `Origin` naming this server's own `Host`, or an
+    /// allowed origin. A browser sends `Origin` with every cross-site POST and WebSocket
+    /// handshake, and a page can post JSON as `text/plain` without a preflight, so without this
+    /// check any site the operator visits could reset an open server on 127.0.0.1.
+    pub fn allows_origin(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        if self.allowed_origins.contains(&origin) {
+            return true;
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        match (origin.split_once("://"), host) {
+            (Some((scheme, authority)), Some(host)) => {
+                matches!(scheme, "http" | "https") && authority == host
+            }
+            _ => false,
         }
     }
 
@@ -84,9 +128,16 @@ pub async fn require_admin_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if changes_state(request.method(), request.uri().path())
-        && !state.access.allows_admin(request.headers())
-    {
+    let path = request.uri().path();
+    let guarded = changes_state(request.method(), path) || path == "/ws";
+    if guarded && !state.access.allows_origin(request.headers()) {
+        let body = serde_json::json!({
+            "error": "cross_origin",
+            "message": CROSS_ORIGIN_MESSAGE,
+        });
+        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
+    if changes_state(request.method(), path) && !state.access.allows_admin(request.headers()) {
         let body = serde_json::json!({
             "error": "unauthorized",
             "message": UNAUTHORIZED_MESSAGE,
@@ -173,6 +224,42 @@ mod tests {
     fn without_a_token_everything_is_allowed_and_an_empty_token_is_none() {
         assert!(AccessPolicy::open().allows_admin(&HeaderMap::new()));
         assert!(!AccessPolicy::with_admin_token(Some("")).admin_token_required());
+    }
+
+    fn with_origin(origin: &str, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [(header::ORIGIN, origin), (header::HOST, host)] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+        headers
+    }
+
+    #[test]
+    fn a_page_of_the_server_itself_or_an_allowed_origin_may_change_it_and_another_site_may_not() {
+        let policy = AccessPolicy::open();
+        assert!(
+            policy.allows_origin(&HeaderMap::new()),
+            "no Origin: not a browser"
+        );
+        assert!(policy.allows_origin(&with_origin("http://127.0.0.1:8080", "127.0.0.1:8080")));
+        assert!(policy.allows_origin(&with_origin("HTTP://LOCALHOST:8080/", "localhost:8080")));
+        for (origin, host) in [
+            ("http://evil.example", "127.0.0.1:8080"),
+            ("http://127.0.0.1:9090", "127.0.0.1:8080"),
+            ("null", "127.0.0.1:8080"),
+            ("file://", "127.0.0.1:8080"),
+            ("http://127.0.0.1:8080", ""),
+        ] {
+            assert!(
+                !policy.allows_origin(&with_origin(origin, host)),
+                "{origin} on {host}"
+            );
+        }
+        let allowing = AccessPolicy::open().allowing_origins(&["https://ops.example/".to_string()]);
+        assert!(allowing.allows_origin(&with_origin("https://ops.example", "127.0.0.1:8080")));
+        assert!(!allowing.allows_origin(&with_origin("https://other.example", "127.0.0.1:8080")));
     }
 
     #[test]

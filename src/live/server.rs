@@ -51,6 +51,9 @@ pub struct ServeOptions {
     pub seed: Option<u64>,
     /// The token every state-changing request needs (`--admin-token`); `None`: the API is open.
     pub admin_token: Option<String>,
+    /// Origins besides the server's own whose pages may change the simulation and open the
+    /// WebSocket (`--allow-origin`).
+    pub allowed_origins: Vec<String>,
     /// The marketplace's size factor (`--scale`); `None`: the script's `scale:`.
     pub scale: Option<u32>,
     /// Write the session's run directory here on shutdown.
@@ -72,6 +75,7 @@ impl Default for ServeOptions {
             speed: 60.0,
             seed: None,
             admin_token: None,
+            allowed_origins: Vec::new(),
             scale: None,
             out: None,
             force: false,
@@ -208,9 +212,10 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
         limits: Arc::clone(&limits),
         library: Arc::clone(&plan.library),
         catalog: Arc::clone(&plan.catalog),
-        access: Arc::new(AccessPolicy::with_admin_token(
-            options.admin_token.as_deref(),
-        )),
+        access: Arc::new(
+            AccessPolicy::with_admin_token(options.admin_token.as_deref())
+                .allowing_origins(&options.allowed_origins),
+        ),
         command_times: Arc::default(),
     };
     let router = router(app_state, limits.max_body_bytes);
