@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    directory_contents, marketsim, marketsim_in, root, run_script, stderr, stdout, temp_dir,
+    directory_contents, marketsim, marketsim_in, python_with, root, run_script, stderr, stdout,
+    temp_dir,
 };
 
 fn read_json(path: &Path) -> serde_json::Value {
@@ -185,30 +186,6 @@ fn a_warmup_runs_days_before_the_script_and_keeps_every_entry_at_its_instant() {
 /// `MARKETSIM_REQUIRE_PYTHON` is unset (a plain `cargo test` on a machine without pandas).
 fn python_with_pandas() -> Option<PathBuf> {
     python_with("pandas")
-}
-
-/// The Python of the tests, as [`python_with_pandas`], when it can import `module`.
-fn python_with(module: &str) -> Option<PathBuf> {
-    let candidate = std::env::var_os("MARKETSIM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let has_module = Command::new(&candidate)
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if has_module {
-        return Some(candidate);
-    }
-    assert!(
-        std::env::var_os("MARKETSIM_REQUIRE_PYTHON").is_none(),
-        "{} cannot import {module} (cargo xtask ci installs tests/python/requirements.txt into target/python)",
-        candidate.display()
-    );
-    eprintln!(
-        "skipped: {} has no {module}; `cargo xtask ci` runs this with target/python",
-        candidate.display()
-    );
-    None
 }
 
 #[test]

@@ -873,3 +873,63 @@ async fn with_an_admin_token_changes_need_it_and_reads_do_not() {
         .await
         .unwrap_or_else(|error| panic!("shutdown: {error}"));
 }
+
+/// API fuzzing: schemathesis (from tests/python/requirements.txt) generates requests from the
+/// server's own OpenAPI document — examples, boundary values, wrong types, huge numbers, unicode —
+/// and checks every answer: no 5xx, a documented status code and content type, and a body that
+/// matches the documented schema. A bounded, seeded run, so it is the same in every CI.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
+    let Some(python) = crate::support::python_with("schemathesis") else {
+        return;
+    };
+    let server = start_server().await;
+    let schema = format!(
+        "http://127.0.0.1:{}/api/openapi.json",
+        server.address.port()
+    );
+    let report = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(["-m", "schemathesis.cli", "run", &schema])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "10",
+                "--seed",
+                "42",
+                "--generation-deterministic",
+                "--workers",
+                "1",
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start schemathesis: {e}"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("schemathesis: {e}"));
+    let out = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        report.status.success(),
+        "schemathesis found problems:\n{out}\n{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    // The summary says how many operations and test cases ran (printed for the CI log); a run
+    // that tested nothing proves nothing.
+    let summary: Vec<&str> = out
+        .lines()
+        .filter(|line| line.contains("Tested:") || line.contains("generated"))
+        .collect();
+    eprintln!("schemathesis: {}", summary.join("; "));
+    assert!(
+        summary.iter().any(|line| line.contains("generated")),
+        "no test cases ran:\n{out}"
+    );
+    server
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("shutdown: {error}"));
+}

@@ -66,3 +66,30 @@ pub fn directory_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// The Python of the tests when it can import `module`: `MARKETSIM_PYTHON` (what `cargo xtask
+/// ci` installs into target/python from tests/python/requirements.txt), else `python3`. `None`
+/// when it cannot and `MARKETSIM_REQUIRE_PYTHON` is unset (a plain `cargo test` on a machine
+/// without the packages); with it set, that is a failure.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("MARKETSIM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let has_module = Command::new(&candidate)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if has_module {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var_os("MARKETSIM_REQUIRE_PYTHON").is_none(),
+        "{} cannot import {module} (cargo xtask ci installs tests/python/requirements.txt into target/python)",
+        candidate.display()
+    );
+    eprintln!(
+        "skipped: {} has no {module}; `cargo xtask ci` runs this with target/python",
+        candidate.display()
+    );
+    None
+}

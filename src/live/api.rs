@@ -706,6 +706,9 @@ pub struct ScenarioResponse {
     request_body = ActivateRequest,
     responses(
         (status = 200, description = "The scenario took effect", body = ScenarioResponse),
+        (status = 401, description = "The server has an admin token and the request lacks it (`Authorization: Bearer`)", body = ErrorBody),
+        (status = 403, description = "The request's Origin names another site", body = ErrorBody),
+        (status = 429, description = "Over `max_commands_per_minute`; `Retry-After` says when to retry", body = ErrorBody),
         (status = 400, description = "Malformed body or a value out of range", body = ErrorBody),
         (status = 404, description = "Unknown scenario id; `valid` lists the ids", body = ErrorBody),
         (status = 409, description = "The scenario is already active, or an inline scenario redefined", body = ErrorBody),
@@ -1046,6 +1049,9 @@ async fn list_event_library(State(app): State<AppState>) -> Json<EventLibraryLis
     tag = "simulation",
     responses(
         (status = 200, description = "Everything was cancelled", body = CommandReply),
+        (status = 401, description = "The server has an admin token and the request lacks it (`Authorization: Bearer`)", body = ErrorBody),
+        (status = 403, description = "The request's Origin names another site", body = ErrorBody),
+        (status = 429, description = "Over `max_commands_per_minute`; `Retry-After` says when to retry", body = ErrorBody),
         (status = 503, description = "The simulation has stopped", body = ErrorBody),
     )
 )]
@@ -1082,6 +1088,9 @@ pub struct StopResponse {
     request_body = StopRequest,
     responses(
         (status = 200, description = "The scenarios are settling", body = StopResponse),
+        (status = 401, description = "The server has an admin token and the request lacks it (`Authorization: Bearer`)", body = ErrorBody),
+        (status = 403, description = "The request's Origin names another site", body = ErrorBody),
+        (status = 429, description = "Over `max_commands_per_minute`; `Retry-After` says when to retry", body = ErrorBody),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 409, description = "The scenario is not active (or none is)", body = ErrorBody),
     )
@@ -1352,6 +1361,8 @@ pub struct ControlRequest {
     request_body = ControlRequest,
     responses(
         (status = 200, description = "The state after the change", body = LiveState),
+        (status = 401, description = "The server has an admin token and the request lacks it (`Authorization: Bearer`)", body = ErrorBody),
+        (status = 403, description = "The request's Origin names another site", body = ErrorBody),
         (status = 400, description = "No change asked for, or a speed out of range", body = ErrorBody),
     )
 )]
@@ -1411,6 +1422,9 @@ pub struct InjectRequest {
     request_body = InjectRequest,
     responses(
         (status = 200, description = "The event took effect", body = CommandReply),
+        (status = 401, description = "The server has an admin token and the request lacks it (`Authorization: Bearer`)", body = ErrorBody),
+        (status = 403, description = "The request's Origin names another site", body = ErrorBody),
+        (status = 429, description = "Over `max_commands_per_minute`; `Retry-After` says when to retry", body = ErrorBody),
         (status = 400, description = "Malformed body, bad template or time", body = ErrorBody),
         (status = 404, description = "Unknown event id; `valid` lists the ids", body = ErrorBody),
     )
@@ -1451,7 +1465,9 @@ async fn inject_event(
     get,
     path = "/api/simulation/recording",
     tag = "simulation",
-    responses((status = 200, description = "The recording", body = String, content_type = "text/yaml"))
+    // A YAML document whose top level is a mapping (the run script's keys), so the schema
+    // says object: schemathesis reads YAML answers and checked them against `string`.
+    responses((status = 200, description = "The recording: a run script (YAML mapping)", body = Object, content_type = "text/yaml"))
 )]
 async fn simulation_recording(State(app): State<AppState>) -> Result<Response, ApiError> {
     let yaml = app.runner.recording().await?;
@@ -1514,6 +1530,9 @@ pub struct ActionResponse {
     request_body = ActionRequest,
     responses(
         (status = 200, description = "The recommendation is resolved", body = ActionResponse),
+        (status = 401, description = "The server has an admin token and the request lacks it (`Authorization: Bearer`)", body = ErrorBody),
+        (status = 403, description = "The request's Origin names another site", body = ErrorBody),
+        (status = 429, description = "Over `max_commands_per_minute`; `Retry-After` says when to retry", body = ErrorBody),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 404, description = "Unknown recommendation or action", body = ErrorBody),
         (status = 409, description = "Already resolved, or the session is not analyzed yet", body = ErrorBody),
