@@ -1,12 +1,13 @@
 //! Access control of the live server: the admin token that every state-changing request needs
-//! when one is set (`--admin-token`, `MARKETSIM_ADMIN_TOKEN`), compared in constant time, and the
-//! security headers every answer carries.
+//! when one is set (`--admin-token`, `MARKETSIM_ADMIN_TOKEN`), compared in constant time; the
+//! same-origin rule for changes and the WebSocket; and the security headers every answer carries.
 //!
 //! Reads (every `GET`, the WebSocket, the pages) stay open: the dashboard is meant to be watched.
 //! What changes the simulation — every other method under `/api/` — needs
 //! `Authorization: Bearer <token>` when the server has a token, and is refused with 401 and a
 //! sentence saying so otherwise. Without a token the API is open, as the seed's demo wants, and
-//! `serve` warns when it listens beyond the machine.
+//! `serve` warns when it listens beyond the machine. Either way, a change or a WebSocket
+//! handshake from another site's page (its `Origin` header) is refused with 403.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};

@@ -205,7 +205,7 @@ fn admit_command(app: &AppState) -> Result<(), ApiError> {
     )
 }
 
-/// [`admit_command`]'s rule on a window of accepted times, pure for the tests.
+/// [`admit_command`]'s rule on a window of accepted times; pure, so its test passes the time.
 fn admit_at(
     window: &mut std::collections::VecDeque<Instant>,
     now: Instant,
@@ -1726,4 +1726,30 @@ pub async fn log_requests(State(app): State<AppState>, request: Request, next: N
         "request"
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_window_admits_its_limit_a_minute_and_says_when_to_retry() {
+        let start = Instant::now();
+        let mut window = std::collections::VecDeque::new();
+        for second in 0..3 {
+            let at = start + Duration::from_secs(second);
+            assert!(admit_at(&mut window, at, 3).is_ok(), "command {second}");
+        }
+        let refused = admit_at(&mut window, start + Duration::from_secs(20), 3);
+        match refused {
+            Err(ApiError::RateLimited {
+                limit,
+                retry_after_s,
+            }) => assert_eq!((limit, retry_after_s), (3, 40)),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // A refusal is not counted; once the first command is a minute old, one more fits.
+        assert!(admit_at(&mut window, start + Duration::from_secs(60), 3).is_ok());
+        assert!(admit_at(&mut window, start + Duration::from_secs(60), 3).is_err());
+    }
 }
