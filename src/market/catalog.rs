@@ -448,6 +448,17 @@ pub struct Catalog {
 /// events pending at once, a tenth of the event queue's limit.
 pub const MAX_SCALE: u32 = 100;
 
+/// The scale of a file that does not say (`#[serde(default = …)]`): the catalog as read.
+pub fn unit_scale() -> u32 {
+    1
+}
+
+/// Whether a scale is the default, so files written at it leave the field out
+/// (`#[serde(skip_serializing_if = …)]`) and read the same as before the field existed.
+pub fn is_unit_scale(scale: &u32) -> bool {
+    *scale == 1
+}
+
 impl Catalog {
     /// The catalog bundled with the binary.
     pub fn embedded() -> Result<Catalog, Diagnostic> {

@@ -107,7 +107,10 @@ pub struct Summary {
     pub catalog: FileReference,
     /// The marketplace's size factor (`scale:`, `--scale`): the catalog's students, tutors and
     /// demand times this. Written only when it is not 1.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(
+        default = "crate::market::catalog::unit_scale",
+        skip_serializing_if = "crate::market::catalog::is_unit_scale"
+    )]
     pub scale: u32,
     /// The instant virtual time 0 stands for, ISO 8601.
     pub epoch: String,
@@ -130,14 +133,6 @@ pub struct Summary {
     /// Whether `events.jsonl` was written.
     pub events_file: bool,
     pub streams: Vec<StreamSummary>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn is_one(value: &u32) -> bool {
-    *value == 1
 }
 
 /// Paths in outputs use forward slashes on every platform.

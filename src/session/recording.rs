@@ -30,7 +30,7 @@ pub struct RecordingScript {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog: Option<PathBuf>,
     /// The marketplace's size factor; left out at 1.
-    #[serde(skip_serializing_if = "is_one")]
+    #[serde(skip_serializing_if = "crate::market::catalog::is_unit_scale")]
     pub scale: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<PathBuf>,
@@ -40,10 +40,6 @@ pub struct RecordingScript {
     pub scenarios: Vec<RawScenario>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<RawEntry>,
-}
-
-fn is_one(value: &u32) -> bool {
-    *value == 1
 }
 
 fn format_duration_ms(ms: u64) -> String {

@@ -417,20 +417,15 @@ pub struct Baseline {
     pub format: String,
     pub catalog_sha256: String,
     /// The marketplace size factor the baseline was fitted at (absent: 1).
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(
+        default = "crate::market::catalog::unit_scale",
+        skip_serializing_if = "crate::market::catalog::is_unit_scale"
+    )]
     pub scale: u32,
     pub bucket_ms: u64,
     pub slots_per_week: usize,
     pub source: BaselineSource,
     pub streams: Vec<StreamBaseline>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn is_one(value: &u32) -> bool {
-    *value == 1
 }
 
 fn round4(value: f64) -> f64 {

@@ -148,7 +148,7 @@ pub struct RunIdentity {
     pub catalog: String,
     pub catalog_sha256: String,
     /// The marketplace's size factor; left out at 1.
-    #[serde(skip_serializing_if = "is_one")]
+    #[serde(skip_serializing_if = "crate::market::catalog::is_unit_scale")]
     pub scale: u32,
     pub tool_version: String,
     pub epoch: String,
@@ -196,10 +196,6 @@ impl RunIdentity {
             ("bucketMs", self.bucket_ms.to_string()),
         ]
     }
-}
-
-fn is_one(value: &u32) -> bool {
-    *value == 1
 }
 
 /// A field whose value differs between A and B.
