@@ -874,6 +874,121 @@ async fn with_an_admin_token_changes_need_it_and_reads_do_not() {
         .unwrap_or_else(|error| panic!("shutdown: {error}"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_read_token_data_and_the_websocket_need_it_and_the_pages_do_not() {
+    let now = NOW
+        .parse()
+        .unwrap_or_else(|error| panic!("bad test time {NOW}: {error}"));
+    let server = start(ServeOptions {
+        port: 0,
+        history_ms: 6 * 3_600_000,
+        speed: 600.0,
+        now: Some(now),
+        admin_token: Some("admin secret".to_string()),
+        read_token: Some("watch secret".to_string()),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|error| panic!("the server did not start: {error}"));
+    let port = server.address.port();
+    let anonymous = client_of(&server);
+    let wrong = client_of(&server).with_bearer_token(Some("watch secreT"));
+    let reader = client_of(&server).with_bearer_token(Some("watch secret"));
+    let admin = client_of(&server).with_bearer_token(Some("admin secret"));
+
+    // Every read of data refuses a request without a token or with a wrong one, and answers the
+    // read token and the admin token; the document and the health check stay open.
+    let open_paths = ["/api/openapi.json", "/healthz"];
+    for (method, path) in ROUTES.iter().filter(|(method, _)| *method == "GET") {
+        let response = call(&reader, method, path, None).await;
+        assert_eq!(response.status, 200, "{path} with the read token");
+        let response = call(&admin, method, path, None).await;
+        assert_eq!(response.status, 200, "{path} with the admin token");
+        for client in [&anonymous, &wrong] {
+            let response = call(client, method, path, None).await;
+            if open_paths.contains(path) {
+                assert_eq!(response.status, 200, "{path} stays open");
+            } else {
+                assert_eq!(response.status, 401, "{path}: {}", response.body);
+                assert!(response.body.contains("--read-token"), "{}", response.body);
+            }
+        }
+    }
+    // The read token does not change the simulation; the admin token does.
+    let pause = json!({ "action": "pause" });
+    let (status, body) = json_call(
+        &reader,
+        "POST",
+        "/api/simulation/control",
+        Some(pause.clone()),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = json_call(&admin, "POST", "/api/simulation/control", Some(pause)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The WebSocket takes the token as a header or as `access_token` (a browser cannot send the
+    // header); without it the handshake is refused before the upgrade.
+    let handshake = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for (path, headers, expected) in [
+        ("/ws", handshake.to_string(), "401"),
+        ("/ws?access_token=nope", handshake.to_string(), "401"),
+        (
+            "/ws?access_token=watch%20secret",
+            handshake.to_string(),
+            "101",
+        ),
+        (
+            "/ws",
+            format!("Authorization: Bearer watch secret\r\n{handshake}"),
+            "101",
+        ),
+    ] {
+        let head = raw_request(port, "GET", path, &headers).await;
+        assert!(
+            head.starts_with(&format!("http/1.1 {expected}")),
+            "{path}: {head}"
+        );
+    }
+    // The command-line client sends its --token; without it, it says what is missing.
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut options = marketsim::live::ws_client::ClientOptions {
+        url,
+        topics: vec!["*".to_string()],
+        count: Some(1),
+        seconds: Some(20.0),
+        table: false,
+        bearer_token: None,
+    };
+    let refused = marketsim::live::ws_client::run(&options, &mut Vec::new()).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("--read-token"), "{message}");
+    options.bearer_token = Some("watch secret".to_string());
+    let (status, _) = json_call(
+        &admin,
+        "POST",
+        "/api/simulation/control",
+        Some(json!({ "action": "resume" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut printed = Vec::new();
+    let summary = marketsim::live::ws_client::run(&options, &mut printed)
+        .await
+        .unwrap_or_else(|error| panic!("the client with the read token: {error}"));
+    assert_eq!(summary.events, 1, "{}", String::from_utf8_lossy(&printed));
+
+    // The pages load without a token: they ask for it.
+    for page in ["/dashboard", "/admin", "/assets/access-token.js"] {
+        let head = raw_head(port, page).await;
+        assert!(head.starts_with("http/1.1 200"), "{page}: {head}");
+    }
+    server
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("shutdown: {error}"));
+}
+
 /// API fuzzing: schemathesis (from tests/python/requirements.txt) generates requests from the
 /// server's own OpenAPI document — examples, boundary values, wrong types, huge numbers, unicode —
 /// and checks every answer: no 5xx, a documented status code and content type, and a body that

@@ -175,6 +175,8 @@ fn settings(base_url: &str, timeout_ms: u64) -> LlmSettings {
         context_tokens: DEFAULT_CONTEXT_TOKENS,
         failure_budget: Duration::from_millis(DEFAULT_FAILURE_BUDGET_MS),
         max_calls: MAX_CALLS_PER_RUN,
+        // Tests make their calls within a second; the per-minute limit has its own test.
+        max_calls_per_minute: MAX_CALLS_PER_RUN,
     }
 }
 
@@ -742,6 +744,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             context_tokens: 8_192,
             failure_budget: Duration::from_millis(60_000),
             max_calls: 24,
+            max_calls_per_minute: 12,
         }))
     );
     assert_eq!(
@@ -754,6 +757,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             ("MARKETSIM_LLM_CONTEXT_TOKENS", "4096"),
             ("MARKETSIM_LLM_FAILURE_BUDGET_MS", "90000"),
             ("MARKETSIM_LLM_MAX_CALLS", "64"),
+            ("MARKETSIM_LLM_MAX_CALLS_PER_MINUTE", "30"),
         ]),
         Ok(Some(LlmSettings {
             api_key: "ollama".to_string(),
@@ -764,6 +768,7 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
             context_tokens: 4_096,
             failure_budget: Duration::from_millis(90_000),
             max_calls: 64,
+            max_calls_per_minute: 30,
         }))
     );
     let invalid = [
@@ -790,6 +795,10 @@ fn settings_come_from_variables_with_defaults_and_need_an_api_key() {
         (
             ("MARKETSIM_LLM_MAX_CALLS", "0"),
             "invalid setting MARKETSIM_LLM_MAX_CALLS: must be more than 0 (use --analyst rules to ask no model)",
+        ),
+        (
+            ("MARKETSIM_LLM_MAX_CALLS_PER_MINUTE", "0"),
+            "invalid setting MARKETSIM_LLM_MAX_CALLS_PER_MINUTE: must be more than 0 (use --analyst rules to ask no model)",
         ),
         (
             ("MARKETSIM_LLM_FAILURE_BUDGET_MS", "0"),
@@ -895,6 +904,26 @@ fn past_the_call_cap_the_rules_answer_every_analysis() {
         last.reason
             .as_deref()
             .is_some_and(|r| r.contains("model calls are spent")),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn past_the_calls_a_minute_the_rules_answer_until_the_minute_has_passed() {
+    let server = FakeServer::start(|_, _| FakeReply::completion(&good_reply()));
+    let mut settings = settings(&server.base_url, 5_000);
+    settings.max_calls_per_minute = 3;
+    let mut analyst = LlmAnalyst::new(settings).expect("analyst");
+    for _ in 0..5 {
+        assert!(!analyst.analyze(&context()).is_empty());
+    }
+    assert_eq!(server.requests().len(), 3);
+    assert_eq!(call_sources(&analyst), "llm×3, rules-fallback×2");
+    let last = analyst.calls().pop().expect("calls");
+    assert!(
+        last.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("3 times in the last minute")),
         "{last:?}"
     );
 }

@@ -48,6 +48,11 @@ use super::{Analyst, AnalystCall};
 /// analyst (marked `rules-fallback`), so the cap limits model calls, never the analysis.
 /// The default of `MARKETSIM_LLM_MAX_CALLS` (see [`LlmSettings::max_calls`]).
 pub const MAX_CALLS_PER_RUN: usize = 24;
+
+/// The default of `MARKETSIM_LLM_MAX_CALLS_PER_MINUTE` (see [`LlmSettings::max_calls_per_minute`]):
+/// a live server at 600× closes an hour's bucket every 6 s, ten analyses a minute; a paid API
+/// should not see more than this from one session however fast it runs.
+pub const MAX_CALLS_PER_MINUTE: usize = 12;
 /// The model used when `MARKETSIM_LLM_MODEL` is not set.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 /// The reply budget (`max_completion_tokens`): ten recommendations of a few sentences fit; a
@@ -154,6 +159,9 @@ pub struct LlmSettings {
     /// Model calls a run (or a live session) makes at most; the rules answer the analyses
     /// after them. A paid API costs per call; a local server costs only time.
     pub max_calls: usize,
+    /// Model calls in any minute of wall time at most; the rules answer the analyses past it
+    /// (the model is asked again once a minute has passed since the oldest of them).
+    pub max_calls_per_minute: usize,
 }
 
 /// The API key stays out of debug output, which ends up in logs.
@@ -169,6 +177,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("context_tokens", &self.context_tokens)
             .field("failure_budget", &self.failure_budget)
             .field("max_calls", &self.max_calls)
+            .field("max_calls_per_minute", &self.max_calls_per_minute)
             .finish()
     }
 }
@@ -189,7 +198,9 @@ impl LlmSettings {
     /// `MARKETSIM_LLM_RETRIES` (default [`DEFAULT_MAX_RETRIES`]) and
     /// `MARKETSIM_LLM_CONTEXT_TOKENS` (default [`DEFAULT_CONTEXT_TOKENS`]) and
     /// `MARKETSIM_LLM_FAILURE_BUDGET_MS` (default [`DEFAULT_FAILURE_BUDGET_MS`]) and
-    /// `MARKETSIM_LLM_MAX_CALLS` (default [`MAX_CALLS_PER_RUN`]). Empty values count as unset.
+    /// `MARKETSIM_LLM_MAX_CALLS` (default [`MAX_CALLS_PER_RUN`]) and
+    /// `MARKETSIM_LLM_MAX_CALLS_PER_MINUTE` (default [`MAX_CALLS_PER_MINUTE`]). Empty values
+    /// count as unset.
     pub fn from_vars(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<LlmSettings>, LlmError> {
@@ -235,6 +246,10 @@ impl LlmSettings {
             None => MAX_CALLS_PER_RUN,
             Some(text) => parse_u32(&text, "MARKETSIM_LLM_MAX_CALLS")? as usize,
         };
+        let max_calls_per_minute = match read("MARKETSIM_LLM_MAX_CALLS_PER_MINUTE") {
+            None => MAX_CALLS_PER_MINUTE,
+            Some(text) => parse_u32(&text, "MARKETSIM_LLM_MAX_CALLS_PER_MINUTE")? as usize,
+        };
         let settings = LlmSettings {
             api_key,
             base_url,
@@ -244,6 +259,7 @@ impl LlmSettings {
             context_tokens,
             failure_budget: Duration::from_millis(failure_budget_ms),
             max_calls,
+            max_calls_per_minute,
         };
         settings.validate()?;
         Ok(Some(settings))
@@ -279,6 +295,12 @@ impl LlmSettings {
         if self.max_calls == 0 {
             return Err(LlmError::InvalidSetting {
                 name: "MARKETSIM_LLM_MAX_CALLS",
+                detail: "must be more than 0 (use --analyst rules to ask no model)".to_string(),
+            });
+        }
+        if self.max_calls_per_minute == 0 {
+            return Err(LlmError::InvalidSetting {
+                name: "MARKETSIM_LLM_MAX_CALLS_PER_MINUTE",
                 detail: "must be more than 0 (use --analyst rules to ask no model)".to_string(),
             });
         }
@@ -616,6 +638,8 @@ pub struct LlmAnalyst {
     schema_refused: bool,
     /// Time spent on calls the endpoint failed (see [`FAILED_CALLS_BUDGET`]).
     failed_calls_time: Duration,
+    /// When the model calls of the last minute started (`max_calls_per_minute`).
+    recent_call_starts: std::collections::VecDeque<std::time::Instant>,
 }
 
 impl std::fmt::Debug for LlmAnalyst {
@@ -661,6 +685,7 @@ impl LlmAnalyst {
             next_cooldown: CIRCUIT_COOLDOWN_ANALYSES,
             schema_refused: false,
             failed_calls_time: Duration::ZERO,
+            recent_call_starts: std::collections::VecDeque::new(),
         })
     }
 
@@ -818,8 +843,26 @@ impl Analyst for LlmAnalyst {
                 0,
             );
         }
-        self.model_calls += 1;
         let started = std::time::Instant::now();
+        while self
+            .recent_call_starts
+            .front()
+            .is_some_and(|&start| started.duration_since(start) >= Duration::from_secs(60))
+        {
+            self.recent_call_starts.pop_front();
+        }
+        if self.recent_call_starts.len() >= self.settings.max_calls_per_minute {
+            return self.answer_with_rules(
+                context,
+                format!(
+                    "not asked: the model was asked {} times in the last minute (MARKETSIM_LLM_MAX_CALLS_PER_MINUTE)",
+                    self.recent_call_starts.len()
+                ),
+                0,
+            );
+        }
+        self.recent_call_starts.push_back(started);
+        self.model_calls += 1;
         let budget = self.settings.timeout.min(failure_budget_left);
         let (outcome, progress) = self.ask(context, budget);
         self.schema_refused |= progress.schema_refused;

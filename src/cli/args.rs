@@ -76,7 +76,8 @@ pub struct ApiArgs {
     /// The server.
     #[arg(long, default_value = marketsim::live::api_client::DEFAULT_URL)]
     pub url: String,
-    /// The server's admin token, for the calls that change the simulation.
+    /// The server's token: the admin token for calls that change the simulation, the read (or
+    /// admin) token for reads of a server started with --read-token.
     #[arg(long, env = "MARKETSIM_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     #[command(subcommand)]
@@ -146,6 +147,12 @@ pub struct ServeArgs {
     /// WebSocket and the pages stay open. Without one the API is open to whoever can reach it.
     #[arg(long, env = "MARKETSIM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The token every read of the simulation's data must carry (the API's reads, /metrics and
+    /// the WebSocket, which also takes it as `?access_token=`); the admin token works too. The
+    /// pages, /healthz and the OpenAPI document stay open; the pages ask for it once per tab.
+    /// With no admin token, changes need this token.
+    #[arg(long, env = "MARKETSIM_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
     /// An origin (e.g. https://ops.example.com) whose pages may also change the simulation and
     /// open the WebSocket; repeatable. By default only the server's own pages may: a browser
     /// request from any other site is refused with 403.
@@ -435,6 +442,10 @@ pub struct WsClientArgs {
     /// Print a compact table (time, stream, normalized, flag) instead of JSON lines.
     #[arg(long)]
     pub table: bool,
+    /// The server's read (or admin) token, for a server started with --read-token; sent as
+    /// `Authorization: Bearer`.
+    #[arg(long, env = "MARKETSIM_READ_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -34,6 +34,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         speed,
         seed,
         admin_token,
+        read_token,
         allowed_origins,
         scale,
         history_days,
@@ -50,6 +51,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         speed,
         seed,
         admin_token,
+        read_token,
         allowed_origins,
         scale,
         out,
@@ -413,6 +415,7 @@ pub fn watch_websocket(args: WsClientArgs) -> Result<ExitCode> {
         count,
         seconds,
         table,
+        token,
     } = args;
     let options = ws_client::ClientOptions {
         url,
@@ -420,6 +423,7 @@ pub fn watch_websocket(args: WsClientArgs) -> Result<ExitCode> {
         count,
         seconds,
         table,
+        bearer_token: token,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,13 +1,22 @@
 //! Access control of the live server: the admin token that every state-changing request needs
-//! when one is set (`--admin-token`, `MARKETSIM_ADMIN_TOKEN`), compared in constant time; the
-//! same-origin rule for changes and the WebSocket; and the security headers every answer carries.
+//! when one is set (`--admin-token`, `MARKETSIM_ADMIN_TOKEN`), the read token that every read of
+//! the simulation's data needs when one is set (`--read-token`, `MARKETSIM_READ_TOKEN`), both
+//! compared in constant time; the same-origin rule for changes and the WebSocket; and the
+//! security headers every answer carries.
 //!
-//! Reads (every `GET`, the WebSocket, the pages) stay open: the dashboard is meant to be watched.
-//! What changes the simulation — every other method under `/api/` — needs
-//! `Authorization: Bearer <token>` when the server has a token, and is refused with 401 and a
-//! sentence saying so otherwise. Without a token the API is open, as the seed's demo wants, and
-//! `serve` warns when it listens beyond the machine. Either way, a change or a WebSocket
-//! handshake from another site's page (its `Origin` header) is refused with 403.
+//! Without a read token, reads (every `GET`, the WebSocket, the pages) stay open: the dashboard
+//! is meant to be watched. With one, every read of data — `GET` under `/api/` but the OpenAPI
+//! document, `/metrics` and the WebSocket — needs `Authorization: Bearer <token>` (the read or
+//! the admin token); a browser cannot set that header on a WebSocket, so `/ws` also takes it as
+//! the `access_token` query parameter (RFC 6750 §2.3). The pages, their assets, `/healthz` and
+//! the OpenAPI document stay open: they carry no data of the run.
+//!
+//! What changes the simulation — every other method under `/api/` — needs the admin token when
+//! the server has one; with only a read token, the read token (whoever may watch may act, and no
+//! stranger may do either). A refusal is a 401 with a sentence saying which token is missing.
+//! Without any token the API is open, as the seed's demo wants, and `serve` warns when it listens
+//! beyond the machine. Either way, a change or a WebSocket handshake from another site's page
+//! (its `Origin` header) is refused with 403.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -24,6 +33,8 @@ pub struct AccessPolicy {
     /// SHA-256 of the admin token, when one is set. Comparing digests keeps the comparison's
     /// time independent of the token's length as well as of its bytes.
     admin_token_digest: Option<[u8; 32]>,
+    /// SHA-256 of the read token, when one is set: reads then need it (or the admin token).
+    read_token_digest: Option<[u8; 32]>,
     /// Origins (`http://host:port`, lower case, no trailing slash) whose pages may change the
     /// simulation and open the WebSocket besides the server's own (`--allow-origin`).
     allowed_origins: Vec<String>,
@@ -32,8 +43,14 @@ pub struct AccessPolicy {
 /// What a request from another site's page is told.
 const CROSS_ORIGIN_MESSAGE: &str = "this request comes from a page of another origin (its Origin header names neither this server nor an origin allowed with --allow-origin); changes and the WebSocket are same-origin";
 
-/// What a refused request is told.
-const UNAUTHORIZED_MESSAGE: &str = "this request changes the simulation and the server was started with an admin token (--admin-token or MARKETSIM_ADMIN_TOKEN): send it as `Authorization: Bearer <token>`";
+/// What a refused change is told when the server has an admin token.
+const UNAUTHORIZED_CHANGE_MESSAGE: &str = "this request changes the simulation and the server was started with an admin token (--admin-token or MARKETSIM_ADMIN_TOKEN): send it as `Authorization: Bearer <token>`";
+
+/// What a refused change is told when the server has only a read token.
+const UNAUTHORIZED_CHANGE_READ_TOKEN_MESSAGE: &str = "this request changes the simulation and the server was started with a read token (--read-token or MARKETSIM_READ_TOKEN) and no admin token: send the read token as `Authorization: Bearer <token>`";
+
+/// What a refused read is told.
+const UNAUTHORIZED_READ_MESSAGE: &str = "this request reads the simulation and the server was started with a read token (--read-token or MARKETSIM_READ_TOKEN): send it (or the admin token) as `Authorization: Bearer <token>`, or on /ws as the `access_token` query parameter";
 
 impl AccessPolicy {
     /// No token: every request is allowed.
@@ -45,8 +62,15 @@ impl AccessPolicy {
     pub fn with_admin_token(token: Option<&str>) -> AccessPolicy {
         AccessPolicy {
             admin_token_digest: token.filter(|t| !t.is_empty()).map(digest),
+            read_token_digest: None,
             allowed_origins: Vec::new(),
         }
+    }
+
+    /// Reads of data also need a token: `token` or the admin token. An empty token is no token.
+    pub fn with_read_token(mut self, token: Option<&str>) -> AccessPolicy {
+        self.read_token_digest = token.filter(|t| !t.is_empty()).map(digest);
+        self
     }
 
     /// Pages of these origins may also change the simulation and open the WebSocket.
@@ -90,16 +114,56 @@ impl AccessPolicy {
         self.admin_token_digest.is_some()
     }
 
-    /// Whether `headers` carry the admin token (always, when none is set).
+    pub fn read_token_required(&self) -> bool {
+        self.read_token_digest.is_some()
+    }
+
+    /// Whether a change may be made with `headers`: it carries the admin token, or, when the
+    /// server has only a read token, the read token; always, when the server has neither.
     pub fn allows_admin(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.admin_token_digest else {
-            return true;
+        let expected = match (&self.admin_token_digest, &self.read_token_digest) {
+            (Some(admin), _) => admin,
+            (None, Some(read)) => read,
+            (None, None) => return true,
         };
         let Some(given) = bearer_token(headers) else {
             return false;
         };
         bool::from(digest(given).ct_eq(expected))
     }
+
+    /// Whether a read may be made with `headers` (or, for the WebSocket, the `access_token` of
+    /// `query`): it carries the read or the admin token; always, when there is no read token.
+    pub fn allows_read(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
+        let Some(read) = &self.read_token_digest else {
+            return true;
+        };
+        let given = bearer_token(headers).map(digest).or_else(|| {
+            query
+                .and_then(access_token_parameter)
+                .map(|token| digest(&token))
+        });
+        let Some(given) = given else {
+            return false;
+        };
+        // Both comparisons run whatever the first says, so the time says nothing about which
+        // token was close.
+        let matches_read = given.ct_eq(read);
+        let matches_admin = self
+            .admin_token_digest
+            .as_ref()
+            .map_or(subtle::Choice::from(0), |admin| given.ct_eq(admin));
+        bool::from(matches_read | matches_admin)
+    }
+}
+
+/// The `access_token` parameter of a query string, percent-decoded (RFC 6750 §2.3: how a client
+/// that cannot set headers — a browser's WebSocket — sends a bearer token).
+fn access_token_parameter(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|token| !token.is_empty())
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -122,9 +186,18 @@ pub fn changes_state(method: &Method, path: &str) -> bool {
     path.starts_with("/api/") && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Refuses a state-changing request without the admin token: 401 with the error body every
-/// refusal of the API has, and `WWW-Authenticate: Bearer`.
-pub async fn require_admin_token(
+/// Whether a request reads the simulation's data, which a read token guards: the API's reads
+/// (not its OpenAPI document, which describes the API and holds no data), `/metrics` and the
+/// WebSocket. Pages, assets and `/healthz` hold no data and stay open, so a browser can load the
+/// page that asks for the token.
+pub fn reads_data(method: &Method, path: &str) -> bool {
+    let api_read = path.starts_with("/api/") && path != "/api/openapi.json";
+    (api_read || path == "/metrics" || path == "/ws") && !changes_state(method, path)
+}
+
+/// Refuses a request from another site's page (403), a change without the token it needs and a
+/// read of data without the read token when one is set (401).
+pub async fn require_tokens(
     State(state): State<AppState>,
     request: Request,
     next: Next,
@@ -139,21 +212,38 @@ pub async fn require_admin_token(
         return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }
     if changes_state(request.method(), path) && !state.access.allows_admin(request.headers()) {
-        let body = serde_json::json!({
-            "error": "unauthorized",
-            "message": UNAUTHORIZED_MESSAGE,
-        });
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"marketsim\""),
-            )],
-            axum::Json(body),
-        )
-            .into_response();
+        let message = if state.access.admin_token_required() {
+            UNAUTHORIZED_CHANGE_MESSAGE
+        } else {
+            UNAUTHORIZED_CHANGE_READ_TOKEN_MESSAGE
+        };
+        return unauthorized(message);
+    }
+    if reads_data(request.method(), path)
+        && !state
+            .access
+            .allows_read(request.headers(), request.uri().query())
+    {
+        return unauthorized(UNAUTHORIZED_READ_MESSAGE);
     }
     next.run(request).await
+}
+
+/// 401 with the error body every refusal of the API has, and `WWW-Authenticate: Bearer`.
+fn unauthorized(message: &'static str) -> Response {
+    let body = serde_json::json!({
+        "error": "unauthorized",
+        "message": message,
+    });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"marketsim\""),
+        )],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// The content security policy of every answer: the pages run only their own scripts (no inline
@@ -261,6 +351,51 @@ mod tests {
         let allowing = AccessPolicy::open().allowing_origins(&["https://ops.example/".to_string()]);
         assert!(allowing.allows_origin(&with_origin("https://ops.example", "127.0.0.1:8080")));
         assert!(!allowing.allows_origin(&with_origin("https://other.example", "127.0.0.1:8080")));
+    }
+
+    #[test]
+    fn with_a_read_token_reads_need_it_or_the_admin_token_and_changes_need_the_admin_token() {
+        let policy = AccessPolicy::with_admin_token(Some("admin")).with_read_token(Some("watch"));
+        assert!(policy.read_token_required());
+        assert!(policy.allows_read(&with_authorization("Bearer watch"), None));
+        assert!(policy.allows_read(&with_authorization("Bearer admin"), None));
+        assert!(!policy.allows_read(&with_authorization("Bearer wrong"), None));
+        assert!(!policy.allows_read(&HeaderMap::new(), None));
+        // The WebSocket's query parameter, percent-decoded, among others.
+        assert!(policy.allows_read(&HeaderMap::new(), Some("access_token=watch")));
+        assert!(policy.allows_read(&HeaderMap::new(), Some("x=1&access_token=adm%69n")));
+        assert!(!policy.allows_read(&HeaderMap::new(), Some("access_token=")));
+        assert!(!policy.allows_read(&HeaderMap::new(), Some("token=watch")));
+        // The read token does not change the simulation when there is an admin token.
+        assert!(!policy.allows_admin(&with_authorization("Bearer watch")));
+        assert!(policy.allows_admin(&with_authorization("Bearer admin")));
+        // With only a read token, it guards changes too: no stranger may act.
+        let read_only = AccessPolicy::open().with_read_token(Some("watch"));
+        assert!(read_only.allows_admin(&with_authorization("Bearer watch")));
+        assert!(!read_only.allows_admin(&HeaderMap::new()));
+        // Without one, reads are open.
+        assert!(AccessPolicy::with_admin_token(Some("admin")).allows_read(&HeaderMap::new(), None));
+    }
+
+    #[test]
+    fn a_read_token_guards_data_and_not_the_pages_the_document_or_health() {
+        for (method, path) in [
+            (Method::GET, "/api/simulation/state"),
+            (Method::GET, "/api/simulation/history"),
+            (Method::GET, "/metrics"),
+            (Method::GET, "/ws"),
+        ] {
+            assert!(reads_data(&method, path), "{path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/api/openapi.json"),
+            (Method::GET, "/dashboard"),
+            (Method::GET, "/assets/dashboard.js"),
+            (Method::GET, "/healthz"),
+            (Method::POST, "/api/simulation/reset"),
+        ] {
+            assert!(!reads_data(&method, path), "{path}");
+        }
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct ServeOptions {
     pub seed: Option<u64>,
     /// The token every state-changing request needs (`--admin-token`); `None`: the API is open.
     pub admin_token: Option<String>,
+    /// The token every read of the simulation's data needs (`--read-token`); `None`: reads are
+    /// open.
+    pub read_token: Option<String>,
     /// Origins besides the server's own whose pages may change the simulation and open the
     /// WebSocket (`--allow-origin`).
     pub allowed_origins: Vec<String>,
@@ -75,6 +78,7 @@ impl Default for ServeOptions {
             speed: 60.0,
             seed: None,
             admin_token: None,
+            read_token: None,
             allowed_origins: Vec::new(),
             scale: None,
             out: None,
@@ -214,6 +218,7 @@ pub async fn start(options: ServeOptions) -> Result<RunningServer, AppError> {
         catalog: Arc::clone(&plan.catalog),
         access: Arc::new(
             AccessPolicy::with_admin_token(options.admin_token.as_deref())
+                .with_read_token(options.read_token.as_deref())
                 .allowing_origins(&options.allowed_origins),
         ),
         command_times: Arc::default(),
@@ -265,7 +270,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            access::require_admin_token,
+            access::require_tokens,
         ))
         .layer(axum::middleware::from_fn(access::security_headers))
         .layer(axum::middleware::from_fn_with_state(
@@ -349,10 +354,10 @@ pub fn serve_until_signal(options: ServeOptions) -> Result<(), AppError> {
             source,
         })?;
     runtime.block_on(async move {
-        let token_set = AccessPolicy::with_admin_token(options.admin_token.as_deref())
-            .admin_token_required();
+        let policy = AccessPolicy::with_admin_token(options.admin_token.as_deref())
+            .with_read_token(options.read_token.as_deref());
         let loopback = ["127.0.0.1", "localhost", "::1"].contains(&options.host.as_str());
-        if !loopback && !token_set {
+        if !loopback && !policy.admin_token_required() && !policy.read_token_required() {
             tracing::warn!(host = %options.host, "listening beyond this machine without an admin token: anyone who can reach this address can change the simulation; set --admin-token or MARKETSIM_ADMIN_TOKEN");
         }
         let server = start(options).await?;

@@ -23,6 +23,8 @@ pub struct ClientOptions {
     pub seconds: Option<f64>,
     /// A compact table (time, stream, normalized, flag) instead of JSON lines.
     pub table: bool,
+    /// Sent as `Authorization: Bearer …` with the handshake (a server with `--read-token`).
+    pub bearer_token: Option<String>,
 }
 
 /// How a session of the client went.
@@ -39,6 +41,12 @@ pub struct ClientSummary {
 pub enum ClientError {
     #[error("cannot connect to {url}: {detail} (is `marketsim serve` running there?)")]
     Connect { url: String, detail: String },
+    #[error("{url} refused the connection with {status}: the server was started with --read-token; pass its read (or admin) token with --token or MARKETSIM_READ_TOKEN")]
+    Unauthorized { url: String, status: u16 },
+    #[error("{url} is not a WebSocket address (ws://host:port/ws): {detail}")]
+    BadUrl { url: String, detail: String },
+    #[error("the token cannot be sent in an HTTP header (it holds a line break or another control character)")]
+    BadToken,
     #[error("the server refused the subscription: {message}")]
     Refused { message: String },
     #[error("the connection failed: {detail}")]
@@ -47,6 +55,37 @@ pub enum ClientError {
     BadSeconds { seconds: f64 },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+/// The handshake request of `options.url`, with the bearer token when there is one.
+fn handshake_request(
+    options: &ClientOptions,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, ClientError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let bad_url = |detail: String| ClientError::BadUrl {
+        url: options.url.clone(),
+        detail,
+    };
+    let mut request = options
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|error| bad_url(error.to_string()))?;
+    if let Some(token) = options
+        .bearer_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+    {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::BadToken)?;
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::header::AUTHORIZATION,
+            value,
+        );
+    }
+    Ok(request)
 }
 
 /// Connects, subscribes and prints events to `out` (notes go to standard error) until the
@@ -62,7 +101,7 @@ pub async fn run(
         Some(seconds) => return Err(ClientError::BadSeconds { seconds }),
         None => None,
     };
-    let connecting = tokio_tungstenite::connect_async(options.url.as_str());
+    let connecting = tokio_tungstenite::connect_async(handshake_request(options)?);
     let connected = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, connecting)
             .await
@@ -72,9 +111,19 @@ pub async fn run(
             })?,
         None => connecting.await,
     };
-    let (mut socket, _) = connected.map_err(|error| ClientError::Connect {
-        url: options.url.clone(),
-        detail: error.to_string(),
+    let (mut socket, _) = connected.map_err(|error| match error {
+        tokio_tungstenite::tungstenite::Error::Http(response)
+            if matches!(response.status().as_u16(), 401 | 403) =>
+        {
+            ClientError::Unauthorized {
+                url: options.url.clone(),
+                status: response.status().as_u16(),
+            }
+        }
+        error => ClientError::Connect {
+            url: options.url.clone(),
+            detail: error.to_string(),
+        },
     })?;
     let subscribe = serde_json::json!({ "type": "subscribe", "topics": options.topics });
     socket

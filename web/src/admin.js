@@ -74,8 +74,9 @@ async function callApi(method, path, body) {
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
     };
-    // Changes carry the admin token when the server has one (asked for on the first 401).
-    response = method === 'GET' ? await fetch(path, init) : await window.marketsimAdminToken.fetchWithToken(path, init);
+    // Requests carry the server's token when it has one (asked for on the first 401): changes
+    // need the admin token, and reads the read token when the server has one.
+    response = await window.marketsimToken.fetchWithToken(path, init);
   } catch (networkError) {
     throw new ApiFailure(`cannot reach the server (${networkError.message})`);
   }

@@ -45,10 +45,9 @@
   };
 
   function getJson(path, init) {
-    // A change (an action on a recommendation) carries the admin token when the server has one.
-    const changes = init && init.method && init.method !== 'GET';
-    const request = changes ? window.marketsimAdminToken.fetchWithToken(path, init) : fetch(path, init);
-    return request.then((response) => {
+    // Every request carries the server's token when it has one (asked for on the first 401):
+    // changes need the admin token, and reads the read token when the server has one.
+    return window.marketsimToken.fetchWithToken(path, init).then((response) => {
       return response.text().then((text) => {
         let body = null;
         try {

@@ -42,7 +42,11 @@
     this.closedByPage = false;
     let socket;
     try {
-      socket = new WebSocket(this.url);
+      // The server's read token, when the page was given one, rides in the URL: a browser's
+      // WebSocket cannot send an Authorization header. Read at each attempt, so a token given
+      // after a refused handshake is used by the next one.
+      const token = global.marketsimToken;
+      socket = new WebSocket(token ? token.socketUrl(this.url) : this.url);
     } catch (error) {
       this.scheduleReconnect();
       return;

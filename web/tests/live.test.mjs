@@ -153,15 +153,18 @@ async function serveLocalWebFiles(context) {
  * and records console errors and uncaught exceptions. `expectedConsoleErrors` are patterns of
  * errors a test provokes on purpose (Chromium logs every 4xx answer of a fetch as one).
  */
-async function openPage(route, { viewport = desktopViewport, expectedConsoleErrors = [] } = {}) {
+async function openPage(route, { viewport = desktopViewport, expectedConsoleErrors = [], baseUrl = null, readToken = null } = {}) {
   const context = await browser.newContext({ viewport, deviceScaleFactor: 1, acceptDownloads: true });
   await serveLocalWebFiles(context);
   const page = await context.newPage();
-  const problems = { consoleErrors: [], pageErrors: [], tokenPrompts: 0, otherDialogs: [] };
-  // With an admin token, a page asks for it (window.prompt) on its first refused change; the
-  // operator here answers with the server's token.
+  const problems = { consoleErrors: [], pageErrors: [], tokenPrompts: 0, readTokenPrompts: 0, otherDialogs: [] };
+  // With an admin token, a page asks for it (window.prompt) on its first refused change; with a
+  // read token, on its first refused read. The operator here answers with the server's token.
   page.on('dialog', async (dialog) => {
-    if (dialog.type() === 'prompt' && /admin token/.test(dialog.message()) && adminToken) {
+    if (dialog.type() === 'prompt' && /read token/.test(dialog.message()) && readToken) {
+      problems.readTokenPrompts += 1;
+      await dialog.accept(readToken);
+    } else if (dialog.type() === 'prompt' && /admin token/.test(dialog.message()) && adminToken) {
       problems.tokenPrompts += 1;
       await dialog.accept(adminToken);
     } else {
@@ -170,7 +173,7 @@ async function openPage(route, { viewport = desktopViewport, expectedConsoleErro
     }
   });
   // That first refusal is a 401, which Chromium logs as an error.
-  const expected = adminToken ? [...expectedConsoleErrors, /status of 401/] : expectedConsoleErrors;
+  const expected = adminToken || readToken ? [...expectedConsoleErrors, /status of 401/] : expectedConsoleErrors;
   page.on('console', (message) => {
     if (message.type() !== 'error') return;
     const text = message.text();
@@ -188,7 +191,7 @@ async function openPage(route, { viewport = desktopViewport, expectedConsoleErro
     };
     new MutationObserver(noteReady).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-ready'] });
   });
-  await page.goto(`${server.url}${route}`, { waitUntil: 'load' });
+  await page.goto(`${baseUrl || server.url}${route}`, { waitUntil: 'load' });
   return { context, page, problems };
 }
 
@@ -283,8 +286,8 @@ async function stopProcess(pid, child) {
 }
 
 /** Starts `marketsim serve` with the xtask's flags plus `extraFlags`; resolves with its URL. */
-function startServer(extraFlags) {
-  const logFile = path.join(outputDir, 'serve-restarted.log');
+function startServer(extraFlags, logName = 'serve-restarted.log') {
+  const logFile = path.join(outputDir, logName);
   const child = spawn(marketsimBinary, [...serveFlags, ...extraFlags], {
     cwd: projectRoot,
     stdio: ['ignore', 'pipe', fs.openSync(logFile, 'w')],
@@ -639,6 +642,40 @@ test(`dashboard: memory over ${soakSeconds} s at 600× levels off`, {
     assertNoProblems(problems, 'dashboard (memory)');
   } finally {
     await context.close();
+  }
+});
+
+test('dashboard: a server with a read token asks for it once, then loads its data and goes live over the WebSocket', {
+  skip: skipWithoutRestart,
+  timeout: 300_000,
+}, async () => {
+  const readToken = 'e2e-read-token';
+  const guarded = await startServer(['--port', '0', '--read-token', readToken], 'serve-read-token.log');
+  try {
+    // Without the token the data is refused; the page itself loads.
+    const refused = await fetch(`${guarded.url}/api/simulation/state`);
+    assert.equal(refused.status, 401, 'a read without the read token');
+    const { context, page, problems } = await openPage('/dashboard', {
+      baseUrl: guarded.url,
+      readToken,
+      // The page's preloads of its first data go out before it has a token.
+      expectedConsoleErrors: [/preload/],
+    });
+    try {
+      await waitForReady(page, 'dashboard (read token)', problems);
+      // The WebSocket carries the token as its access_token parameter: the page goes live and
+      // live batches arrive.
+      await page.waitForSelector('#connection[data-state="live"]', { timeout: 30_000 });
+      assert.equal(await page.locator('#heatmap [data-stream]').count(), expectedStreamCount);
+      // The first reads run in parallel and are refused together: one question, not four.
+      assert.equal(problems.readTokenPrompts, 1, 'read token prompts');
+      assert.deepEqual(problems.otherDialogs, [], 'unexpected dialogs');
+      assertNoProblems(problems, 'dashboard (read token)');
+    } finally {
+      await context.close();
+    }
+  } finally {
+    await stopProcess(guarded.child.pid, guarded.child);
   }
 });
 
