@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::{SinkExt, StreamExt};
-use marketsim::live::protocol::parse_client_message;
+use marketsim::live::protocol::{parse_client_message, ClientMessage};
 use marketsim::live::server::{start, RunningServer, ServeOptions};
 use marketsim::live::{Limits, RunnerHandle};
 use marketsim::session::Command;
@@ -611,7 +611,84 @@ async fn the_ws_client_command_prints_events_and_reports_connection_errors() {
     );
 }
 
+/// Any JSON value: huge and tiny numbers, unicode strings, and arrays and objects nested a few
+/// levels, under a random `type`.
+fn any_json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(|n| serde_json::json!(n)),
+        any::<u64>().prop_map(|n| serde_json::json!(n)),
+        any::<f64>()
+            .prop_filter("JSON has no NaN or infinity", |x| x.is_finite())
+            .prop_map(|x| serde_json::json!(x)),
+        "\\PC{0,16}".prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map("\\PC{0,8}", inner, 0..6)
+                .prop_map(|map| { serde_json::Value::Object(map.into_iter().collect()) }),
+        ]
+    })
+}
+
+/// Deep nesting, numbers past every integer type, and odd unicode: refused with an error
+/// message or parsed, never a panic or a stack overflow (serde_json stops at 128 levels).
+#[test]
+fn hostile_client_messages_are_refused_with_a_message() {
+    let deep_array = format!("{}{}", "[".repeat(8_000), "]".repeat(8_000));
+    let deep_object = format!("{}1{}", "{\"type\":".repeat(1_000), "}".repeat(1_000));
+    let huge_topic_list = format!(
+        "{{\"type\":\"subscribe\",\"topics\":[{}]}}",
+        vec!["\"*\""; 2_000].join(",")
+    );
+    for text in [
+        deep_array.as_str(),
+        deep_object.as_str(),
+        huge_topic_list.as_str(),
+        r#"{"type":"catchup","lastTimestamp":1e400}"#,
+        r#"{"type":"subscribe","topics":["\u0000\ud83d\ude00\u202e"],"lastTimestamp":"+275760-09-13T00:00:00Z"}"#,
+        r#"{"type":"subscribe","topics":123456789012345678901234567890}"#,
+        r#"{"type":"\ud800"}"#,
+    ] {
+        match parse_client_message(text, 16 * 1024) {
+            Ok(message) => assert!(
+                matches!(message, ClientMessage::Subscribe { .. }),
+                "{text:.80} parsed as {message:?}"
+            ),
+            Err(error) => assert!(!error.to_message().is_empty(), "{text:.80}"),
+        }
+    }
+}
+
 proptest! {
+    /// Any JSON value under any `type` (a known one or not) parses or is refused with a
+    /// message; never a panic.
+    #[test]
+    fn any_json_client_message_parses_or_is_refused(
+        kind in prop_oneof![
+            Just("subscribe".to_string()),
+            Just("unsubscribe".to_string()),
+            Just("pong".to_string()),
+            Just("catchup".to_string()),
+            "\\PC{0,10}",
+        ],
+        fields in proptest::collection::btree_map(
+            prop_oneof![Just("topics".to_string()), Just("lastTimestamp".to_string()), "\\PC{0,8}"],
+            any_json_value(),
+            0..4,
+        ),
+    ) {
+        let mut message = serde_json::Map::new();
+        message.insert("type".to_string(), serde_json::json!(kind));
+        message.extend(fields);
+        let text = serde_json::Value::Object(message).to_string();
+        if let Err(error) = parse_client_message(&text, 16 * 1024) {
+            prop_assert!(!error.to_message().is_empty());
+        }
+    }
+
     /// Any text, JSON-looking or not, parses to a message or an error; never a panic.
     #[test]
     fn the_client_message_parser_is_total(text in ".{0,200}") {

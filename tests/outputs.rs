@@ -190,3 +190,80 @@ fn outputs_get_the_permissions_of_any_new_file() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(mode(&evaluation), file_mode, "eval.json");
 }
+
+/// The temporary siblings in `folder` (`.marketsim-tmp-…`, `.marketsim-old-…`).
+fn temp_siblings(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".marketsim-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A fault (issue 17): `kill -9` in the middle of a run. The run directory never exists half
+/// written — a previous run at the target stays byte for byte what it was — and the staging
+/// folder the killed process left is swept by the next write into that folder.
+#[cfg(target_os = "linux")]
+#[test]
+fn kill_9_during_a_run_leaves_no_half_written_run_and_the_next_write_sweeps_its_leftovers() {
+    let dir = temp_dir();
+    let target = dir.path().join("run");
+    let output = run_script("scenarios/baseline.yaml", &target, &["--days", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let before = directory_contents(&target);
+
+    // A long run replacing it, killed once it has begun writing its staging folder.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_marketsim"))
+        .args([
+            "run",
+            "scenarios/baseline.yaml",
+            "--days",
+            "60",
+            "--events",
+            "--force",
+        ])
+        .args(["--quiet", "--out"])
+        .arg(&target)
+        .current_dir(crate::support::root())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start marketsim: {e}"));
+    let started = std::time::Instant::now();
+    while temp_siblings(dir.path()).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no staging folder appeared"
+        );
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap_or_else(|e| panic!("kill: {e}"));
+    let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    assert_eq!(status.code(), None, "killed by a signal");
+
+    assert_eq!(
+        directory_contents(&target),
+        before,
+        "the previous run is untouched"
+    );
+    let left = temp_siblings(dir.path());
+    assert_eq!(left.len(), 1, "the killed run's staging folder: {left:?}");
+    assert!(left[0].starts_with(".marketsim-tmp-"), "{left:?}");
+
+    // The next write into the folder removes it (its process is gone); the target is whole.
+    let other = dir.path().join("other");
+    let output = run_script("scenarios/baseline.yaml", &other, &["--days", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(temp_siblings(dir.path()), Vec::<String>::new());
+    assert_eq!(
+        directory_contents(&other),
+        before,
+        "a whole run, the same as the first"
+    );
+}

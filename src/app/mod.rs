@@ -30,7 +30,9 @@ pub enum AppError {
     /// The model refused its catalog (a catalog that validated but lacks what flows need).
     #[error("{0}")]
     Model(String),
-    #[error("{what}: {source}")]
+    /// Shown as `what: cause` by the `{:#}` chain printer, so the cause is not repeated here
+    /// (as `OutputError::Io`).
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

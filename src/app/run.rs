@@ -218,7 +218,7 @@ pub fn run_to_directory(
             events
                 .finish(session.analysis().map(|a| a.scores()))
                 .map_err(|source| AppError::Io {
-                    what: "writing events.jsonl".to_string(),
+                    what: format!("writing events.jsonl for {}", out.display()),
                     source,
                 })?;
             if let Some(table) = table {

@@ -138,6 +138,7 @@ pub fn router() -> Router<AppState> {
         openapi_document,
     ),
     components(schemas(ErrorBody, LiveState, CommandReply, HistoryPoint, CurrentAnomaly)),
+    modifiers(&BearerTokens),
     tags(
         (name = "simulation", description = "Scenarios, events, pace and history."),
         (name = "dashboard", description = "Recommendations and anomalies."),
@@ -146,6 +147,50 @@ pub fn router() -> Router<AppState> {
     )
 )]
 pub struct ApiDoc;
+
+/// The name of the bearer-token scheme in the document.
+const BEARER_SCHEME: &str = "bearerToken";
+
+/// Documents the tokens: a `bearerToken` scheme (HTTP bearer), and on every operation but the
+/// health check and this document, security that is either nothing (a server started without
+/// tokens) or that token (the admin token for changes; the read or admin token for reads when
+/// the server has a read token). Which applies depends on how the server was started, which a
+/// static document cannot say, so both alternatives are listed.
+struct BearerTokens;
+
+impl utoipa::Modify for BearerTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+        };
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "The admin token (`serve --admin-token`) for every POST; the read or the admin \
+             token (`serve --read-token`) for every GET of data when the server has a read \
+             token. Without tokens the server asks for none."
+                .to_string(),
+        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
+        let open_paths = ["/healthz", "/api/openapi.json"];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if open_paths.contains(&path.as_str()) {
+                continue;
+            }
+            for operation in [item.get.as_mut(), item.post.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                operation.security = Some(vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new(BEARER_SCHEME, Vec::<String>::new()),
+                ]);
+            }
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -1690,6 +1735,12 @@ async fn prometheus_metrics(State(app): State<AppState>) -> Response {
     tokio::time::sleep(RATE_WINDOW).await;
     let per_second = events().saturating_sub(first) as f64 / started.elapsed().as_secs_f64();
     Metrics::set(&app.metrics.clients, app.hub.client_count() as u64);
+    Metrics::set(
+        &app.metrics.runtime_tasks,
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as u64,
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -1718,6 +1769,9 @@ pub async fn log_requests(State(app): State<AppState>, request: Request, next: N
     let started = Instant::now();
     let response = next.run(request).await;
     Metrics::add(&app.metrics.http_requests, 1);
+    if response.status().is_server_error() {
+        Metrics::add(&app.metrics.http_server_errors, 1);
+    }
     tracing::info!(
         %method,
         path,

@@ -23,6 +23,11 @@ pub struct Metrics {
     pub analyst_calls: AtomicU64,
     pub analyst_fallbacks: AtomicU64,
     pub http_requests: AtomicU64,
+    /// Answers with a 5xx status: a server fault, which the soak and the fuzzing count.
+    pub http_server_errors: AtomicU64,
+    /// Tasks alive in the server's async runtime when `/metrics` was last read (a leak of
+    /// connection tasks shows here).
+    pub runtime_tasks: AtomicU64,
     /// How late each runner frame started against its due wall time.
     pub frame_lateness: LatenessHistogram,
 }
@@ -193,6 +198,26 @@ impl Metrics {
             "HTTP requests served.",
             get(&self.http_requests).to_string(),
         );
+        metric(
+            "http_server_errors_total",
+            "counter",
+            "HTTP answers with a 5xx status.",
+            get(&self.http_server_errors).to_string(),
+        );
+        metric(
+            "runtime_tasks",
+            "gauge",
+            "Tasks alive in the async runtime (connections, the hub, the runner's helpers).",
+            get(&self.runtime_tasks).to_string(),
+        );
+        if let Some(bytes) = heap_in_use_bytes() {
+            metric(
+                "heap_in_use_bytes",
+                "gauge",
+                "Bytes the allocator has handed out and not had back (glibc's mallinfo2): a leak grows this; memory the allocator keeps for reuse shows in RSS only.",
+                bytes.to_string(),
+            );
+        }
         self.frame_lateness.render(
             &mut out,
             "frame_lateness_seconds",
@@ -200,6 +225,21 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The bytes of heap in use (small blocks from the arenas plus large mapped ones), where glibc
+/// can say; `None` elsewhere, and the metric is left out.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_in_use_bytes() -> Option<u64> {
+    // SAFETY: mallinfo2 takes no argument and returns plain counters by value; it only reads
+    // the allocator's statistics under its own locks.
+    let info = unsafe { libc::mallinfo2() };
+    Some((info.uordblks + info.hblkhd) as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use_bytes() -> Option<u64> {
+    None
 }
 
 #[cfg(test)]

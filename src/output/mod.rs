@@ -95,13 +95,15 @@ fn parent_folder(target: &Path) -> PathBuf {
 const OUTPUT_FILE_MODE: u32 = 0o666;
 const OUTPUT_FOLDER_MODE: u32 = 0o777;
 
-/// A builder of temporary siblings named `prefix…` that become outputs when renamed into place,
-/// created with `mode` masked by the umask (the system call applies it, so nothing reads or sets
-/// the process's umask). tempfile's own default for files, 0600, is meant for secrets: an export
-/// or an evaluation left unreadable to the group and others surprises whoever shares it.
-fn output_temp_builder(prefix: &str, mode: u32) -> tempfile::Builder<'_, 'static> {
+/// A builder of temporary siblings named `prefix<host>-<pid>-…` that become outputs when renamed
+/// into place, created with `mode` masked by the umask (the system call applies it, so nothing
+/// reads or sets the process's umask). tempfile's own default for files, 0600, is meant for
+/// secrets: an export or an evaluation left unreadable to the group and others surprises whoever
+/// shares it. The host and process in the name let a later write sweep what a killed process
+/// left ([`sweep_abandoned_temps`]).
+fn output_temp_builder(owned_prefix: &str, mode: u32) -> tempfile::Builder<'_, 'static> {
     let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix);
+    builder.prefix(owned_prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -115,12 +117,105 @@ fn output_temp_builder(prefix: &str, mode: u32) -> tempfile::Builder<'_, 'static
 /// A temporary sibling file for an output, with the usual permissions (see
 /// [`output_temp_builder`]).
 pub(crate) fn output_temp_file(folder: &Path, prefix: &str) -> std::io::Result<NamedTempFile> {
-    output_temp_builder(prefix, OUTPUT_FILE_MODE).tempfile_in(folder)
+    sweep_abandoned_temps(folder);
+    output_temp_builder(&owned_temp_prefix(prefix), OUTPUT_FILE_MODE)
+        .tempfile_in(folder)
+        .map_err(without_temp_name)
 }
 
 /// A temporary sibling folder for a run directory, with the usual permissions.
 pub(crate) fn output_temp_folder(folder: &Path, prefix: &str) -> std::io::Result<TempDir> {
-    output_temp_builder(prefix, OUTPUT_FOLDER_MODE).tempdir_in(folder)
+    sweep_abandoned_temps(folder);
+    output_temp_builder(&owned_temp_prefix(prefix), OUTPUT_FOLDER_MODE)
+        .tempdir_in(folder)
+        .map_err(without_temp_name)
+}
+
+/// tempfile's error with the operating system's own message only: tempfile appends the random
+/// name it tried (`… at path "/out/.marketsim-tmp-x-1-Ab3dE"`), which names nothing the user
+/// knows; the caller names the folder.
+fn without_temp_name(error: std::io::Error) -> std::io::Error {
+    // tempfile keeps the operating system's error only as text (its wrapper's `source` is the
+    // inner error's source, none for an OS error), so the suffix is cut from the text.
+    let text = error.to_string();
+    match text.split_once(" at path ") {
+        Some((message, _)) => std::io::Error::new(error.kind(), message.to_string()),
+        None => error,
+    }
+}
+
+/// The prefixes of every temporary sibling this crate creates.
+const TEMP_PREFIXES: [&str; 2] = [".marketsim-tmp-", ".marketsim-old-"];
+
+/// `prefix` followed by this host's name and this process's id: `.marketsim-tmp-box-4242-`.
+fn owned_temp_prefix(prefix: &str) -> String {
+    format!("{prefix}{}-{}-", host_name(), std::process::id())
+}
+
+/// This machine's name as the kernel knows it (`/proc/sys/kernel/hostname`), with anything that
+/// does not belong in a file name replaced; `host` where there is none.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if name.is_empty() {
+        "host".to_string()
+    } else {
+        name
+    }
+}
+
+/// Removes the temporary siblings in `folder` that a process of this host left when it was
+/// killed before committing (kill -9, a power cut): their name names this host and a process
+/// that no longer runs. Such a leftover is never a run directory or an output (those appear
+/// only by rename, whole), but it holds disk space, up to gigabytes of `events.jsonl`. Only
+/// Linux says which processes run (`/proc/<pid>`); elsewhere nothing is swept. A process of
+/// another host or another PID namespace sharing the folder names another host (a container
+/// has its own host name), so its work in progress is left alone. Failures are ignored: the
+/// sweep is housekeeping, and the write that called it goes on.
+pub(crate) fn sweep_abandoned_temps(folder: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    let host = format!("{}-", host_name());
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let Some(rest) = TEMP_PREFIXES
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix))
+            .and_then(|rest| rest.strip_prefix(&host))
+        else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split('-')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if removed.is_ok() {
+            tracing::info!(path = %path.display(), pid, "removed what a killed marketsim left");
+        }
+    }
 }
 
 /// A file being written: a temporary sibling of its target, created up front so an unwritable

@@ -305,9 +305,7 @@ impl PendingRunDirectory {
         let staged = self.temp.keep();
         if self.target.exists() {
             let parent = staged.parent().unwrap_or(Path::new(".")).to_path_buf();
-            let old = tempfile::Builder::new()
-                .prefix(".marketsim-old-")
-                .tempdir_in(&parent)
+            let old = super::output_temp_folder(&parent, ".marketsim-old-")
                 .map_err(io_error(&parent))?
                 .keep();
             // `old` exists (empty); renaming onto an empty directory replaces it on Unix.

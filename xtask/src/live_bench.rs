@@ -26,10 +26,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A `marketsim serve` child process.
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) log: PathBuf,
     /// From launch to the first 200 of `/healthz`.
     ready_seconds: f64,
 }
@@ -37,7 +37,19 @@ struct Server {
 impl Server {
     /// Starts `marketsim serve ARGS --port 0` and waits until `/healthz` answers.
     fn start(binary: &Path, name: &str, args: &[&str]) -> Result<Server, String> {
-        let log_dir = project_root().join("target/bench-live");
+        Server::start_in(binary, "target/bench-live", name, args, &[])
+    }
+
+    /// [`Server::start`] logging to `LOG_DIR/NAME.log` (relative to the project), with `envs`
+    /// added to the server's environment.
+    pub(crate) fn start_in(
+        binary: &Path,
+        log_dir: &str,
+        name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Server, String> {
+        let log_dir = project_root().join(log_dir);
         std::fs::create_dir_all(&log_dir)
             .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
         let log = log_dir.join(format!("{name}.log"));
@@ -54,6 +66,7 @@ impl Server {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
             )
             .env_remove("PORT")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file);
@@ -104,13 +117,13 @@ impl Server {
         Ok(server)
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits until the baseline is fitted and the session analyzed, so measurements see the
     /// steady state (scored events, recommendations), not start-up work.
-    fn wait_until_analyzed(&self) -> Result<(), String> {
+    pub(crate) fn wait_until_analyzed(&self) -> Result<(), String> {
         let started = Instant::now();
         while started.elapsed() < READY_TIMEOUT {
             let (_, state) = http_get(self.port, "/api/simulation/state")?;
@@ -127,7 +140,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits for the exit (SIGKILL past [`STOP_TIMEOUT`]).
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill with a valid signal on our own child's pid has no memory effects.
         unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -153,13 +166,13 @@ impl Drop for Server {
 }
 
 /// The port of `marketsim is live at http://127.0.0.1:PORT/ (…)`.
-fn parse_port(line: &str) -> Option<u16> {
+pub(crate) fn parse_port(line: &str) -> Option<u16> {
     let url = line.split("http://").nth(1)?;
     let authority = url.split('/').next()?;
     authority.rsplit_once(':')?.1.parse().ok()
 }
 
-fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
@@ -167,7 +180,7 @@ fn log_tail(log: &Path) -> String {
 
 /// One HTTP/1.1 GET to 127.0.0.1:`port`; returns the status and the body (the server sends
 /// bodies with a Content-Length and closes after `Connection: close`).
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     let fail = |e: std::io::Error| format!("GET {path} on port {port}: {e}");
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
     stream
@@ -193,7 +206,7 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
 }
 
 /// The cumulative buckets `(upper bound in seconds, count)` of a Prometheus histogram.
-fn histogram(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+pub(crate) fn histogram(metrics: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{le=\"");
     metrics
         .lines()
@@ -211,7 +224,7 @@ fn histogram(metrics: &str, name: &str) -> Vec<(f64, f64)> {
 }
 
 /// A plain Prometheus sample `name value`.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
         let value = line.strip_prefix(name)?.strip_prefix(' ')?;
         value.trim().parse().ok()
@@ -260,7 +273,7 @@ fn histogram_quantile(before: &[(f64, f64)], after: &[(f64, f64)], quantile: f64
 
 /// Raises this process's soft open-file limit to the hard one; the servers and the load
 /// generator inherit it (10,000 clients need 10,000 descriptors on each side).
-fn raise_open_file_limit() -> u64 {
+pub(crate) fn raise_open_file_limit() -> u64 {
     // SAFETY: rlimit is plain data that getrlimit fills in.
     let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {

@@ -6,9 +6,11 @@
 //! open-file limit) so it compiles in seconds. Every task prints the commands it runs.
 
 mod eval_random;
+mod faults;
 mod live_bench;
 mod llm_eval;
 mod profile;
+mod soak;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,13 +30,16 @@ fn main() -> ExitCode {
         "eval-random" => eval_random::eval_random(&args[1..]),
         "llm-eval" => llm_eval::llm_eval(&args[1..]),
         "profile" => profile::profile(&args[1..]),
+        "faults" => faults::faults(&args[1..]),
+        "soak" => soak::soak(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  \x20 demo     the main job: release build (it runs npm ci for ECharts if web/node_modules\n\
                  \x20          lacks it), the 30-day baseline with --analyze into out/base and its report,\n\
                  \x20          reports/baseline.html\n\
-                 \x20 ci       fmt check, clippy -D warnings, tests with snapshots checked, then e2e (the whole gate)\n\
+                 \x20 ci       fmt check, clippy -D warnings, tests with snapshots checked, faults, then e2e\n\
+                 \x20          (the whole gate)\n\
                  \x20 e2e      render a report and a diff report of two short runs, start `marketsim serve`, and\n\
                  \x20          test the reports, /dashboard and /admin in Debian's Chromium (node --test\n\
                  \x20          web/tests/); screenshots in target/e2e/. Installs\n\
@@ -55,7 +60,14 @@ fn main() -> ExitCode {
                  \x20          `bench model`: only the first two; `bench live`: only the live server\n\
                  \x20 profile  [--days D (30)] [--scale K (1)] [--truth]: perf-record a release run of the\n\
                  \x20          baseline on one core, draw reports/profile/NAME.svg (inferno) and print each\n\
-                 \x20          part's share of the samples (needs linux-perf and `cargo install inferno`)"
+                 \x20          part's share of the samples (needs linux-perf and `cargo install inferno`)\n\
+                 \x20 faults   [--release]: the fault checks (kill -9 during run and serve --out, a full disk,\n\
+                 \x20          a read-only folder, SIGTERM on serve, 1,000 vanishing clients, a black-holed LLM\n\
+                 \x20          endpoint, host clock jumps) against the real binary, one table; logs in\n\
+                 \x20          target/faults/. Part of ci\n\
+                 \x20 soak     [--minutes M (10)] [--clients N (200)]: a release server at 600× under steady,\n\
+                 \x20          slow and reconnecting WebSocket clients and REST commands; memory over time,\n\
+                 \x20          engine stalls, dropped and lagging clients, 5xx; target/soak/soak.json"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -234,6 +246,8 @@ fn ci() -> Result<(), String> {
             unreferenced.join("\n  ")
         ));
     }
+    // The fault checks against the debug binary the tests built (about two minutes).
+    faults::faults(&[])?;
     e2e()?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
