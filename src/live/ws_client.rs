@@ -113,7 +113,7 @@ pub async fn run(
     };
     let (mut socket, _) = connected.map_err(|error| match error {
         tokio_tungstenite::tungstenite::Error::Http(response)
-            if matches!(response.status().as_u16(), 401 | 403) =>
+            if response.status().as_u16() == 401 =>
         {
             ClientError::Unauthorized {
                 url: options.url.clone(),

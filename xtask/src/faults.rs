@@ -256,44 +256,16 @@ fn state(port: u16) -> Result<Value, String> {
     serde_json::from_str(&body).map_err(|e| format!("/api/simulation/state: {e}"))
 }
 
-/// Virtual milliseconds since the epoch of a state (`now` as RFC 3339).
+/// Virtual milliseconds since 1970 of a state's `now` (RFC 3339).
 fn virtual_now_ms(state: &Value) -> Option<i64> {
-    let now = state["now"].as_str()?;
-    let parsed = chrono_free_parse(now)?;
-    Some(parsed)
+    unix_ms(state["now"].as_str()?)
 }
 
-/// Milliseconds since 1970 of `YYYY-MM-DDTHH:MM:SS(.fff)Z` (what the server writes), without
-/// pulling a date crate into the xtask.
-fn chrono_free_parse(text: &str) -> Option<i64> {
-    let text = text.strip_suffix('Z')?;
-    let (date, time) = text.split_once('T')?;
-    let mut date_parts = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (
-        date_parts.next()??,
-        date_parts.next()??,
-        date_parts.next()??,
-    );
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
-    let mut clock_parts = clock.split(':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (
-        clock_parts.next()??,
-        clock_parts.next()??,
-        clock_parts.next()??,
-    );
-    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * m + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1_000 + millis)
+/// Milliseconds since 1970 of an RFC 3339 time (the server's and its log's).
+fn unix_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.timestamp_millis())
 }
 
 /// Runs the `live_load` client and parses the JSON it prints last.
@@ -854,7 +826,7 @@ fn server_clock_offset_seconds(port: u16, log: &Path) -> Option<f64> {
         .rev()
         .find(|line| line.contains("path=\"/healthz\""))?;
     let stamp = line.split_whitespace().next()?;
-    Some(chrono_free_parse(stamp)? as f64 / 1e3 - ours)
+    Some(unix_ms(stamp)? as f64 / 1e3 - ours)
 }
 
 fn clock_jumps(binaries: &Binaries, work: &Path) -> Outcome {
@@ -932,23 +904,5 @@ fn clock_jumps(binaries: &Binaries, work: &Path) -> Outcome {
         Outcome::Passed(detail)
     } else {
         Outcome::Failed(detail)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_parse_to_unix_time() {
-        assert_eq!(chrono_free_parse("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            chrono_free_parse("2026-12-03T10:15:00.250Z"),
-            Some(1_796_292_900_250)
-        );
-        assert_eq!(
-            chrono_free_parse("2026-12-03T10:15:00.123456Z"),
-            Some(1_796_292_900_123)
-        );
     }
 }
