@@ -19,6 +19,9 @@
 //! The open-file limit must allow one descriptor per client (the xtask raises the soft limit to
 //! the hard one before starting this process).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +33,8 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+use support::{resident_kib, state_json};
 
 /// Handshakes in flight at once: below the listener's accept backlog, so no SYN is dropped.
 const CONNECT_CONCURRENCY: usize = 200;
@@ -94,18 +99,6 @@ fn parse_options() -> Result<Options> {
     Ok(options)
 }
 
-/// `VmRSS` of a process, in KiB.
-fn resident_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
-}
-
 /// One sample of `/metrics` (`marketsim_NAME VALUE` lines).
 async fn metric(api: &ApiClient, name: &str) -> Result<f64> {
     let response = api.get("/metrics").await?;
@@ -116,16 +109,6 @@ async fn metric(api: &ApiClient, name: &str) -> Result<f64> {
         .find_map(|line| line.strip_prefix(&prefix))
         .and_then(|value| value.trim().parse().ok())
         .ok_or_else(|| anyhow!("/metrics has no marketsim_{name}"))
-}
-
-async fn state_json(api: &ApiClient) -> Result<Value> {
-    let response = api.get("/api/simulation/state").await?;
-    if !response.is_success() {
-        bail!("GET /api/simulation/state answered {}", response.status);
-    }
-    response
-        .json()
-        .ok_or_else(|| anyhow!("GET /api/simulation/state: not JSON"))
 }
 
 fn ws_url(url: &str, token: Option<&str>) -> String {

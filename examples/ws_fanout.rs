@@ -23,6 +23,9 @@
 //! a measurement takes. The open-file limit must allow one descriptor per client (the xtask
 //! raises the soft limit to the hard one before starting this process).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -34,6 +37,8 @@ use marketsim::market::Catalog;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+use support::{resident_kib, state_json};
 
 /// Handshakes in flight at once: below the listener's accept backlog, so no SYN is dropped
 /// (a dropped SYN costs a one-second retransmit and would read as a slow server).
@@ -203,28 +208,6 @@ fn unix_ms_now() -> f64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|since| since.as_secs_f64() * 1_000.0)
         .unwrap_or(0.0)
-}
-
-/// `VmRSS` of a process, in KiB.
-fn resident_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
-}
-
-async fn state_json(api: &ApiClient) -> Result<serde_json::Value> {
-    let response = api.get("/api/simulation/state").await?;
-    if !response.is_success() {
-        bail!("GET /api/simulation/state answered {}", response.status);
-    }
-    response
-        .json()
-        .ok_or_else(|| anyhow!("GET /api/simulation/state: not JSON"))
 }
 
 fn pace_of(state: &serde_json::Value) -> Result<Pace> {

@@ -16,6 +16,14 @@ const NOW: &str = "2025-01-16T14:00:00Z";
 const EPOCH: &str = "2025-01-16T08:00:00.000Z";
 
 async fn start_server() -> RunningServer {
+    start_server_with_tokens(None, None).await
+}
+
+/// [`start_server`] with an admin token and a read token.
+async fn start_server_with_tokens(
+    admin_token: Option<&str>,
+    read_token: Option<&str>,
+) -> RunningServer {
     let now = NOW
         .parse()
         .unwrap_or_else(|error| panic!("bad test time {NOW}: {error}"));
@@ -24,6 +32,8 @@ async fn start_server() -> RunningServer {
         history_ms: 6 * 3_600_000,
         speed: 600.0,
         now: Some(now),
+        admin_token: admin_token.map(str::to_string),
+        read_token: read_token.map(str::to_string),
         ..Default::default()
     })
     .await
@@ -795,19 +805,7 @@ async fn raw_request(port: u16, method: &str, path: &str, extra: &str) -> String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_an_admin_token_changes_need_it_and_reads_do_not() {
-    let now = NOW
-        .parse()
-        .unwrap_or_else(|error| panic!("bad test time {NOW}: {error}"));
-    let server = start(ServeOptions {
-        port: 0,
-        history_ms: 6 * 3_600_000,
-        speed: 600.0,
-        now: Some(now),
-        admin_token: Some("correct horse".to_string()),
-        ..Default::default()
-    })
-    .await
-    .unwrap_or_else(|error| panic!("the server did not start: {error}"));
+    let server = start_server_with_tokens(Some("correct horse"), None).await;
     let port = server.address.port();
     let pause = json!({ "action": "pause" });
     let anonymous = client_of(&server);
@@ -876,20 +874,7 @@ async fn with_an_admin_token_changes_need_it_and_reads_do_not() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_read_token_data_and_the_websocket_need_it_and_the_pages_do_not() {
-    let now = NOW
-        .parse()
-        .unwrap_or_else(|error| panic!("bad test time {NOW}: {error}"));
-    let server = start(ServeOptions {
-        port: 0,
-        history_ms: 6 * 3_600_000,
-        speed: 600.0,
-        now: Some(now),
-        admin_token: Some("admin secret".to_string()),
-        read_token: Some("watch secret".to_string()),
-        ..Default::default()
-    })
-    .await
-    .unwrap_or_else(|error| panic!("the server did not start: {error}"));
+    let server = start_server_with_tokens(Some("admin secret"), Some("watch secret")).await;
     let port = server.address.port();
     let anonymous = client_of(&server);
     let wrong = client_of(&server).with_bearer_token(Some("watch secreT"));

@@ -153,19 +153,22 @@ fn owned_temp_prefix(prefix: &str) -> String {
 }
 
 /// This machine's name as the kernel knows it (`/proc/sys/kernel/hostname`), with anything that
-/// does not belong in a file name replaced; `host` where there is none.
-fn host_name() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String = name
-        .trim()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if name.is_empty() {
-        "host".to_string()
-    } else {
-        name
-    }
+/// does not belong in a file name replaced; `host` where there is none. Read once a process.
+fn host_name() -> &'static str {
+    static HOST_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST_NAME.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let name: String = name
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        if name.is_empty() {
+            "host".to_string()
+        } else {
+            name
+        }
+    })
 }
 
 /// Removes the temporary siblings in `folder` that a process of this host left when it was
