@@ -128,6 +128,19 @@ impl PlanItem {
         matches!(&self.subject, PlanSubject::Event(event) if event.effect.is_none())
     }
 
+    /// Whether taking this item into the model changes nothing the model reads, proved from
+    /// what it carries rather than from what it is called: no stream modifiers, every lever at
+    /// 1.0, and activating it stops nothing (an event, or a scenario when scenarios run
+    /// concurrently; one at a time, a scenario settles the one running). A scenario's events are
+    /// items of their own. The model composes modifiers by multiplying levers and listing stream
+    /// changes, so such an item leaves every rate, gauge and draw as it was: its twin is the run
+    /// itself, step for step.
+    pub fn changes_nothing_the_model_reads(&self, one_at_a_time: bool) -> bool {
+        let modifiers = &self.instance.modifiers;
+        let stops_nothing = self.kind() == InstanceKind::Event || !one_at_a_time;
+        modifiers.streams.is_empty() && modifiers.levers.is_neutral() && stops_nothing
+    }
+
     /// The instance the model runs for this item.
     pub fn planned_instance(&self) -> PlannedInstance {
         PlannedInstance {

@@ -105,6 +105,16 @@ impl RunCollector {
         }
     }
 
+    /// Makes `bucket` hold what `other`'s holds (a twin that is the run itself, step for step).
+    pub fn copy_bucket_from(&mut self, other: &RunCollector, bucket: usize) {
+        self.ensure_buckets(bucket + 1);
+        let range = bucket * self.n_streams..(bucket + 1) * self.n_streams;
+        for index in range {
+            self.bucket_values[index] = other.bucket_values.get(index).copied().unwrap_or(0.0);
+            self.bucket_counts[index] = other.bucket_counts.get(index).copied().unwrap_or(0);
+        }
+    }
+
     /// The bucket value of a stream: event count, or mean gauge reading (`None` if no reading).
     /// A bucket past the storage has seen no events.
     pub fn bucket_value(&self, bucket: usize, stream: usize) -> Option<f64> {

@@ -546,20 +546,24 @@ impl Session {
             {
                 continue;
             }
+            if item.changes_nothing_the_model_reads(self.setup.one_at_a_time) {
+                self.twins.push(twins::identical_twin(
+                    fork.bucket_start,
+                    index,
+                    item,
+                    until,
+                    &self.setup,
+                ));
+                continue;
+            }
             let command = self.core.item_commands[index];
             let twin = fork.core.twin_without(command);
-            // An item that changes nothing the model reads has the run itself as its twin:
-            // nothing parts, so there is no drift to measure.
-            let noise_twins = if item.is_red_herring() {
-                Vec::new()
-            } else {
-                (0..NOISE_TWINS)
-                    .map(|k| {
-                        let salt = NOISE_TWIN_SALT ^ ((index as u64) << 8) ^ k as u64;
-                        fork.core.noise_twin_without(command, salt)
-                    })
-                    .collect()
-            };
+            let noise_twins = (0..NOISE_TWINS)
+                .map(|k| {
+                    let salt = NOISE_TWIN_SALT ^ ((index as u64) << 8) ^ k as u64;
+                    fork.core.noise_twin_without(command, salt)
+                })
+                .collect();
             self.twins.push(twins::run_twin(
                 twin,
                 noise_twins,

@@ -72,6 +72,9 @@ pub struct TwinMeasurement {
     /// changes nothing the model reads (its twin equals the run).
     pub noise: Vec<RunCollector>,
     pub tail_end: TailEnd,
+    /// The item changes nothing the model reads ([`PlanItem::changes_nothing_the_model_reads`]):
+    /// no branch is simulated, and `twin` takes the run's buckets as they close.
+    identical_to_run: bool,
     /// The branches where they stopped (twin, then noise twins), while the tail is open.
     branches: Vec<Core>,
     /// The next bucket to compare with the run; per stream, whether its last compared bucket
@@ -90,9 +93,25 @@ pub struct TwinMeasurement {
     bucket_ms: u64,
 }
 
+/// The measurement of an item that changes nothing the model reads
+/// ([`PlanItem::changes_nothing_the_model_reads`]): its twin would be the run itself, so none is
+/// simulated. It measures exactly zero, as a simulated twin would, at no cost.
+pub(super) fn identical_twin(
+    fork_time: VirtualTimeMs,
+    index: usize,
+    item: &PlanItem,
+    until_ms: VirtualTimeMs,
+    setup: &SessionSetup,
+) -> TwinMeasurement {
+    let mut measurement = measurement_frame(fork_time, Vec::new(), index, item, until_ms, setup);
+    measurement.identical_to_run = true;
+    measurement
+}
+
 /// Runs `twin` (forked at the start of the item's bucket, the item suppressed) and its noise
-/// twins to the end of the item's window, cut at `until_ms`; the tail runs later, as the run
-/// closes buckets ([`TwinMeasurement::follow_run`]).
+/// twins to the end of the item's window, cut at `until_ms`, each branch on a thread of its
+/// own (they share nothing, so the figures do not depend on how the threads run); the tail
+/// runs later, as the run closes buckets ([`TwinMeasurement::follow_run`]).
 pub(super) fn run_twin(
     twin: Core,
     noise_twins: Vec<Core>,
@@ -101,35 +120,44 @@ pub(super) fn run_twin(
     until_ms: VirtualTimeMs,
     setup: &SessionSetup,
 ) -> TwinMeasurement {
+    let fork_time = twin.now();
+    let branches: Vec<Core> = std::iter::once(twin).chain(noise_twins).collect();
+    let mut measurement = measurement_frame(fork_time, branches, index, item, until_ms, setup);
+    let end_time = (measurement.end_bucket as u64 * setup.bucket_ms).min(until_ms);
+    measurement.advance_branches_to(end_time);
+    measurement
+}
+
+/// A measurement of `item` forked at `fork_time` whose branches have not run yet.
+fn measurement_frame(
+    fork_time: VirtualTimeMs,
+    branches: Vec<Core>,
+    index: usize,
+    item: &PlanItem,
+    until_ms: VirtualTimeMs,
+    setup: &SessionSetup,
+) -> TwinMeasurement {
     let (catalog, bucket_ms) = (&*setup.catalog, setup.bucket_ms);
     let horizon_ms = setup.truth_horizon_ms;
-    let fork_time = twin.now();
     let n_buckets = until_ms.div_ceil(bucket_ms) as usize;
     let window_end = item.window_end_ms.min(until_ms).max(fork_time + 1);
     let end_bucket = (window_end.div_ceil(bucket_ms) as usize).min(n_buckets);
-    let end_time = (end_bucket as u64 * bucket_ms).min(until_ms);
     let cap_time = item.window_end_ms.saturating_add(horizon_ms).min(until_ms);
     let cap_bucket = (cap_time.div_ceil(bucket_ms) as usize).clamp(end_bucket, n_buckets);
     let cap_is_horizon = cap_time < until_ms;
-    let mut branches: Vec<Core> = std::iter::once(twin).chain(noise_twins).collect();
-    let mut collectors: Vec<RunCollector> = branches
-        .iter_mut()
-        .map(|branch| {
-            let mut collector = RunCollector::new(catalog, bucket_ms, n_buckets);
-            advance_branch(branch, end_time, &mut collector, bucket_ms);
-            collector
-        })
+    let noise = (1..branches.len())
+        .map(|_| RunCollector::new(catalog, bucket_ms, n_buckets))
         .collect();
-    let twin = collectors.remove(0);
     let first_bucket = (fork_time / bucket_ms) as usize;
     TwinMeasurement {
         item: index,
         first_bucket,
         end_bucket,
         window_end_bucket: end_bucket,
-        twin,
-        noise: collectors,
+        twin: RunCollector::new(catalog, bucket_ms, n_buckets),
+        noise,
         tail_end: TailEnd::Open,
+        identical_to_run: false,
         branches,
         next_checked_bucket: first_bucket,
         significant_before: vec![false; catalog.streams.len()],
@@ -222,7 +250,10 @@ impl TwinMeasurement {
             (CONVERGED_AFTER_MS.div_ceil(self.bucket_ms) as usize).max(CONVERGED_AFTER_BUCKETS);
         while self.tail_end == TailEnd::Open && self.next_checked_bucket < closed_buckets {
             let bucket = self.next_checked_bucket;
-            if bucket >= self.end_bucket {
+            if self.identical_to_run {
+                self.twin.copy_bucket_from(actual, bucket);
+                self.end_bucket = self.end_bucket.max(bucket + 1);
+            } else if bucket >= self.end_bucket {
                 if bucket >= self.cap_bucket {
                     self.close_tail();
                     break;
@@ -255,11 +286,26 @@ impl TwinMeasurement {
 
     fn run_branches_one_bucket(&mut self) {
         let end_time = ((self.end_bucket as u64 + 1) * self.bucket_ms).min(self.until_ms);
-        let collectors = std::iter::once(&mut self.twin).chain(self.noise.iter_mut());
-        for (branch, collector) in self.branches.iter_mut().zip(collectors) {
-            advance_branch(branch, end_time, collector, self.bucket_ms);
-        }
+        self.advance_branches_to(end_time);
         self.end_bucket += 1;
+    }
+
+    /// Runs every branch to `end_time`, the twin on this thread and each noise twin on a
+    /// scoped thread of its own (the machine's other cores; each branch owns its core and
+    /// collector, so the result is the same whatever the scheduling).
+    fn advance_branches_to(&mut self, end_time: VirtualTimeMs) {
+        let bucket_ms = self.bucket_ms;
+        let mut collectors = std::iter::once(&mut self.twin).chain(self.noise.iter_mut());
+        let mut pairs = self.branches.iter_mut().zip(&mut collectors);
+        let Some((twin_branch, twin_collector)) = pairs.next() else {
+            return;
+        };
+        std::thread::scope(|scope| {
+            for (branch, collector) in pairs {
+                scope.spawn(move || advance_branch(branch, end_time, collector, bucket_ms));
+            }
+            advance_branch(twin_branch, end_time, twin_collector, bucket_ms);
+        });
     }
 
     /// The tail reached its cap: the horizon, or the run's end.

@@ -69,6 +69,23 @@ impl Levers {
             tutor_accept: 1.0,
         }
     }
+
+    /// Whether every lever is at 1.0: composed with others, these change nothing.
+    pub fn is_neutral(&self) -> bool {
+        self.demand_by_subject.iter().all(|&m| m == 1.0)
+            && self.supply_by_subject.iter().all(|&m| m == 1.0)
+            && [
+                self.payment_failure,
+                self.api_errors,
+                self.app_crashes,
+                self.support_staffing,
+                self.ad_spend,
+                self.low_ratings,
+                self.tutor_accept,
+            ]
+            .iter()
+            .all(|&m| m == 1.0)
+    }
 }
 
 /// Scheduled happenings inside the model. Only the model creates and reads these.
