@@ -12,7 +12,7 @@ use super::Analyst;
 use crate::diagnostics::parse_duration_ms;
 use crate::market::roles::{role_for_name, Role, FLOW_EDGES};
 use crate::scenario::definition::{Direction, EventType, Magnitude};
-use crate::stats::correlation::EVENT_SHIFT_Z;
+use crate::stats::correlation::{EVENT_SHIFT_Z, EVENT_WINDOW_BUCKETS};
 use crate::stats::AnomalyFlag;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,7 +535,7 @@ const SINGLE_STREAM_Z: f64 = 5.0;
 const UNEXPLAINED_Z: f64 = 6.0;
 /// Total |z| that makes a finding when an external event explains it (see [`event_backed`]).
 const EVENT_BACKED_MIN_Z: f64 = 3.0;
-/// A cause is named only above this score (see [`cause_score`]).
+/// A cause is named only when its plausibility reaches this (see [`cause_score`]).
 const MIN_CAUSE_SCORE: f64 = 0.5;
 /// A shift that begins within this many buckets of an event must show in the event's
 /// before/after comparison (see `event_stream_shifts`).
@@ -548,6 +548,14 @@ const PREEXISTING_FLAGS: u32 = 2;
 /// How far (in σ) a stream must lean towards its flags between an event and flags that begin
 /// more than [`SHIFT_WINDOW_MS`] after it (see [`leads_in`]).
 const LEAD_IN_Z: f64 = 0.5;
+/// Mean-z shift across an event (after against before, see `event_stream_shifts`) that makes a
+/// declared stream evidence for the event although it is not flagged.
+const UNFLAGGED_SHIFT_Z: f64 = 4.0;
+/// Mean-z shift across an event that lets it explain flags that began before it (the stream went
+/// much further its way): twice [`EVENT_SHIFT_Z`].
+const DEEPENED_SHIFT_Z: f64 = 2.0 * EVENT_SHIFT_Z;
+/// Buckets between two events that [`stepped_at_each`] needs to see a first step.
+const MIN_STEP_BUCKETS: usize = 2;
 /// The largest relative change each declared magnitude can explain (a "low" headline does
 /// not triple a stream).
 const LOW_IMPACT_MAX_CHANGE: f64 = 0.5;
@@ -707,6 +715,70 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
         explained.extend(evidence.iter().map(|e| e.stream.clone()));
         recommendations.extend(recommend(context, &diagnosis.into(), &evidence));
     }
+    // A declared stream that shifted far its way across a recent event without being flagged
+    // (a sparse stream, or a moderate shift on a noisy one) is evidence for the event: the event
+    // said where to look, and the stream moved there by much more than chance moves it.
+    let bucket_ms = context_bucket_ms(context);
+    for event in &context.events {
+        let Some(correlation) = context
+            .correlations
+            .events
+            .iter()
+            .find(|c| c.event_id == event.id)
+        else {
+            continue;
+        };
+        let declared = &event.expected_impact;
+        let wanted = match declared.direction {
+            Direction::Increase => Up,
+            Direction::Decrease => Down,
+            Direction::Mixed => Either,
+        };
+        let event_bucket_start = event.time_ms / bucket_ms * bucket_ms;
+        // Once at least half the event's window is in, and only while it is fresh: the shift is
+        // news about the event, not a finding to raise again each time the analyst runs that week.
+        let window_ms = EVENT_WINDOW_BUCKETS as u64 * bucket_ms;
+        if context.now_ms < event_bucket_start + window_ms / 2
+            || context.now_ms > event_bucket_start + window_ms + bucket_ms
+        {
+            continue;
+        }
+        for shift in &correlation.streams {
+            if shift.strength.abs() < UNFLAGGED_SHIFT_Z
+                || !declared.streams.contains(&shift.stream)
+                || !moves(shift.direction, wanted)
+                || explained.contains(&shift.stream)
+                || context.anomaly(&shift.stream).is_some()
+            {
+                continue;
+            }
+            let Some(diagnosis) = DIAGNOSES.iter().find(|d| {
+                d.required
+                    .iter()
+                    .any(|(stream, m)| *stream == shift.stream && moves(shift.direction, *m))
+                    && find_streams(d.unless).is_empty()
+                    && find_rates(d.unless_rates).is_empty()
+            }) else {
+                continue;
+            };
+            let evidence = Evidence {
+                stream: shift.stream.clone(),
+                z: shift.strength,
+                direction: shift.direction.to_string(),
+                flag: AnomalyFlag::Warning,
+                change_percent: 0.0,
+                since_ms: event_bucket_start + bucket_ms,
+                earlier_flags: 0,
+                establishing: true,
+                text: format!(
+                    "{} {} since {} (mean z {:+.1} against the hours before it)",
+                    shift.stream, shift.direction, event.title, shift.strength
+                ),
+            };
+            explained.push(shift.stream.clone());
+            recommendations.extend(recommend(context, &diagnosis.into(), &[evidence]));
+        }
+    }
     // A strong anomaly no diagnosis explains is still a finding: one per domain.
     let mut domains: Vec<&str> = Vec::new();
     for anomaly in &context.anomalies {
@@ -762,17 +834,9 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
 /// Flow hops within which a flagged stream counts as part of a finding's footprint.
 const FOOTPRINT_HOPS: usize = 2;
 
-/// Streams flagged now that no finding took as evidence, but that sit on the marketplace's flows
-/// next to a finding's evidence (within [`FOOTPRINT_HOPS`] edges of `FLOW_EDGES`, either way)
-/// and began with or after it: a demand drop also thins ratings and cancellations, a support
-/// backlog also slows resolutions. They are listed in the finding's `affectedStreams` — where
-/// an operator should look — without counting as evidence for its diagnosis or cause.
-fn attach_footprint(
-    context: &AnalysisContext,
-    explained: &[String],
-    recommendations: &mut [Recommendation],
-) {
-    let bucket_ms = context_bucket_ms(context);
+/// Whether `target` is within [`FOOTPRINT_HOPS`] edges of `start` on the marketplace's flows
+/// (`FLOW_EDGES`, either way).
+fn within_flow_hops(start: &str, target: &str) -> bool {
     let neighbours = |stream: &str| -> Vec<&'static str> {
         FLOW_EDGES
             .iter()
@@ -787,26 +851,38 @@ fn attach_footprint(
             })
             .collect()
     };
-    let within_hops = |start: &str, target: &str| -> bool {
-        let mut frontier = vec![start.to_string()];
-        let mut seen = vec![start.to_string()];
-        for _ in 0..FOOTPRINT_HOPS {
-            let mut next = Vec::new();
-            for stream in &frontier {
-                for neighbour in neighbours(stream) {
-                    if neighbour == target {
-                        return true;
-                    }
-                    if !seen.iter().any(|s| s == neighbour) {
-                        seen.push(neighbour.to_string());
-                        next.push(neighbour.to_string());
-                    }
+    let mut frontier = vec![start.to_string()];
+    let mut seen = vec![start.to_string()];
+    for _ in 0..FOOTPRINT_HOPS {
+        let mut next = Vec::new();
+        for stream in &frontier {
+            for neighbour in neighbours(stream) {
+                if neighbour == target {
+                    return true;
+                }
+                if !seen.iter().any(|s| s == neighbour) {
+                    seen.push(neighbour.to_string());
+                    next.push(neighbour.to_string());
                 }
             }
-            frontier = next;
         }
-        false
-    };
+        frontier = next;
+    }
+    false
+}
+
+/// Streams flagged now that no finding took as evidence, but that sit on the marketplace's flows
+/// next to a finding's evidence (within [`FOOTPRINT_HOPS`] edges of `FLOW_EDGES`, either way)
+/// and began with or after it: a demand drop also thins ratings and cancellations, a support
+/// backlog also slows resolutions. They are listed in the finding's `affectedStreams` — where
+/// an operator should look — without counting as evidence for its diagnosis or cause.
+fn attach_footprint(
+    context: &AnalysisContext,
+    explained: &[String],
+    recommendations: &mut [Recommendation],
+) {
+    let bucket_ms = context_bucket_ms(context);
+    let within_hops = within_flow_hops;
     for anomaly in &context.anomalies {
         if explained.contains(&anomaly.stream) || anomaly.flag == AnomalyFlag::Normal {
             continue;
@@ -845,7 +921,8 @@ fn event_backed(context: &AnalysisContext, diagnosis: &Diagnosis, evidence: &[Ev
     evidence.iter().filter(|e| e.establishing).any(|item| {
         context.events.iter().any(|event| {
             explains(context, event, item, bucket_ms)
-                && cause_score(event, &[item], diagnosis.cause_types) >= MIN_CAUSE_SCORE
+                && cause_score(event, &[item], diagnosis.cause_types).plausibility
+                    >= MIN_CAUSE_SCORE
         })
     })
 }
@@ -880,65 +957,108 @@ impl From<&Diagnosis> for Finding {
     }
 }
 
-/// Whether `event` can have caused `evidence`: the event declared the stream and the
-/// direction; the stream's flags began after the event's bucket and within the declared
-/// duration; and when they began soon after it, the stream shifted across the event (it was
-/// not already off before). Size is weighed in [`cause_score`], not required: what people
-/// expect of an event is not always what it does (a "low" release can ship a crash).
+/// Whether `event` can have caused `evidence` (see [`cause_verdict`]).
 fn explains(
     context: &AnalysisContext,
     event: &ContextEvent,
     evidence: &Evidence,
     bucket_ms: u64,
 ) -> bool {
+    cause_verdict(context, event, evidence, bucket_ms).is_ok()
+}
+
+/// Whether `event` can have caused `evidence`, or the first rule it breaks: the event declared
+/// the stream and the direction; the stream's flags began after the event's bucket and within
+/// the declared duration; and when they began soon after it, the stream shifted across the
+/// event (it was not already off before). Size is weighed in [`cause_score`], not required:
+/// what people expect of an event is not always what it does (a "low" release can ship a
+/// crash).
+fn cause_verdict(
+    context: &AnalysisContext,
+    event: &ContextEvent,
+    evidence: &Evidence,
+    bucket_ms: u64,
+) -> Result<(), CauseRejection> {
     let declared = &event.expected_impact;
     let wanted = match declared.direction {
         Direction::Increase => Up,
         Direction::Decrease => Down,
         Direction::Mixed => Either,
     };
-    if !declared_or_coupled(&declared.streams, &evidence.stream)
-        || !moves(&evidence.direction, wanted)
-    {
-        return false;
+    if !declared_or_coupled(&declared.streams, &evidence.stream) {
+        return Err(CauseRejection::NotDeclared);
+    }
+    if !moves(&evidence.direction, wanted) {
+        return Err(CauseRejection::WrongDirection);
     }
     let event_bucket_start = event.time_ms / bucket_ms * bucket_ms;
     if evidence.since_ms < event_bucket_start + bucket_ms {
-        return false;
+        // Flags that began before the event can still be its doing when the stream, already
+        // off, went much further its way across the event (a price cut on a day demand was
+        // already low): twice the shift a fresh onset needs, within the declared duration.
+        let deepened = event.time_ms < context.now_ms
+            && context
+                .correlations
+                .events
+                .iter()
+                .find(|c| c.event_id == event.id)
+                .is_some_and(|c| {
+                    c.streams.iter().any(|s| {
+                        s.stream == evidence.stream
+                            && s.direction == evidence.direction
+                            && s.strength.abs() >= DEEPENED_SHIFT_Z
+                    })
+                });
+        if !deepened {
+            return Err(CauseRejection::BeforeEvent);
+        }
+        // Still within what the event declared.
+        let declared_ms = parse_duration_ms(&declared.duration).unwrap_or(u64::MAX);
+        if context.now_ms.saturating_sub(event.time_ms) > declared_ms.saturating_add(bucket_ms) {
+            return Err(CauseRejection::AfterDuration);
+        }
+        return Ok(());
     }
 
     let declared_ms = parse_duration_ms(&declared.duration).unwrap_or(u64::MAX);
     let after_ms = evidence.since_ms - event.time_ms;
     if after_ms > declared_ms.saturating_add(bucket_ms) {
-        return false;
+        return Err(CauseRejection::AfterDuration);
     }
     // Flags that begin long after the event cannot be checked for a shift across it; then at
     // least the stream must have been calm before it (a condition that was already there was
     // not started by the event).
-    if after_ms > SHIFT_WINDOW_MS
-        && (flagged_before(evidence, event_bucket_start, bucket_ms) >= PREEXISTING_FLAGS
-            || !leads_in(context, event_bucket_start + bucket_ms, evidence))
-    {
-        return false;
-    }
-    if after_ms <= SHIFT_WINDOW_MS {
-        let shifted = context
-            .correlations
-            .events
-            .iter()
-            .find(|c| c.event_id == event.id)
-            .is_some_and(|c| {
-                c.streams.iter().any(|s| {
-                    s.stream == evidence.stream
-                        && s.direction == evidence.direction
-                        && s.strength.abs() >= EVENT_SHIFT_Z
-                })
-            });
-        if !shifted {
-            return false;
+    if after_ms > SHIFT_WINDOW_MS {
+        // A minor event that declared no direction, and whose effect cannot be seen as a shift
+        // across it, ties nothing to it: a low "mixed" for a week would explain any move of its
+        // streams in that week.
+        if declared.direction == Direction::Mixed && declared.magnitude == Magnitude::Low {
+            return Err(CauseRejection::UndirectedAndLate);
         }
+        if flagged_before(evidence, event_bucket_start, bucket_ms) >= PREEXISTING_FLAGS {
+            return Err(CauseRejection::AlreadyOff);
+        }
+        if !leads_in(context, event_bucket_start + bucket_ms, evidence) {
+            return Err(CauseRejection::NoLeadIn);
+        }
+        return Ok(());
     }
-    true
+    let shifted = context
+        .correlations
+        .events
+        .iter()
+        .find(|c| c.event_id == event.id)
+        .is_some_and(|c| {
+            c.streams.iter().any(|s| {
+                s.stream == evidence.stream
+                    && s.direction == evidence.direction
+                    && s.strength.abs() >= EVENT_SHIFT_Z
+            })
+        });
+    if !shifted && !shifted_up_to_onset(context, event_bucket_start, evidence, bucket_ms) {
+        return Err(CauseRejection::NoShift);
+    }
+    Ok(())
 }
 
 /// Why the evidence rules do not let an event explain a stream's anomaly.
@@ -950,9 +1070,18 @@ pub enum CauseRejection {
     NotDeclared,
     /// The stream moved the other way from the event's declared direction.
     WrongDirection,
-    /// The stream was flagged before the event.
+    /// The stream's flags began before the event's next bucket.
     BeforeEvent,
-    /// The flags began too late for the declared duration, or not as a shift across the event.
+    /// The flags began after the event's declared duration was over.
+    AfterDuration,
+    /// The flags began hours after the event, and the stream was already flagged that way in
+    /// the two days before it.
+    AlreadyOff,
+    /// The flags began hours after the event, and the stream did not lean their way in between.
+    NoLeadIn,
+    /// The flags began hours after a low-magnitude event that declared no direction ("mixed").
+    UndirectedAndLate,
+    /// The flags began soon after the event, but the stream did not shift across it.
     NoShift,
 }
 
@@ -963,9 +1092,19 @@ impl std::fmt::Display for CauseRejection {
             CauseRejection::NotDeclared => "the event did not declare the stream",
             CauseRejection::WrongDirection => "the stream moved against the declared direction",
             CauseRejection::BeforeEvent => "the stream was flagged before the event",
-            CauseRejection::NoShift => {
-                "the flags do not start as a shift within the declared lag and duration"
+            CauseRejection::AfterDuration => {
+                "the flags began after the event's declared duration was over"
             }
+            CauseRejection::AlreadyOff => {
+                "the stream was already flagged that way in the two days before the event"
+            }
+            CauseRejection::NoLeadIn => {
+                "the flags began hours after the event without building up from it"
+            }
+            CauseRejection::UndirectedAndLate => {
+                "the flags began hours after a minor event that declared no direction"
+            }
+            CauseRejection::NoShift => "the stream did not shift across the event",
         })
     }
 }
@@ -983,25 +1122,12 @@ pub fn check_cause(
     let Some(anomaly) = context.anomaly(stream) else {
         return Err(CauseRejection::NotAnomalous);
     };
-    let evidence = Evidence::of_anomaly(anomaly);
-    if explains(context, event, &evidence, context_bucket_ms(context)) {
-        return Ok(());
-    }
-    let declared = &event.expected_impact;
-    let wanted = match declared.direction {
-        Direction::Increase => Up,
-        Direction::Decrease => Down,
-        Direction::Mixed => Either,
-    };
-    Err(if !declared_or_coupled(&declared.streams, stream) {
-        CauseRejection::NotDeclared
-    } else if !moves(&evidence.direction, wanted) {
-        CauseRejection::WrongDirection
-    } else if evidence.since_ms < event.time_ms {
-        CauseRejection::BeforeEvent
-    } else {
-        CauseRejection::NoShift
-    })
+    cause_verdict(
+        context,
+        event,
+        &Evidence::of_anomaly(anomaly),
+        context_bucket_ms(context),
+    )
 }
 
 /// Whether an event that declared `declared` can have moved `stream`: declared itself, or a
@@ -1020,6 +1146,47 @@ fn declared_or_coupled(declared: &[String], stream: &str) -> bool {
         )
     };
     demand_root(stream) && declared.iter().any(|d| demand_root(d))
+}
+
+/// Whether the stream shifted across the event when the buckets after it are taken up to just
+/// past the flags' onset rather than a fixed window: an effect that ramps up (tutors drifting
+/// away over an afternoon) shows at its onset, not in the event's first hours. Mean z from the
+/// bucket after the event's to two buckets past the onset, against the [`EVENT_WINDOW_BUCKETS`]
+/// before the event's bucket, from the context's recent values (no answer without them).
+fn shifted_up_to_onset(
+    context: &AnalysisContext,
+    event_bucket_start: u64,
+    evidence: &Evidence,
+    bucket_ms: u64,
+) -> bool {
+    let Some(points) = context.recent_values.get(&evidence.stream) else {
+        return false;
+    };
+    let sign = if evidence.direction == "up" {
+        1.0
+    } else {
+        -1.0
+    };
+    let mean_z = |from: u64, to: u64| -> Option<f64> {
+        let values: Vec<f64> = points
+            .iter()
+            .filter(|p| p.bucket_start_ms >= from && p.bucket_start_ms < to)
+            .map(|p| (p.normalized - 50.0) / 10.0)
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let before = mean_z(
+        event_bucket_start.saturating_sub(EVENT_WINDOW_BUCKETS as u64 * bucket_ms),
+        event_bucket_start,
+    );
+    let after = mean_z(
+        event_bucket_start + bucket_ms,
+        evidence.since_ms + 3 * bucket_ms,
+    );
+    match (before, after) {
+        (Some(before), Some(after)) => sign * (after - before) >= EVENT_SHIFT_Z,
+        _ => false,
+    }
 }
 
 /// For flags that begin long after an event: whether the stream already leaned their way
@@ -1091,12 +1258,33 @@ fn size_fits(event: &ContextEvent, evidence: &Evidence) -> bool {
     }
 }
 
+/// How well an event explains the evidence it can explain (see [`cause_score`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CauseScore {
+    /// Whether it can be the cause at all: timing, the event's type, its declared magnitude and
+    /// how much of the evidence it explains. A cause is named only when this reaches
+    /// [`MIN_CAUSE_SCORE`].
+    plausibility: f64,
+    /// The plausibility weighed by how well the declared magnitude fits the size of what moved:
+    /// which of several plausible causes is named. Size ranks causes but does not rule one out
+    /// (a release announced as "low" that ships a crash is still the crash's cause).
+    score: f64,
+}
+
 /// How well `event` explains the evidence streams it can explain (`explained`): recent
-/// events, events of a type that produces this finding, a declared magnitude that fits the
-/// size of what moved, and a larger declared magnitude score higher.
-fn cause_score(event: &ContextEvent, explained: &[&Evidence], cause_types: &[EventType]) -> f64 {
+/// events, events of a type that produces this finding, a larger declared magnitude, more of
+/// the evidence explained and — for ranking only — a declared magnitude that fits the size of
+/// what moved.
+fn cause_score(
+    event: &ContextEvent,
+    explained: &[&Evidence],
+    cause_types: &[EventType],
+) -> CauseScore {
     if explained.is_empty() {
-        return 0.0;
+        return CauseScore {
+            plausibility: 0.0,
+            score: 0.0,
+        };
     }
     let declared = &event.expected_impact;
     let onset_ms = explained.iter().map(|e| e.since_ms).min().unwrap_or(0);
@@ -1117,7 +1305,11 @@ fn cause_score(event: &ContextEvent, explained: &[&Evidence], cause_types: &[Eve
     };
     let fitting = explained.iter().filter(|e| size_fits(event, e)).count();
     let size = 0.5 + 0.5 * fitting as f64 / explained.len() as f64;
-    timing * affinity * magnitude * size * (1.0 + explained.len().min(3) as f64 * 0.5)
+    let plausibility = timing * affinity * magnitude * (1.0 + explained.len().min(3) as f64 * 0.5);
+    CauseScore {
+        plausibility,
+        score: plausibility * size,
+    }
 }
 
 /// The recommendations of one finding: one per cause that explains part of the evidence (a
@@ -1133,7 +1325,7 @@ fn recommend(
     let mut groups: Vec<(&ContextEvent, f64, Vec<&Evidence>)> = Vec::new();
     let mut unexplained: Vec<&Evidence> = Vec::new();
     for item in evidence {
-        let best = context
+        let candidates: Vec<(&ContextEvent, CauseScore)> = context
             .events
             .iter()
             .filter(|event| explains(context, event, item, bucket_ms))
@@ -1144,16 +1336,19 @@ fn recommend(
                     .collect();
                 (event, cause_score(event, &explained, finding.cause_types))
             })
-            .filter(|(_, score)| *score >= MIN_CAUSE_SCORE)
-            .max_by(|a, b| {
-                a.1.total_cmp(&b.1)
-                    .then_with(|| a.0.time_ms.cmp(&b.0.time_ms))
-                    .then_with(|| b.0.id.cmp(&a.0.id))
-            });
+            .filter(|(_, score)| score.plausibility >= MIN_CAUSE_SCORE)
+            .collect();
+        let by_score = |a: &&(&ContextEvent, CauseScore), b: &&(&ContextEvent, CauseScore)| {
+            a.1.score
+                .total_cmp(&b.1.score)
+                .then_with(|| a.0.time_ms.cmp(&b.0.time_ms))
+                .then_with(|| b.0.id.cmp(&a.0.id))
+        };
+        let best = candidates.iter().max_by(by_score).copied();
         match best {
             Some((event, score)) => match groups.iter_mut().find(|g| g.0.id == event.id) {
                 Some(group) => group.2.push(item),
-                None => groups.push((event, score, vec![item])),
+                None => groups.push((event, score.score, vec![item])),
             },
             None => unexplained.push(item),
         }
@@ -1191,9 +1386,86 @@ fn recommend(
                 causes.push(other);
             }
         }
+        // Another plausible cause at another time is named too when the stream stepped at each
+        // of the two events: two real causes of one kind of shift (a competitor's price cut and
+        // the end of term) are both causes, while a headline just before a cause, after which
+        // nothing moved until the cause came, is not.
+        for other in &context.events {
+            if causes.iter().any(|c| c.id == other.id) {
+                continue;
+            }
+            let steps_at_both = items.iter().filter(|e| e.establishing).any(|item| {
+                explains(context, other, item, bucket_ms)
+                    && cause_score(other, &[item], finding.cause_types).plausibility
+                        >= MIN_CAUSE_SCORE
+                    && stepped_at_each(context, event, other, item, bucket_ms)
+            });
+            if steps_at_both {
+                causes.push(other);
+            }
+        }
         recommendations.push(recommendation(context, finding, &items, &causes, score));
     }
     recommendations
+}
+
+/// Whether `evidence`'s stream shifted its way across each of two events that fired in
+/// different buckets: between the two events it had moved away from where it was before the
+/// first (by [`EVENT_SHIFT_Z`] in mean z, over at least [`MIN_STEP_BUCKETS`] buckets), and after
+/// the second it moved on by as much again. Read from the context's recent values, so both events
+/// must fall within them; otherwise it cannot be told and the answer is no.
+fn stepped_at_each(
+    context: &AnalysisContext,
+    one: &ContextEvent,
+    other: &ContextEvent,
+    evidence: &Evidence,
+    bucket_ms: u64,
+) -> bool {
+    let (first, second) = if one.time_ms <= other.time_ms {
+        (one, other)
+    } else {
+        (other, one)
+    };
+    let first_bucket = first.time_ms / bucket_ms * bucket_ms;
+    let second_bucket = second.time_ms / bucket_ms * bucket_ms;
+    if second_bucket == first_bucket {
+        return false;
+    }
+    let Some(points) = context.recent_values.get(&evidence.stream) else {
+        return false;
+    };
+    let sign = if evidence.direction == "up" {
+        1.0
+    } else {
+        -1.0
+    };
+    let mean_z = |from: u64, to: u64| -> Option<(f64, usize)> {
+        let values: Vec<f64> = points
+            .iter()
+            .filter(|p| p.bucket_start_ms >= from && p.bucket_start_ms < to)
+            .map(|p| (p.normalized - 50.0) / 10.0)
+            .collect();
+        (!values.is_empty()).then(|| {
+            (
+                values.iter().sum::<f64>() / values.len() as f64,
+                values.len(),
+            )
+        })
+    };
+    let before = mean_z(
+        first_bucket.saturating_sub(EVENT_WINDOW_BUCKETS as u64 * bucket_ms),
+        first_bucket,
+    );
+    let between = mean_z(first_bucket + bucket_ms, second_bucket);
+    let after = mean_z(second_bucket + bucket_ms, u64::MAX);
+    match (before, between, after) {
+        (Some((before, _)), Some((between, gap)), Some((after, _))) => {
+            gap >= MIN_STEP_BUCKETS
+                && sign * (between - before) >= EVENT_SHIFT_Z
+                && sign * (after - between) >= EVENT_SHIFT_Z
+        }
+        _ => false,
+    }
 }
 
 /// The bucket length the context was built with (the spacing of its recent values).
