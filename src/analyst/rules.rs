@@ -5,7 +5,7 @@
 //! was expected to move, and what actually moved after it agree.
 
 use super::context::{
-    AnalysisContext, ContextAnomaly, ContextEvent, ContextPoint, ContextRate, EARLIER_FLAG_BUCKETS,
+    AnalysisContext, ContextAnomaly, ContextEvent, ContextRate, EARLIER_FLAG_BUCKETS,
 };
 use super::recommendation::{Priority, Recommendation, RecommendedAction, Status};
 use super::Analyst;
@@ -997,18 +997,7 @@ fn cause_verdict(
         // off, went much further its way across the event (a price cut on a day demand was
         // already low): twice the shift a fresh onset needs, within the declared duration.
         let deepened = event.time_ms < context.now_ms
-            && context
-                .correlations
-                .events
-                .iter()
-                .find(|c| c.event_id == event.id)
-                .is_some_and(|c| {
-                    c.streams.iter().any(|s| {
-                        s.stream == evidence.stream
-                            && s.direction == evidence.direction
-                            && s.strength.abs() >= DEEPENED_SHIFT_Z
-                    })
-                });
+            && shift_across(context, event, evidence) >= DEEPENED_SHIFT_Z;
         if !deepened {
             return Err(CauseRejection::BeforeEvent);
         }
@@ -1043,18 +1032,7 @@ fn cause_verdict(
         }
         return Ok(());
     }
-    let shifted = context
-        .correlations
-        .events
-        .iter()
-        .find(|c| c.event_id == event.id)
-        .is_some_and(|c| {
-            c.streams.iter().any(|s| {
-                s.stream == evidence.stream
-                    && s.direction == evidence.direction
-                    && s.strength.abs() >= EVENT_SHIFT_Z
-            })
-        });
+    let shifted = shift_across(context, event, evidence) >= EVENT_SHIFT_Z;
     if !shifted && !shifted_up_to_onset(context, event_bucket_start, evidence, bucket_ms) {
         return Err(CauseRejection::NoShift);
     }
@@ -1159,22 +1137,7 @@ fn shifted_up_to_onset(
     evidence: &Evidence,
     bucket_ms: u64,
 ) -> bool {
-    let Some(points) = context.recent_values.get(&evidence.stream) else {
-        return false;
-    };
-    let sign = if evidence.direction == "up" {
-        1.0
-    } else {
-        -1.0
-    };
-    let mean_z = |from: u64, to: u64| -> Option<f64> {
-        let values: Vec<f64> = points
-            .iter()
-            .filter(|p| p.bucket_start_ms >= from && p.bucket_start_ms < to)
-            .map(|p| (p.normalized - 50.0) / 10.0)
-            .collect();
-        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-    };
+    let mean_z = |from: u64, to: u64| mean_z_over(context, evidence, from, to);
     let before = mean_z(
         event_bucket_start.saturating_sub(EVENT_WINDOW_BUCKETS as u64 * bucket_ms),
         event_bucket_start,
@@ -1184,9 +1147,60 @@ fn shifted_up_to_onset(
         evidence.since_ms + 3 * bucket_ms,
     );
     match (before, after) {
-        (Some(before), Some(after)) => sign * (after - before) >= EVENT_SHIFT_Z,
+        (Some((before, _)), Some((after, _))) => {
+            towards(evidence) * (after - before) >= EVENT_SHIFT_Z
+        }
         _ => false,
     }
+}
+
+/// How far `evidence`'s stream shifted across `event` in the event's correlations (mean z over
+/// the buckets after it against before it), counted in the evidence's direction; 0 when the
+/// correlations do not list it that way.
+fn shift_across(context: &AnalysisContext, event: &ContextEvent, evidence: &Evidence) -> f64 {
+    context
+        .correlations
+        .events
+        .iter()
+        .find(|c| c.event_id == event.id)
+        .and_then(|c| {
+            c.streams
+                .iter()
+                .find(|s| s.stream == evidence.stream && s.direction == evidence.direction)
+        })
+        .map_or(0.0, |s| s.strength.abs())
+}
+
+/// +1 for evidence that went up, −1 for down: multiplies a change of z into "towards the flags".
+fn towards(evidence: &Evidence) -> f64 {
+    if evidence.direction == "up" {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
+/// Mean z of `evidence`'s stream over the context's recent buckets that start in `[from, to)`,
+/// and how many there were; `None` without recent values there.
+fn mean_z_over(
+    context: &AnalysisContext,
+    evidence: &Evidence,
+    from: u64,
+    to: u64,
+) -> Option<(f64, usize)> {
+    let values: Vec<f64> = context
+        .recent_values
+        .get(&evidence.stream)?
+        .iter()
+        .filter(|p| p.bucket_start_ms >= from && p.bucket_start_ms < to)
+        .map(|p| (p.normalized - 50.0) / 10.0)
+        .collect();
+    (!values.is_empty()).then(|| {
+        (
+            values.iter().sum::<f64>() / values.len() as f64,
+            values.len(),
+        )
+    })
 }
 
 /// For flags that begin long after an event: whether the stream already leaned their way
@@ -1196,36 +1210,12 @@ fn shifted_up_to_onset(
 /// without recent values in the context (a rate's numerator that is not flagged) are not held
 /// to it.
 fn leads_in(context: &AnalysisContext, after_event_ms: u64, evidence: &Evidence) -> bool {
-    let Some(points) = context.recent_values.get(&evidence.stream) else {
+    if !context.recent_values.contains_key(&evidence.stream) {
         return true;
-    };
-    let sign = if evidence.direction == "up" {
-        1.0
-    } else {
-        -1.0
-    };
-    let z_of = |p: &ContextPoint| (p.normalized - 50.0) / 10.0;
-    let mean = |selected: Vec<f64>| {
-        (!selected.is_empty()).then(|| selected.iter().sum::<f64>() / selected.len() as f64)
-    };
-    let gap = mean(
-        points
-            .iter()
-            .filter(|p| {
-                p.bucket_start_ms >= after_event_ms && p.bucket_start_ms < evidence.since_ms
-            })
-            .map(z_of)
-            .collect(),
-    );
-    let before = mean(
-        points
-            .iter()
-            .filter(|p| p.bucket_start_ms < after_event_ms)
-            .map(z_of)
-            .collect(),
-    )
-    .unwrap_or(0.0);
-    gap.is_none_or(|gap| sign * (gap - before) >= LEAD_IN_Z)
+    }
+    let gap = mean_z_over(context, evidence, after_event_ms, evidence.since_ms);
+    let before = mean_z_over(context, evidence, 0, after_event_ms).map_or(0.0, |(mean, _)| mean);
+    gap.is_none_or(|(gap, _)| towards(evidence) * (gap - before) >= LEAD_IN_Z)
 }
 
 /// How many same-side flags `evidence`'s stream had in the [`PREEXISTING_MS`] before
@@ -1431,27 +1421,8 @@ fn stepped_at_each(
     if second_bucket == first_bucket {
         return false;
     }
-    let Some(points) = context.recent_values.get(&evidence.stream) else {
-        return false;
-    };
-    let sign = if evidence.direction == "up" {
-        1.0
-    } else {
-        -1.0
-    };
-    let mean_z = |from: u64, to: u64| -> Option<(f64, usize)> {
-        let values: Vec<f64> = points
-            .iter()
-            .filter(|p| p.bucket_start_ms >= from && p.bucket_start_ms < to)
-            .map(|p| (p.normalized - 50.0) / 10.0)
-            .collect();
-        (!values.is_empty()).then(|| {
-            (
-                values.iter().sum::<f64>() / values.len() as f64,
-                values.len(),
-            )
-        })
-    };
+    let sign = towards(evidence);
+    let mean_z = |from: u64, to: u64| mean_z_over(context, evidence, from, to);
     let before = mean_z(
         first_bucket.saturating_sub(EVENT_WINDOW_BUCKETS as u64 * bucket_ms),
         first_bucket,
