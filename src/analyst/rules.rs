@@ -882,7 +882,6 @@ fn attach_footprint(
     recommendations: &mut [Recommendation],
 ) {
     let bucket_ms = context_bucket_ms(context);
-    let within_hops = within_flow_hops;
     for anomaly in &context.anomalies {
         if explained.contains(&anomaly.stream) || anomaly.flag == AnomalyFlag::Normal {
             continue;
@@ -897,7 +896,7 @@ fn attach_footprint(
             onset(r).is_some_and(|first| anomaly.since_ms + bucket_ms >= first)
                 && r.affected_streams
                     .iter()
-                    .any(|s| within_hops(s, &anomaly.stream))
+                    .any(|s| within_flow_hops(s, &anomaly.stream))
         });
         if let Some(home) = home {
             if !home.affected_streams.contains(&anomaly.stream) {
