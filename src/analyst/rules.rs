@@ -12,7 +12,7 @@ use super::Analyst;
 use crate::diagnostics::parse_duration_ms;
 use crate::market::roles::{role_for_name, Role, FLOW_EDGES};
 use crate::scenario::definition::{Direction, EventType, Magnitude};
-use crate::stats::correlation::{EVENT_SHIFT_Z, EVENT_WINDOW_BUCKETS};
+use crate::stats::correlation::{EventCorrelation, EVENT_SHIFT_Z, EVENT_WINDOW_BUCKETS};
 use crate::stats::AnomalyFlag;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -720,20 +720,11 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
     // said where to look, and the stream moved there by much more than chance moves it.
     let bucket_ms = context_bucket_ms(context);
     for event in &context.events {
-        let Some(correlation) = context
-            .correlations
-            .events
-            .iter()
-            .find(|c| c.event_id == event.id)
-        else {
+        let Some(correlation) = correlation_of(context, event) else {
             continue;
         };
         let declared = &event.expected_impact;
-        let wanted = match declared.direction {
-            Direction::Increase => Up,
-            Direction::Decrease => Down,
-            Direction::Mixed => Either,
-        };
+        let wanted = declared_move(event);
         let event_bucket_start = event.time_ms / bucket_ms * bucket_ms;
         // Once at least half the event's window is in, and only while it is fresh: the shift is
         // news about the event, not a finding to raise again each time the analyst runs that week.
@@ -979,11 +970,7 @@ fn cause_verdict(
     bucket_ms: u64,
 ) -> Result<(), CauseRejection> {
     let declared = &event.expected_impact;
-    let wanted = match declared.direction {
-        Direction::Increase => Up,
-        Direction::Decrease => Down,
-        Direction::Mixed => Either,
-    };
+    let wanted = declared_move(event);
     if !declared_or_coupled(&declared.streams, &evidence.stream) {
         return Err(CauseRejection::NotDeclared);
     }
@@ -1157,17 +1144,34 @@ fn shifted_up_to_onset(
 /// the buckets after it against before it), counted in the evidence's direction; 0 when the
 /// correlations do not list it that way.
 fn shift_across(context: &AnalysisContext, event: &ContextEvent, evidence: &Evidence) -> f64 {
-    context
-        .correlations
-        .events
-        .iter()
-        .find(|c| c.event_id == event.id)
+    correlation_of(context, event)
         .and_then(|c| {
             c.streams
                 .iter()
                 .find(|s| s.stream == evidence.stream && s.direction == evidence.direction)
         })
         .map_or(0.0, |s| s.strength.abs())
+}
+
+/// The streams that moved after `event`, if any did (see `event_stream_shifts`).
+fn correlation_of<'a>(
+    context: &'a AnalysisContext,
+    event: &ContextEvent,
+) -> Option<&'a EventCorrelation> {
+    context
+        .correlations
+        .events
+        .iter()
+        .find(|c| c.event_id == event.id)
+}
+
+/// The way `event` declared its streams would move.
+fn declared_move(event: &ContextEvent) -> Move {
+    match event.expected_impact.direction {
+        Direction::Increase => Up,
+        Direction::Decrease => Down,
+        Direction::Mixed => Either,
+    }
 }
 
 /// +1 for evidence that went up, −1 for down: multiplies a change of z into "towards the flags".
