@@ -487,7 +487,9 @@ const DIAGNOSES: &[Diagnosis] = &[
         title: "Sign-up conversion drop",
         required: &[],
         supporting: &[("customer.signup.completed", Down)],
-        unless: &[("marketing.campaign.click", Down)],
+        // Most sign-ups are organic, so a surge of clicks lowers sign-ups per click by itself:
+        // the rate says something about the sign-up flow only while clicks are normal.
+        unless: &[("marketing.campaign.click", Either)],
         required_rates: &[("customer.signup.completed", "marketing.campaign.click", Down, 0.0)],
         unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Marketing, EventType::Infrastructure],
@@ -537,6 +539,9 @@ const UNEXPLAINED_Z: f64 = 6.0;
 const EVENT_BACKED_MIN_Z: f64 = 3.0;
 /// A cause is named only when its plausibility reaches this (see [`cause_score`]).
 const MIN_CAUSE_SCORE: f64 = 0.5;
+/// An expectation below this (events a bucket) is "next to none": a change is not written as a
+/// percentage of it.
+const NOTHING_EXPECTED: f64 = 0.05;
 /// A shift that begins within this many buckets of an event must show in the event's
 /// before/after comparison (see `event_stream_shifts`).
 const SHIFT_WINDOW_MS: u64 = 6 * 3_600_000;
@@ -596,15 +601,23 @@ impl Evidence {
             since_ms: anomaly.since_ms,
             earlier_flags: anomaly.earlier_flags,
             establishing: true,
-            text: format!(
-                "{} {} {:.0} % vs expected ({:.1} vs {:.1}, z {:+.1})",
-                anomaly.stream,
-                anomaly.direction,
-                anomaly.change_percent.abs(),
-                anomaly.value,
-                anomaly.expected,
-                anomaly.z
-            ),
+            // A percentage of next to nothing is noise in the text ("up 100000000000 %").
+            text: if anomaly.expected.abs() < NOTHING_EXPECTED {
+                format!(
+                    "{} {} to {:.1} where next to none were expected (z {:+.1})",
+                    anomaly.stream, anomaly.direction, anomaly.value, anomaly.z
+                )
+            } else {
+                format!(
+                    "{} {} {:.0} % vs expected ({:.1} vs {:.1}, z {:+.1})",
+                    anomaly.stream,
+                    anomaly.direction,
+                    anomaly.change_percent.abs(),
+                    anomaly.value,
+                    anomaly.expected,
+                    anomaly.z
+                )
+            },
         }
     }
 
@@ -1471,7 +1484,18 @@ fn recommendation(
     ordered.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
     let facts: Vec<String> = ordered.iter().take(3).map(|e| e.text.clone()).collect();
     let strength: f64 = evidence.iter().map(|e| e.z.abs()).sum();
-    let critical = evidence.iter().any(|e| e.flag == AnomalyFlag::Critical);
+    // Critical is for what needs someone now. A shift that a named, announced low-impact event
+    // explains, at the size it announced (a regional CDN slowdown adding a fifth to latency),
+    // is the expected consequence of something already known: worth a warning, not a page.
+    let announced = !causes.is_empty()
+        && causes
+            .iter()
+            .all(|c| c.expected_impact.magnitude == Magnitude::Low)
+        && evidence
+            .iter()
+            .filter(|e| e.establishing)
+            .all(|e| causes.iter().any(|c| size_fits(c, e)));
+    let critical = !announced && evidence.iter().any(|e| e.flag == AnomalyFlag::Critical);
     let confidence = (40.0 + strength.min(30.0) + 20.0 * cause_score.min(1.5)).min(95.0) as u8;
     Recommendation {
         id: String::new(),
