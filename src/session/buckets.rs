@@ -44,6 +44,9 @@ pub struct RunCollector {
     bucket_values: Vec<f64>,
     /// Per bucket and stream: number of events (gauge readings are averaged over it).
     bucket_counts: Vec<u32>,
+    /// The bucket the last event fell in, as `[start, end)` in virtual ms and the index of its
+    /// first stream: events come in time order, so most skip the division.
+    current_bucket: (u64, u64, usize),
 }
 
 impl RunCollector {
@@ -63,7 +66,22 @@ impl RunCollector {
             fingerprints: vec![FINGERPRINT_SEED; n_streams],
             bucket_values: vec![0.0; n_streams * n_buckets],
             bucket_counts: vec![0; n_streams * n_buckets],
+            current_bucket: (0, 0, 0),
         }
+    }
+
+    /// Where `time`'s bucket starts in the per-bucket arrays, with storage made for it.
+    #[cold]
+    fn locate_bucket(&mut self, time: u64) -> usize {
+        let bucket = (time / self.bucket_ms) as usize;
+        if bucket >= self.n_buckets {
+            // Grow by at least a day of hourly buckets at a time, so growth is rare.
+            self.ensure_buckets((bucket + 1).max(self.n_buckets + 24));
+        }
+        let start = bucket as u64 * self.bucket_ms;
+        let row = bucket * self.n_streams;
+        self.current_bucket = (start, start.saturating_add(self.bucket_ms), row);
+        row
     }
 
     pub fn total_events(&self) -> u64 {
@@ -100,6 +118,7 @@ impl RunCollector {
     pub fn truncate_buckets(&mut self, n_buckets: usize) {
         if n_buckets < self.n_buckets {
             self.n_buckets = n_buckets;
+            self.current_bucket = (0, 0, 0);
             self.bucket_values.truncate(n_buckets * self.n_streams);
             self.bucket_counts.truncate(n_buckets * self.n_streams);
         }
@@ -159,12 +178,13 @@ impl Sink<StreamEvent> for RunCollector {
         *state = (*state ^ event_hash)
             .wrapping_mul(FINGERPRINT_MULTIPLIER)
             .rotate_left(29);
-        let bucket = (event.time / self.bucket_ms) as usize;
-        if bucket >= self.n_buckets {
-            // Grow by at least a day of hourly buckets at a time, so growth is rare.
-            self.ensure_buckets((bucket + 1).max(self.n_buckets + 24));
-        }
-        let index = bucket * self.n_streams + stream;
+        let (start, end, row) = self.current_bucket;
+        let row = if event.time >= start && event.time < end {
+            row
+        } else {
+            self.locate_bucket(event.time)
+        };
+        let index = row + stream;
         self.bucket_counts[index] += 1;
         if let Some(value) = event.payload.gauge_value() {
             self.bucket_values[index] += value;
