@@ -455,3 +455,35 @@ impl RunView<'_> {
 fn count_z(observed: f64, expected: f64) -> f64 {
     2.0 * ((observed.max(0.0) + 0.375).sqrt() - (expected.max(0.0) + 0.375).sqrt())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::count_z;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The count z is zero at the expectation, grows with the count, and for large counts
+        /// is the familiar (x − λ)/√λ to within a few per cent.
+        #[test]
+        fn count_z_is_centred_monotone_and_normal_for_large_counts(
+            expected in 0.0f64..5_000.0,
+            observed in 0u32..10_000,
+        ) {
+            prop_assert!(count_z(expected, expected).abs() < 1e-9);
+            let observed = f64::from(observed);
+            prop_assert!(count_z(observed + 1.0, expected) > count_z(observed, expected));
+            if expected >= 400.0 && (observed - expected).abs() <= 3.0 * expected.sqrt() {
+                let plain = (observed - expected) / expected.sqrt();
+                prop_assert!((count_z(observed, expected) - plain).abs() <= 0.1 + 0.05 * plain.abs());
+            }
+        }
+    }
+
+    /// A few rare events are no longer read as a long-tail surprise: nine where 2.7 were due is
+    /// about one bucket in 520 for a Poisson count (z ≈ 2.9), not +3.8.
+    #[test]
+    fn small_counts_score_near_their_poisson_tail() {
+        let z = count_z(9.0, 2.7);
+        assert!((2.4..3.0).contains(&z), "z = {z}");
+    }
+}
