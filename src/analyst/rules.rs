@@ -531,6 +531,12 @@ const DIAGNOSES: &[Diagnosis] = &[
 /// A diagnosis fires when its evidence adds up to this much |z| (a single critical stream, or
 /// several warnings together).
 const MIN_EVIDENCE_Z: f64 = 6.0;
+/// Diagnoses whose findings are not raised at warning level without a cause. The demand
+/// streams share one day's mood (searches, views, requests and favourites move together on a
+/// day's noise), so their summed z makes a warning-level swing that no event explains look like
+/// news when it is the day's own; on the tuning sets 34 of 52 such findings matched no real
+/// effect. A critical one, or one an event explains, is still raised.
+const DAY_MOOD_WITHOUT_CAUSE: &[&str] = &["demand-surge", "demand-drop"];
 /// A diagnosis resting on a single stream needs it at least this far out.
 const SINGLE_STREAM_Z: f64 = 5.0;
 /// A critical anomaly that no diagnosis explains is still reported when it is this far out.
@@ -726,7 +732,14 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
             continue;
         }
         explained.extend(evidence.iter().map(|e| e.stream.clone()));
-        recommendations.extend(recommend(context, &diagnosis.into(), &evidence));
+        let day_mood = DAY_MOOD_WITHOUT_CAUSE.contains(&diagnosis.key);
+        recommendations.extend(
+            recommend(context, &diagnosis.into(), &evidence)
+                .into_iter()
+                .filter(|r| {
+                    !(day_mood && r.related_events.is_empty() && r.priority == Priority::Warning)
+                }),
+        );
     }
     // A declared stream that shifted far its way across a recent event without being flagged
     // (a sparse stream, or a moderate shift on a noisy one) is evidence for the event: the event
