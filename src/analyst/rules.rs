@@ -59,6 +59,9 @@ struct Diagnosis {
     unless_rates: &'static [RateCue],
     /// Event types that can plausibly cause it.
     cause_types: &'static [EventType],
+    /// Its evidence moves with one day's mood, so a warning-level finding that no event
+    /// explains is not raised (see [`analyze_with_rules`]); a critical one still is.
+    day_mood: bool,
     summary: &'static str,
     impact: &'static str,
     actions: &'static [ActionTemplate],
@@ -97,6 +100,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         // Requests answered better than usual: whatever moved, supply is not short.
         unless_rates: &[("session.booking.expired", "session.booking.requested", Down, 0.0)],
         cause_types: &[EventType::Operational, EventType::Competitive],
+        day_mood: false,
         summary: "Fewer tutors are online than usual while demand holds, so requests go unanswered: a supply problem, not a demand one.",
         impact: "Students who cannot book leave or book elsewhere; expired requests are lost revenue.",
         actions: &[
@@ -127,6 +131,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[],
         unless_rates: &[],
         cause_types: &[EventType::Competitive, EventType::Operational],
+        day_mood: false,
         summary: "Fewer tutors join and more leave, so the pool shrinks before it shows in bookings.",
         impact: "Supply shortfalls follow within days, first in high-demand subjects.",
         actions: &[
@@ -177,6 +182,7 @@ const DIAGNOSES: &[Diagnosis] = &[
             EventType::Marketing,
             EventType::Competitive,
         ],
+        day_mood: true,
         summary: "More students than usual are searching and requesting lessons.",
         impact: "If supply does not follow, expired requests and unhappy students follow.",
         actions: &[
@@ -219,6 +225,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[],
         unless_rates: &[],
         cause_types: &[EventType::Competitive, EventType::Academic],
+        day_mood: true,
         summary: "Fewer students than usual are searching and booking.",
         impact: "Revenue falls with bookings; tutors with empty calendars may leave.",
         actions: &[
@@ -253,6 +260,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[("payment.charge.failed", "payment.charge.attempted", Up, 0.0)],
         unless_rates: &[],
         cause_types: &[EventType::Infrastructure, EventType::Operational],
+        day_mood: false,
         summary: "Charges are failing far more often than usual.",
         impact: "Unpaid lessons, tickets from students charged twice or not at all, churn risk.",
         actions: &[
@@ -291,6 +299,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[],
         unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Infrastructure],
+        day_mood: false,
         summary: "Errors, crashes or latency are well above normal.",
         impact: "Students and tutors cannot complete what they came for; support load rises.",
         actions: &[
@@ -322,6 +331,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[],
         unless_rates: &[],
         cause_types: &[EventType::Operational, EventType::Product],
+        day_mood: false,
         summary: "Tickets arrive faster than the team resolves them and the queue grows.",
         impact: "Longer waits, lower satisfaction, escalations.",
         actions: &[
@@ -360,6 +370,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         ],
         unless_rates: &[],
         cause_types: &[EventType::Infrastructure, EventType::Product, EventType::Operational],
+        day_mood: false,
         summary: "More lessons end badly: low ratings, refunds or tutors not showing up.",
         impact: "Refunds cost money now; unhappy students churn later.",
         actions: &[
@@ -390,6 +401,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[],
         unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Competitive],
+        day_mood: false,
         summary: "More students are at risk of leaving, or leaving.",
         impact: "Lifetime value falls; acquisition has to make up for it.",
         actions: &[
@@ -426,6 +438,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         ],
         unless_rates: &[("session.booking.expired", "session.booking.requested", Up, 0.0)],
         cause_types: &[EventType::Operational, EventType::Competitive, EventType::Product],
+        day_mood: false,
         summary: "Tutors answer requests but decline far more of them than usual, so fewer lessons are booked from the same demand.",
         impact: "Students who are turned down book elsewhere; confirmed lessons and revenue fall.",
         actions: &[
@@ -452,6 +465,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[("session.noshow.student", "session.started", Up, 0.0)],
         unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Infrastructure, EventType::Academic],
+        day_mood: false,
         summary: "More students than usual do not turn up to lessons they booked.",
         impact: "Tutors lose paid time and may leave; students who miss lessons churn.",
         actions: &[ActionTemplate {
@@ -473,6 +487,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[("session.booking.requested", "customer.tutor.search", Down, 0.0)],
         unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Infrastructure, EventType::Competitive],
+        day_mood: false,
         summary: "Students search as usual but far fewer send a booking request: the path from search to request is broken or unattractive.",
         impact: "Demand is there but does not convert; bookings and revenue fall.",
         actions: &[ActionTemplate {
@@ -493,6 +508,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[("customer.signup.completed", "marketing.campaign.click", Down, 0.0)],
         unless_rates: &[],
         cause_types: &[EventType::Product, EventType::Marketing, EventType::Infrastructure],
+        day_mood: false,
         summary: "Visitors arrive from campaigns but far fewer complete sign-up.",
         impact: "Paid traffic is wasted; fewer new students reach a first lesson.",
         actions: &[ActionTemplate {
@@ -517,6 +533,7 @@ const DIAGNOSES: &[Diagnosis] = &[
         required_rates: &[],
         unless_rates: &[],
         cause_types: &[EventType::Marketing, EventType::Competitive],
+        day_mood: false,
         summary: "Paid or email marketing activity is far from usual.",
         impact: "Acquisition cost and sign-ups move with it.",
         actions: &[ActionTemplate {
@@ -531,12 +548,6 @@ const DIAGNOSES: &[Diagnosis] = &[
 /// A diagnosis fires when its evidence adds up to this much |z| (a single critical stream, or
 /// several warnings together).
 const MIN_EVIDENCE_Z: f64 = 6.0;
-/// Diagnoses whose findings are not raised at warning level without a cause. The demand
-/// streams share one day's mood (searches, views, requests and favourites move together on a
-/// day's noise), so their summed z makes a warning-level swing that no event explains look like
-/// news when it is the day's own; on the tuning sets 34 of 52 such findings matched no real
-/// effect. A critical one, or one an event explains, is still raised.
-const DAY_MOOD_WITHOUT_CAUSE: &[&str] = &["demand-surge", "demand-drop"];
 /// A diagnosis resting on a single stream needs it at least this far out.
 const SINGLE_STREAM_Z: f64 = 5.0;
 /// A critical anomaly that no diagnosis explains is still reported when it is this far out.
@@ -689,6 +700,10 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
             .map(Evidence::of_rate)
             .collect()
     };
+    // A more specific diagnosis explains the picture while any of these moved.
+    let excluded = |diagnosis: &Diagnosis| {
+        !find_streams(diagnosis.unless).is_empty() || !find_rates(diagnosis.unless_rates).is_empty()
+    };
     let required_of = |diagnosis: &Diagnosis| -> Option<Vec<Evidence>> {
         let mut required = find_streams(diagnosis.required);
         // A rate and its numerator's count are one piece of evidence, not two: keep the
@@ -700,10 +715,7 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
                 None => required.push(rate),
             }
         }
-        let applies = !required.is_empty()
-            && find_streams(diagnosis.unless).is_empty()
-            && find_rates(diagnosis.unless_rates).is_empty();
-        applies.then_some(required)
+        (!required.is_empty() && !excluded(diagnosis)).then_some(required)
     };
     // Streams that establish some applicable diagnosis belong to it, not to another one that
     // merely lists them as support.
@@ -732,12 +744,17 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
             continue;
         }
         explained.extend(evidence.iter().map(|e| e.stream.clone()));
-        let day_mood = DAY_MOOD_WITHOUT_CAUSE.contains(&diagnosis.key);
+        // The demand streams share one day's mood (searches, views, requests and favourites
+        // move together on a day's noise), so their summed z makes a warning-level swing that
+        // no event explains look like news when it is the day's own: on the tuning sets 34 of
+        // 52 such findings matched no real effect.
         recommendations.extend(
             recommend(context, &diagnosis.into(), &evidence)
                 .into_iter()
                 .filter(|r| {
-                    !(day_mood && r.related_events.is_empty() && r.priority == Priority::Warning)
+                    !(diagnosis.day_mood
+                        && r.related_events.is_empty()
+                        && r.priority == Priority::Warning)
                 }),
         );
     }
@@ -773,8 +790,7 @@ pub fn analyze_with_rules(context: &AnalysisContext) -> Vec<Recommendation> {
                 d.required
                     .iter()
                     .any(|(stream, m)| *stream == shift.stream && moves(shift.direction, *m))
-                    && find_streams(d.unless).is_empty()
-                    && find_rates(d.unless_rates).is_empty()
+                    && !excluded(d)
             }) else {
                 continue;
             };
