@@ -10,6 +10,7 @@
 //! against the summary), compared by [`diff`] and exported by [`export`].
 
 pub mod analysis;
+pub mod background_writer;
 pub mod diff;
 pub mod event_line;
 pub mod events;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::background_writer::BackgroundWriter;
 use super::events::EventTable;
 use super::labels::LabelRecord;
 use super::series::write_series;
@@ -25,6 +26,8 @@ pub const SERIES_FILE: &str = "series.csv";
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const TRUTH_FILE: &str = "truth.json";
 pub const TIMELINE_FILE: &str = "timeline.json";
+/// `events.jsonl` goes to its writing thread in pieces of this size.
+const EVENTS_WRITE_BYTES: usize = 1 << 20;
 
 /// Errors reading or writing run directories.
 #[derive(Debug, Error)]
@@ -218,10 +221,12 @@ impl PendingRunDirectory {
     }
 
     /// Opens `events.jsonl` in the temporary directory.
-    pub fn events_writer(&self) -> Result<BufWriter<File>, OutputError> {
+    pub fn events_writer(&self) -> Result<BackgroundWriter, OutputError> {
         let path = self.temp.path().join(EVENTS_FILE);
         let file = File::create(&path).map_err(io_error(&path))?;
-        Ok(BufWriter::with_capacity(1 << 20, file))
+        // The file is written on a thread of its own: copying gigabytes into the page cache
+        // costs about as much as simulating them, and the other core can do it meanwhile.
+        BackgroundWriter::spawn(file, EVENTS_WRITE_BYTES).map_err(io_error(&path))
     }
 
     /// Opens `events.parquet` in the temporary directory, for the events sink to hand every

@@ -785,6 +785,33 @@ fn measure(mut command: Command) -> Result<Measured, String> {
     })
 }
 
+/// Writes `bytes` zero bytes to a fresh file in `folder` in 1 MiB writes, three times, and
+/// returns the median MB/s: the disk speed `events.jsonl` is compared with.
+fn disk_reference(folder: &Path, bytes: u64) -> Result<f64, String> {
+    use std::io::Write;
+    let path = folder.join("disk-reference.bin");
+    let piece = vec![0u8; 1 << 20];
+    let mut speeds = Vec::new();
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(folder.join("events.jsonl"));
+        let started = Instant::now();
+        let mut file =
+            std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut left = bytes;
+        while left > 0 {
+            let now = left.min(piece.len() as u64) as usize;
+            file.write_all(&piece[..now])
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            left -= now as u64;
+        }
+        drop(file);
+        speeds.push(bytes as f64 / 1e6 / started.elapsed().as_secs_f64().max(1e-9));
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(median(speeds))
+}
+
 /// Pins a command to CPU 0 when `taskset` exists, so figures are for one core.
 fn on_one_core(program: &Path) -> Command {
     if Path::new("/usr/bin/taskset").exists() {
@@ -904,10 +931,11 @@ fn bench_model() -> Result<(), String> {
     // 366-day and scale rows runs the bundled 30-day baseline; the scale rows are one
     // simulated day of a marketplace 1, 10 and 100 times as large (`--scale`), so cost per
     // event and peak memory can be read as the world grows.
-    let variants: [(&str, bool, bool, bool, Vec<&str>); 11] = [
+    let variants: [(&str, bool, bool, bool, Vec<&str>); 12] = [
         ("30-day baseline (b)", false, false, true, vec![]),
         ("30-day baseline + truth twins", false, true, true, vec![]),
         ("30-day baseline, --events (c)", true, false, true, vec![]),
+        ("--events, 2 cores", true, false, false, vec![]),
         ("+ truth, 2 cores", false, true, false, vec![]),
         (
             "+ truth, --analyze, 2 cores",
@@ -998,6 +1026,10 @@ fn bench_model() -> Result<(), String> {
             .unwrap_or(0.0);
         rows.push((label, wall, total_events, peak, events_mb));
     }
+    // What this disk takes, in this invocation, for as many bytes as events.jsonl: the
+    // same size matters, since the page cache's cost per byte grows once gigabytes are dirty.
+    let events_bytes = (rows.iter().map(|row| row.4).fold(0.0f64, f64::max) * 1e6) as u64;
+    let disk_mb_per_second = disk_reference(&scratch, events_bytes)?;
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_dir_all(&reused_baseline);
     println!();
@@ -1041,6 +1073,19 @@ fn bench_model() -> Result<(), String> {
             if let Some(wall) = wall_of(label) {
                 println!("{label:<34} {:>9.2} × the plain run", wall / plain);
             }
+        }
+    }
+    println!();
+    println!(
+        "disk reference: {:.0} MB in 1 MiB writes from one thread, median of 3: {disk_mb_per_second:.0} MB/s",
+        events_bytes as f64 / 1e6
+    );
+    for label in ["30-day baseline, --events (c)", "--events, 2 cores"] {
+        if let Some(&(_, wall, _, _, mb)) = rows.iter().find(|row| row.0 == label) {
+            println!(
+                "{label:<34} {:>9.2} × disk speed",
+                mb / wall / disk_mb_per_second.max(1e-9)
+            );
         }
     }
     println!();
