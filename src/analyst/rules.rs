@@ -1411,12 +1411,18 @@ fn recommend(
             items.extend(unexplained.iter().copied());
         }
         // Events that fired with the cause and explain the same evidence (a scenario often
-        // injects several at once).
+        // injects several at once), when each is a plausible cause of this kind of finding on
+        // its own: a DNS incident that fired with an exam season and declared page views "mixed"
+        // is not a cause of the demand surge.
         let mut causes: Vec<&ContextEvent> = vec![event];
         for other in &context.events {
             if other.id != event.id
                 && other.time_ms == event.time_ms
-                && items.iter().any(|e| explains(context, other, e, bucket_ms))
+                && items.iter().any(|e| {
+                    explains(context, other, e, bucket_ms)
+                        && cause_score(other, &[e], finding.cause_types).plausibility
+                            >= MIN_CAUSE_SCORE
+                })
             {
                 causes.push(other);
             }
