@@ -14,6 +14,10 @@ use std::thread::JoinHandle;
 /// waits for one of them to come back, so memory stays at a few buffers however slow the disk.
 const BUFFERS_IN_FLIGHT: usize = 2;
 
+fn thread_stopped() -> io::Error {
+    io::Error::other("the events writer thread stopped before writing everything")
+}
+
 /// The caller's side of the writing thread.
 pub struct BackgroundWriter {
     /// Bytes gathered for the next hand-over.
@@ -70,9 +74,7 @@ impl BackgroundWriter {
 
     /// Waits for one buffer to come back from the thread.
     fn take_back_one(&mut self) -> io::Result<()> {
-        let returned = self.from_thread.recv().map_err(|_| {
-            io::Error::other("the events writer thread stopped before writing everything")
-        });
+        let returned = self.from_thread.recv().map_err(|_| thread_stopped());
         self.in_flight -= 1;
         match returned.and_then(|result| result) {
             Ok(buffer) => {
@@ -100,17 +102,14 @@ impl BackgroundWriter {
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(self.capacity));
         let full = std::mem::replace(&mut self.buffer, fresh);
-        let sender = self.to_thread.as_ref().ok_or_else(|| {
-            io::Error::other("the events writer thread stopped before writing everything")
-        })?;
+        let sender = self.to_thread.as_ref().ok_or_else(thread_stopped)?;
         if sender.send(full).is_err() {
             // The thread ended: it met an error, which waits on the return channel behind the
             // buffers it wrote.
             while self.in_flight > 0 {
                 self.take_back_one()?;
             }
-            let stopped =
-                io::Error::other("the events writer thread stopped before writing everything");
+            let stopped = thread_stopped();
             self.failed = Some((stopped.kind(), stopped.to_string()));
             return Err(stopped);
         }
